@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Everything else is what they use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+export HEURIMENTOR_CACHE ?= $(HOME)/.cache/heurimentor
+export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
+
+.PHONY: help venv system-deps tools test demo cluster-up cluster-down bench
+
+help:
+	@echo "make demo         set up and run the main job on this machine (embedded defaults)"
+	@echo "make test         set up and run the whole test suite against real servers"
+	@echo "make cluster-up   start a local control plane (etcd, apiserver, controller-manager, scheduler, KWOK)"
+	@echo "make cluster-down stop it"
+
+$(VENV)/.installed: pyproject.toml
+	hack/timed.sh "python environment" hack/install-python.sh $(PYTHON) $(VENV)
+
+venv: $(VENV)/.installed
+
+system-deps:
+	hack/timed.sh "system packages (postgresql, prometheus)" hack/install-system-deps.sh
+
+tools:
+	hack/timed.sh "control-plane binaries (Go module proxy)" hack/build-tools.sh
+
+test: venv system-deps tools
+	hack/timed.sh "test suite" $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+demo: venv
+	hack/timed.sh "demo" $(VENV)/bin/python -m hack.demo
+
+cluster-up: venv tools
+	@$(VENV)/bin/python -m hack.testenv cluster-up
+
+cluster-down:
+	@$(VENV)/bin/python -m hack.testenv cluster-down

@@ -1,0 +1,44 @@
+"""Client of the mixture REST contract in ``dmu_service.schemas.mixtures`` (used by trainer and TSM)."""
+
+from __future__ import annotations
+
+import httpx
+
+from dmu_service.schemas.mixtures import MixtureVersionPublic
+
+
+class MixtureConflict(RuntimeError):
+    """The mixture changed since the version named in If-Match (HTTP 412)."""
+
+
+class MixtureClient:
+    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 10.0):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "MixtureClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def current(self, name: str, *, known_version: int | None = None, wait: float = 0.0) -> MixtureVersionPublic | None:
+        """The current version, or None when it is still ``known_version`` (after waiting up to ``wait`` s)."""
+        headers = {"If-None-Match": f'"{known_version}"'} if known_version is not None else {}
+        params = {"wait": wait} if wait else {}
+        response = self._http.get(f"/mixtures/{name}/current", headers=headers, params=params, timeout=wait + 10.0)
+        if response.status_code == 304:
+            return None
+        response.raise_for_status()
+        return MixtureVersionPublic.model_validate(response.json())
+
+    def update(self, name: str, weights: dict[str, float], *, reason: str, author: str, if_match: int | None = None) -> MixtureVersionPublic:
+        headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
+        response = self._http.put(f"/mixtures/{name}", json={"weights": weights, "reason": reason, "author": author}, headers=headers)
+        if response.status_code == 412:
+            raise MixtureConflict(f"mixture {name}: changed since version {if_match}: {response.text}")
+        response.raise_for_status()
+        return MixtureVersionPublic.model_validate(response.json())

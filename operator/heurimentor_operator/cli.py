@@ -1,0 +1,5 @@
+"""``heurimentor operator …``."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
