@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test servers come from, only when they are missing:
+#   postgresql-15  initdb / pg_ctl / postgres for throwaway clusters (hack/testenv/postgres.py)
+#   prometheus     prometheus + promtool (hack/testenv/prometheus.py)
+#   openssl        certificates for the local control plane (hack/testenv/certs.py)
+# Idempotent: a machine that has them all does no network I/O. Needs root (or sudo) otherwise.
+set -euo pipefail
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+missing=()
+[ -x "${PG_BIN}/initdb" ] && [ -x "${PG_BIN}/pg_ctl" ] && [ -x "${PG_BIN}/postgres" ] || missing+=(postgresql-15)
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+command -v openssl >/dev/null || missing+=(openssl)
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "system packages present: postgresql-15, prometheus, openssl" >&2
+    exit 0
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "error: need root (or sudo) to apt-get install ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+echo "installing: ${missing[*]}" >&2
+# Refresh the package lists only when they are absent or older than a day.
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages' -mtime -1 -print -quit 2>/dev/null)" ]; then
+    "${sudo[@]}" apt-get update -qq
+fi
+# --no-install-recommends: prometheus recommends node-exporter, which the tests never use.
+# The packages' own services are not wanted (tests start private servers); in a container
+# without an init system policy-rc.d / invoke-rc.d simply does not start them.
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "installed: ${missing[*]}" >&2
