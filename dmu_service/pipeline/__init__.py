@@ -1,0 +1,1 @@
+"""Streaming ingestion pipeline: read -> normalize -> language id -> quality rules -> dedup -> tokenize."""

@@ -1,0 +1,71 @@
+"""The per-document stages (pure, picklable: the local and the Ray backend both run this).
+
+normalize -> empty check -> language id -> language-specific quality rules. Dedup and tokenization
+need the whole stream in order, so they run in the runner, not here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dmu_service.pipeline import langid
+from dmu_service.pipeline.config import PipelineConfig
+from dmu_service.pipeline.normalize import normalize
+from dmu_service.pipeline.quality import chinese_rules, english_rules
+from dmu_service.pipeline.readers import Record
+
+
+@dataclass
+class Processed:
+    index: int
+    text: str | None  # None when dropped
+    outcome: str  # "ok", a reader problem, "empty", "language", or a rule name
+    language: str = "und"
+    line_counts: Counter = field(default_factory=Counter)
+
+    def to_tuple(self) -> tuple:
+        return self.index, self.text, self.outcome, self.language, dict(self.line_counts)
+
+    @classmethod
+    def from_tuple(cls, t) -> "Processed":
+        return cls(t[0], t[1], t[2], t[3], Counter(t[4]))
+
+
+class DocumentProcessor:
+    def __init__(self, cfg: PipelineConfig):
+        self.cfg = cfg
+
+    def process(self, records: list[Record]) -> list[Processed]:
+        cfg = self.cfg
+        out: list[Processed] = []
+        pending: list[Processed] = []
+        for record in records:
+            if record.problem is not None:
+                out.append(Processed(record.index, None, record.problem))
+                continue
+            text = normalize(record.text, form=cfg.normalize.form, traditional_to_simplified=cfg.normalize.traditional_to_simplified)
+            if len(text) < max(cfg.limits.min_doc_chars, 1):
+                out.append(Processed(record.index, None, "empty"))
+                continue
+            item = Processed(record.index, text, "ok")
+            out.append(item)
+            pending.append(item)
+        if cfg.langid.enabled and pending:
+            detected = langid.detect_batch([p.text for p in pending], sample_chars=cfg.langid.sample_chars)
+            for item, (language, confidence) in zip(pending, detected):
+                item.language = language
+                if language not in cfg.langid.languages or confidence < cfg.langid.min_confidence:
+                    item.outcome, item.text = "language", None
+        for item in pending:
+            if item.text is None:
+                continue
+            chinese = item.language == "zh" if cfg.langid.enabled else langid.cjk_ratio(item.text[:2000]) > 0.3
+            if chinese and cfg.chinese.enabled:
+                text, failed = chinese_rules(item.text, cfg.chinese, item.line_counts)
+            elif not chinese and any((cfg.english.gopher_quality, cfg.english.gopher_repetition, cfg.english.c4, cfg.english.fineweb)):
+                text, failed = english_rules(item.text, cfg.english, item.line_counts)
+            else:
+                text, failed = item.text, None
+            item.text, item.outcome = (None, failed) if failed else (text, "ok")
+        return out
