@@ -1,0 +1,38 @@
+"""Dependencies of the routers, as Annotated aliases (``session: SessionDep``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request
+from sqlalchemy.orm import Session
+
+from tsm_service.config import Settings
+from tsm_service.crud.jobs import get_job
+from tsm_service.models import Job
+from tsm_service.schemas.jobs import JOB_NAME_PATTERN
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessionmaker() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+JobName = Annotated[str, Path(pattern=JOB_NAME_PATTERN, description="training job name (the Aquila2TrainingJob's)")]
+
+
+def get_existing_job(session: SessionDep, job: JobName) -> Job:
+    found = get_job(session, name=job)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"job {job!r} has sent no metrics to this TSM")
+    return found
+
+
+JobDep = Annotated[Job, Depends(get_existing_job)]

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import logging
+import time
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from tsm_service.api.deps import JobName, SessionDep, SettingsDep
+from tsm_service.crud.ingest import ingest_batch
+from tsm_service.schemas.ingest import MAX_POINTS_PER_BATCH, IngestResult, MetricBatch
+
+router = APIRouter(tags=["ingest"])
+log = logging.getLogger(__name__)
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status_code=413, detail=f"metric batch is {declared} bytes; at most {limit} bytes per request")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(status_code=413, detail=f"metric batch exceeds {limit} bytes per request")
+    return bytes(body)
+
+
+@router.post("/v1/jobs/{job}/metrics", response_model=IngestResult,
+             responses={413: {"description": "request too large"}, 422: {"description": "invalid batch"}},
+             summary="Ingest a batch of metric points from a trainer rank (idempotent by batch_id)")
+async def post_metrics(job: JobName, request: Request, session: SessionDep, settings: SettingsDep) -> IngestResult:
+    body = await _read_bounded(request, settings.max_request_bytes)
+    try:
+        batch = MetricBatch.model_validate_json(body)
+    except ValidationError as e:
+        for error in e.errors():
+            if error["type"] == "too_long" and error["loc"][0] in ("points", "evals") and len(error["loc"]) == 1:
+                raise HTTPException(status_code=413, detail=f"metric batch for job {job!r} has too many {error['loc'][0]}; "
+                                                            f"at most {MAX_POINTS_PER_BATCH} per batch") from e
+        raise RequestValidationError(e.errors(include_url=False), body=body[:1000]) from e
+
+    def store() -> IngestResult:
+        result = ingest_batch(session, job_name=job, batch=batch, now=time.time(),
+                              rollback_margin_steps=settings.detectors.spike.rollback_margin_steps)
+        session.commit()
+        return result
+
+    result = await run_in_threadpool(store)
+    request.app.state.exposition.count_ingest(result)
+    if result.non_finite and not result.duplicate:
+        log.warning("non-finite metrics flagged as divergence", extra={"job": job, "batch_id": batch.batch_id,
+                                                                       "non_finite": result.non_finite})
+    return result

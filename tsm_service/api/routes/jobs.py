@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from tsm_service.api.deps import JobDep, SessionDep, SettingsDep
+from tsm_service.crud.jobs import job_public, list_jobs, update_job_config
+from tsm_service.schemas.jobs import JobConfigUpdate, JobPublic
+from tsm_service.schemas.events import EventPublic
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+@router.get("", response_model=list[JobPublic], summary="Jobs that have sent metrics")
+def read_jobs(session: SessionDep, settings: SettingsDep) -> list[JobPublic]:
+    return [job_public(job, settings=settings) for job in list_jobs(session)]
+
+
+@router.get("/{job}", response_model=JobPublic, summary="A job's live summary and effective configuration")
+def read_job(job: JobDep, settings: SettingsDep) -> JobPublic:
+    return job_public(job, settings=settings)
+
+
+@router.patch("/{job}/config", response_model=JobPublic,
+              summary="Override detector thresholds and/or the mixture policy of one job")
+def patch_job_config(job: JobDep, update: JobConfigUpdate, session: SessionDep, settings: SettingsDep) -> JobPublic:
+    update_job_config(session, job=job, update=update)
+    session.commit()
+    return job_public(job, settings=settings)
+
+
+@router.post("/{job}/evaluate", response_model=list[EventPublic],
+             summary="Run the detectors and the mixture policy on the job now; returns the new events")
+async def evaluate_job_now(job: JobDep, request: Request) -> list[EventPublic]:
+    monitor = request.app.state.monitor
+    return await run_in_threadpool(monitor.evaluate, job.name, time.time())

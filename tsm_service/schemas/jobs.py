@@ -1,0 +1,35 @@
+"""Jobs as the TSM sees them, and their per-job detector/policy configuration."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from tsm_service.config import DetectorConfig, PolicyConfig
+
+JOB_NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$"
+
+
+class JobConfig(BaseModel):
+    """Thresholds and policy of one job; anything left out falls back to the service defaults."""
+
+    detectors: DetectorConfig = Field(default_factory=DetectorConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+
+
+class JobConfigUpdate(BaseModel):
+    detectors: DetectorConfig | None = None
+    policy: PolicyConfig | None = None
+
+
+class JobPublic(BaseModel):
+    name: str
+    created_at: float
+    last_seen_at: float
+    last_step: int | None
+    last_step_time: float | None
+    tokens_seen: int
+    mixture_version: int | None
+    step_time_seconds: float | None
+    step_time_skew_ratio: float | None
+    evaluated_step: int
+    config: JobConfig
