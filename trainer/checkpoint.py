@@ -1,0 +1,182 @@
+"""Checkpoints with ``torch.distributed.checkpoint`` (DCP): resumable on any world size.
+
+Layout under ``checkpoint.dir``::
+
+    step-00000100/           a complete checkpoint: DCP files (model + optimizer, resharded on load),
+        trainer_state.json   step, model shape, LR schedule, data-sampler state (world-size independent)
+        rng.pt               every rank's RNG states
+    step-00000200.partial/   being written (or left by a crash): never read
+    latest                   the name of the newest complete step folder, replaced atomically
+
+A save writes into ``step-N.partial``, renames it to ``step-N`` once every rank finished, and only
+then replaces ``latest`` (write a temporary file, fsync, rename): a crash at any point leaves the
+previous ``latest`` intact. The state dicts come from ``get_state_dict`` so keys are the model's own
+(no ``module.``/``_orig_mod``/checkpoint-wrapper prefixes) and FSDP2 shards or DDP replicas load
+into any other world size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from trainer.model import ModelArgs
+
+log = logging.getLogger(__name__)
+
+LATEST = "latest"
+STATE_FILE = "trainer_state.json"
+RNG_FILE = "rng.pt"
+_STEP_DIR = re.compile(r"^step-(\d{8})$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed here; the message names the folder and the field."""
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def check_model_args(saved: dict, current: ModelArgs, where: Path) -> None:
+    """Refuse a checkpoint of another model shape, naming every field that differs."""
+    differ = [f"{k}={saved.get(k)!r} (config has {v!r})" for k, v in asdict(current).items() if saved.get(k) != v]
+    if differ:
+        raise CheckpointError(f"checkpoint {where}: model shape differs from the configured model: {', '.join(differ)}")
+
+
+class CheckpointManager:
+    def __init__(self, folder: str | os.PathLike, *, keep: int):
+        self.folder = Path(folder)
+        self.keep = keep
+
+    def step_dir(self, step: int) -> Path:
+        return self.folder / f"step-{step:08d}"
+
+    def latest(self) -> Path | None:
+        """The newest complete checkpoint, by the ``latest`` pointer (never a half-written one)."""
+        pointer = self.folder / LATEST
+        if not pointer.exists():
+            return None
+        target = self.folder / pointer.read_text().strip()
+        if not (target / STATE_FILE).exists():
+            raise CheckpointError(f"checkpoint {pointer}: points to {target}, which has no {STATE_FILE}")
+        return target
+
+    def save(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, trainer_state: dict) -> Path:
+        """Collective: every rank calls it. Returns the final folder."""
+        final, partial = self.step_dir(step), self.step_dir(step).with_name(self.step_dir(step).name + ".partial")
+        if _rank() == 0:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(partial, ignore_errors=True)  # left by a crash while writing this step
+        _barrier()
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(partial))
+        rngs = [None] * dist.get_world_size() if dist.is_initialized() else [None]
+        if dist.is_initialized():
+            dist.all_gather_object(rngs, rng_state())
+        else:
+            rngs = [rng_state()]
+        if _rank() == 0:
+            torch.save(rngs, partial / RNG_FILE)
+            _atomic_write_text(partial / STATE_FILE, json.dumps(trainer_state, indent=1))
+            if final.exists():  # the same step saved again after a resume: the new one replaces it
+                shutil.rmtree(final)
+            os.replace(partial, final)
+            _fsync_dir(self.folder)
+            _atomic_write_text(self.folder / LATEST, final.name)
+            self._retain(final)
+            log.info("checkpoint saved", extra={"step": step, "path": str(final)})
+        _barrier()
+        return final
+
+    def _retain(self, latest: Path) -> None:
+        complete = sorted(p for p in self.folder.iterdir() if _STEP_DIR.match(p.name))
+        doomed = [p for p in complete[: max(0, len(complete) - self.keep)] if p != latest]
+        doomed += [p for p in self.folder.glob("step-*.partial")]
+        for path in doomed:
+            shutil.rmtree(path, ignore_errors=True)
+        if doomed:
+            log.info("old checkpoints removed", extra={"paths": [p.name for p in doomed]})
+
+    def read_state(self, folder: Path, model_args: ModelArgs) -> dict:
+        """The trainer state of ``folder``, checked against the configured model before any load."""
+        try:
+            state = json.loads((folder / STATE_FILE).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"checkpoint {folder}: cannot read {STATE_FILE}: {e}") from e
+        check_model_args(state.get("model_args", {}), model_args, folder)
+        return state
+
+    def load(self, folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, seed: int) -> None:
+        """Collective: load model + optimizer (resharded to this world size) and this rank's RNG."""
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        state = {"model": model_sd, "optim": optim_sd}
+        try:
+            dcp.load(state, checkpoint_id=str(folder))
+        except Exception as e:  # DCP raises CheckpointException carrying each rank's failure
+            raise CheckpointError(f"checkpoint {folder}: cannot load model/optimizer: {e}") from e
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        rngs = torch.load(folder / RNG_FILE, weights_only=False)
+        rank = _rank()
+        if rank < len(rngs):
+            set_rng_state(rngs[rank])
+        else:  # a rank that did not exist when the checkpoint was written
+            seed_everything(seed + rank + 1_000_003 * len(rngs))
+        log.info("checkpoint loaded", extra={"path": str(folder), "ranks_then": len(rngs)})
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
