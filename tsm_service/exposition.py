@@ -34,7 +34,7 @@ MAX_SOURCES_PER_JOB = 64
 JOB_SCALARS = {
     "loss": ("job_loss", "Training loss at the latest step (nats per token)."),
     "grad_norm": ("job_grad_norm", "Global gradient norm at the latest step."),
-    "tokens_per_second": ("job_throughput_tokens_per_second", "Training throughput over the job (tokens per second)."),
+    "global_tokens_per_second": ("job_throughput_tokens_per_second", "Training throughput of the whole job (tokens per second)."),
     "mfu": ("job_mfu_ratio", "Model FLOPs utilisation at the latest step (0..1)."),
     "lr": ("job_learning_rate", "Learning rate at the latest step."),
 }

@@ -1,0 +1,61 @@
+"""Helpers shared by the TSM tests (imported as ``tsm_testlib``; pytest puts this directory on sys.path)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tsm_service.api.main import create_app
+from tsm_service.config import Settings, load_settings
+from tsm_service.migrations import upgrade
+from tsm_service.schemas.ingest import MetricBatch
+
+
+def tsm_settings(database_url: str, **overrides) -> Settings:
+    return load_settings(database_url=database_url, evaluate_interval_seconds=0, log_json=False, **overrides)
+
+
+@contextmanager
+def tsm_client(database_url: str, mixture_client_factory=None, **overrides) -> Iterator[TestClient]:
+    upgrade(database_url)
+    app = create_app(tsm_settings(database_url, **overrides), mixture_client_factory=mixture_client_factory)
+    with TestClient(app) as client:
+        yield client
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` under uvicorn on a free loopback port; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def point(step: int, *, rank: int = 0, time: float | None = None, tokens: int | None = None, **scalars) -> dict:
+    return {"step": step, "rank": rank, "time": 1_700_000_000.0 + step if time is None else time,
+            "tokens_seen": step * 1000 if tokens is None else tokens, "scalars": scalars}
+
+
+def send(client: TestClient, job: str, points: list[dict], *, batch_id: str | None = None, evals: list[dict] | None = None):
+    batch = MetricBatch.model_validate({"batch_id": batch_id or uuid.uuid4().hex,
+                                        "points": points, "evals": evals or []})
+    return client.post(f"/v1/jobs/{job}/metrics", content=batch.model_dump_json(),
+                       headers={"Content-Type": "application/json"})
