@@ -1,5 +1,77 @@
-"""``heurimentor operator …``."""
+"""``heurimentor operator …``: run the operator, render what it would create, print the CRD."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+CRD_PATH = Path(__file__).resolve().parents[2] / "charts" / "heurimentor" / "crds" / "aquila2trainingjobs.heurimentor.io.yaml"
+
+
+@app.command()
+def run(
+    namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="watch this namespace (repeatable); default: all")] = None,
+    standalone: Annotated[Optional[bool], typer.Option("--standalone", help="no peering (only with a single replica)")] = None,
+    peering: Annotated[Optional[str], typer.Option(help="peering object name shared by the operator's replicas")] = None,
+    priority: Annotated[Optional[int], typer.Option(help="peering priority: the highest-priority replica works, others wait")] = None,
+    metrics_port: Annotated[Optional[int], typer.Option(help="Prometheus /metrics port (0 disables)")] = None,
+    health_port: Annotated[Optional[int], typer.Option(help="liveness /healthz port (0 disables)")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML settings file")] = None,
+) -> None:
+    """Run the Aquila2TrainingJob operator until interrupted."""
+    import kopf
+
+    from heurimentor import logs
+    from heurimentor_operator import handlers
+    from heurimentor_operator.config import load_settings
+
+    try:
+        cfg = load_settings(
+            config, namespaces=namespace or None, standalone=standalone, peering_name=peering, priority=priority,
+            metrics_port=metrics_port, health_port=health_port,
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    logs.configure_logging(cfg.log_level, json_format=cfg.log_json)
+    handlers.SETTINGS = cfg
+    kopf.run(
+        clusterwide=not cfg.namespaces,
+        namespaces=cfg.namespaces,
+        standalone=cfg.standalone or None,
+        peering_name=cfg.peering_name,
+        priority=cfg.priority,
+        liveness_endpoint=f"http://0.0.0.0:{cfg.health_port}/healthz" if cfg.health_port else None,
+    )
+
+
+@app.command()
+def render(manifest: Annotated[Path, typer.Argument(help="an Aquila2TrainingJob YAML file", exists=True, dir_okay=False)]) -> None:
+    """Print the ConfigMap, Service and worker pods the operator would create for MANIFEST."""
+    import yaml
+
+    from heurimentor_operator.builders import assign_pools, build_config_map, build_pod, build_service
+    from heurimentor_operator.spec import SpecError, parse_job
+
+    body = yaml.safe_load(manifest.read_text())
+    body.setdefault("metadata", {}).setdefault("namespace", "default")
+    body["metadata"].setdefault("uid", "00000000-render")
+    try:
+        spec = parse_job(body)
+    except SpecError as e:
+        typer.echo(f"error: {manifest}: {e}", err=True)
+        raise typer.Exit(2) from e
+    assigned = assign_pools(spec, spec.elastic.target)
+    docs = [build_config_map(spec, pool_replicas=assigned), build_service(spec)]
+    for pool in spec.pools:
+        docs += [build_pod(spec, pool, i, attempt=0) for i in range(assigned[pool.name])]
+    typer.echo(yaml.safe_dump_all(docs, sort_keys=False))
+
+
+@app.command()
+def crd() -> None:
+    """Print the Aquila2TrainingJob CRD (apply it with kubectl before running the operator)."""
+    typer.echo(CRD_PATH.read_text())

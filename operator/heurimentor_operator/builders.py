@@ -1,0 +1,323 @@
+"""Pure builders: job spec (+ the planner's decisions) in, Kubernetes manifests out. No API calls."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import yaml
+
+from heurimentor_operator.constants import (
+    ANNOTATION_TEMPLATE_HASH,
+    API_VERSION,
+    CONFIG_FILE,
+    CONFIG_MOUNT_DIR,
+    KIND,
+    LABEL_ATTEMPT,
+    LABEL_INDEX,
+    LABEL_JOB,
+    LABEL_KUEUE_QUEUE,
+    LABEL_MANAGED_BY,
+    LABEL_POOL,
+    LABEL_RDZV_HOST,
+    MANAGER,
+    RDZV_PORT,
+    WORKER_CONTAINER,
+)
+from heurimentor_operator.spec import JobSpec, Pool
+
+
+def assign_pools(spec: JobSpec, target: int) -> dict[str, int]:
+    """Replicas per pool: pools are filled in the order listed, each up to its maxReplicas."""
+    assigned: dict[str, int] = {}
+    remaining = target
+    for pool in spec.pools:
+        take = remaining if pool.max_replicas is None else min(remaining, pool.max_replicas)
+        assigned[pool.name] = take
+        remaining -= take
+    return assigned
+
+
+def split_global_batch(global_batch: int, pools: list[tuple[str, int, float]], nproc_per_node: int) -> dict[str, int]:
+    """Split the global batch across pools by throughput (heterogeneous data parallelism).
+
+    ``pools`` is ``[(name, replicas, relative_throughput)]``. A pool's share is proportional to
+    replicas * throughput, rounded by largest remainder so the shares always add up to the
+    global batch exactly; every pool with replicas gets at least one sequence per rank.
+    """
+    active = [(name, n, t) for name, n, t in pools if n > 0]
+    shares = {name: 0 for name, _, _ in pools}
+    if not active:
+        return shares
+    weight = sum(n * t for _, n, t in active)
+    exact = {name: global_batch * n * t / weight for name, n, t in active}
+    floors = {name: max(math.floor(v), n * nproc_per_node) for (name, n, _), v in zip(active, exact.values())}
+    leftover = global_batch - sum(floors.values())
+    # Hand out what rounding left, largest fractional part first; take back from the largest if
+    # the per-rank minimum overshot (only when the global batch is barely above the rank count).
+    order = sorted(active, key=lambda a: exact[a[0]] - math.floor(exact[a[0]]), reverse=True)
+    i = 0
+    while leftover > 0:
+        floors[order[i % len(order)][0]] += 1
+        leftover -= 1
+        i += 1
+    while leftover < 0:
+        name, n, _ = max(active, key=lambda a: floors[a[0]] - a[1] * nproc_per_node)
+        if floors[name] <= n * nproc_per_node:
+            break  # every rank already has one sequence; the CRD rejects smaller batches
+        floors[name] -= 1
+        leftover += 1
+    shares.update(floors)
+    return shares
+
+
+def labels_for(spec: JobSpec) -> dict[str, str]:
+    return {LABEL_MANAGED_BY: MANAGER, LABEL_JOB: spec.name}
+
+
+def selector_for(spec: JobSpec) -> str:
+    """The label selector of the job's pods (status.selector, used by the scale subresource)."""
+    return f"{LABEL_JOB}={spec.name},{LABEL_MANAGED_BY}={MANAGER}"
+
+
+def owner_reference(spec: JobSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": spec.name,
+        "uid": spec.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def config_map_name(spec: JobSpec) -> str:
+    return f"{spec.name}-config"
+
+
+def pod_name(spec: JobSpec, pool: str, index: int) -> str:
+    return f"{spec.name}-{pool}-{index}"
+
+
+def rendezvous_endpoint(spec: JobSpec) -> str:
+    """Pod 0 of the first pool hosts the c10d store; it is the last pod a shrink would remove."""
+    return f"{spec.pools[0].name}-0.{spec.name}.{spec.namespace}.svc:{RDZV_PORT}"
+
+
+DEFAULT_SHARD_ROOT = "/data/shards"
+
+# CRD field -> trainer.model.ModelArgs field.
+MODEL_FIELDS = {
+    "dim": "dim",
+    "nLayers": "n_layers",
+    "nHeads": "n_heads",
+    "nKVHeads": "n_kv_heads",
+    "ffnHiddenDim": "ffn_hidden_dim",
+    "vocabSize": "vocab_size",
+    "maxSeqLen": "max_seq_len",
+}
+
+
+def train_steps(spec: JobSpec) -> int:
+    """Optimizer steps: given directly, or from a token budget (tokens / (global batch x seq len))."""
+    hp = spec.hyperparameters
+    if hp.get("steps"):
+        return int(hp["steps"])
+    return max(1, math.ceil(int(hp["tokens"]) / (spec.global_batch_size * int(hp["seqLen"]))))
+
+
+def render_training_config(spec: JobSpec, *, pool: str, pool_replicas: dict[str, int]) -> dict[str, Any]:
+    """The training config one pool's workers read: trainer.config.TrainConfig's fields, nothing else
+    (the trainer rejects unknown fields)."""
+    shares = split_global_batch(
+        spec.global_batch_size,
+        [(p.name, pool_replicas.get(p.name, 0), p.relative_throughput) for p in spec.pools],
+        spec.nproc_per_node,
+    )
+    hp = spec.hyperparameters
+    if "preset" in spec.model:
+        preset, model = spec.model["preset"], {}
+    else:
+        # Every architecture field is given explicitly, so the base preset only names the family.
+        preset, model = "debug", {MODEL_FIELDS[k]: v for k, v in spec.model["config"].items()}
+    optim: dict[str, Any] = {}
+    if hp.get("learningRate") is not None:
+        optim["lr"] = float(hp["learningRate"])
+    if hp.get("warmupSteps") is not None:
+        optim["warmup_steps"] = int(hp["warmupSteps"])
+    config: dict[str, Any] = {
+        "job": f"{spec.namespace}/{spec.name}",
+        "preset": preset,
+        "model": model,
+        "steps": train_steps(spec),
+        "global_batch": spec.global_batch_size,
+        "micro_batch": int(hp.get("microBatchSize", 1)),
+        "pool": pool,
+        # The trainer splits the global batch by these fractions; they add up to 1 over the pools with workers.
+        "pool_share": shares[pool] / spec.global_batch_size if shares[pool] else 1.0,
+        "optim": optim,
+        "data": {
+            "shard_root": spec.data.get("shardRoot", DEFAULT_SHARD_ROOT),
+            "mixture": spec.data.get("mixture"),
+            "dmu_url": spec.data.get("dmuUrl"),
+        },
+        "checkpoint": {"dir": spec.checkpoint["path"], "interval": int(spec.checkpoint["intervalSteps"])},
+        "metrics": {"tsm_url": spec.tsm.get("url")},
+    }
+    if hp.get("seqLen"):
+        config["seq_len"] = int(hp["seqLen"])
+    return config
+
+
+def build_config_map(spec: JobSpec, *, pool_replicas: dict[str, int]) -> dict[str, Any]:
+    """One key per pool (``train-<pool>.yaml``): each pool's pods mount theirs as train.yaml."""
+    data = {
+        f"train-{p.name}.yaml": yaml.safe_dump(
+            render_training_config(spec, pool=p.name, pool_replicas=pool_replicas),
+            sort_keys=False,
+        )
+        for p in spec.pools
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": config_map_name(spec),
+            "namespace": spec.namespace,
+            "labels": labels_for(spec),
+            "ownerReferences": [owner_reference(spec)],
+        },
+        "data": data,
+    }
+
+
+def build_service(spec: JobSpec) -> dict[str, Any]:
+    """Headless Service: stable DNS <pool>-<index>.<job> for every worker, ready or not."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "labels": labels_for(spec),
+            "ownerReferences": [owner_reference(spec)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            # torchrun agents must resolve the rendezvous host before it is Ready.
+            "publishNotReadyAddresses": True,
+            "selector": labels_for(spec),
+            "ports": [{"name": "rendezvous", "port": RDZV_PORT, "targetPort": RDZV_PORT}],
+        },
+    }
+
+
+def _torchrun_command(spec: JobSpec) -> list[str]:
+    return [
+        "torchrun",
+        "--nnodes=$(PET_NNODES)",
+        "--nproc-per-node=$(PET_NPROC_PER_NODE)",
+        "--rdzv-backend=$(PET_RDZV_BACKEND)",
+        "--rdzv-endpoint=$(PET_RDZV_ENDPOINT)",
+        "--rdzv-id=$(PET_RDZV_ID)",
+        "--max-restarts=$(PET_MAX_RESTARTS)",
+        "-m",
+        "trainer.train",
+        "--config",
+        f"{CONFIG_MOUNT_DIR}/{CONFIG_FILE}",
+        *spec.extra_args,
+    ]
+
+
+def build_pod(spec: JobSpec, pool: Pool, index: int, *, attempt: int, rollback_step: int | None = None) -> dict[str, Any]:
+    """One worker pod (one torchrun agent driving nprocPerNode ranks).
+
+    ``rollback_step``: this attempt restarts from the checkpoint of that step (the TSM's or a
+    person's rollback); the trainer reads it from HEURIMENTOR_ROLLBACK_TO_STEP.
+    """
+    name = pod_name(spec, pool.name, index)
+    is_rdzv_host = pool.name == spec.pools[0].name and index == 0
+    labels = {
+        **labels_for(spec),
+        LABEL_POOL: pool.name,
+        LABEL_INDEX: str(index),
+        LABEL_ATTEMPT: str(attempt),
+        LABEL_RDZV_HOST: str(is_rdzv_host).lower(),
+    }
+    if spec.scheduling.get("queueName"):
+        labels[LABEL_KUEUE_QUEUE] = spec.scheduling["queueName"]
+    # Kubeflow's PET_* contract: torchrun reads these, so a custom command works unchanged.
+    env = [
+        {"name": "PET_NNODES", "value": f"{spec.elastic.min_replicas}:{spec.elastic.max_replicas}"},
+        {"name": "PET_NPROC_PER_NODE", "value": str(spec.nproc_per_node)},
+        {"name": "PET_RDZV_BACKEND", "value": "c10d"},
+        {"name": "PET_RDZV_ENDPOINT", "value": rendezvous_endpoint(spec)},
+        {"name": "PET_RDZV_ID", "value": f"{spec.name}-{spec.uid[:8]}-{attempt}"},
+        {"name": "PET_MAX_RESTARTS", "value": str(spec.run_policy.max_restarts)},
+        {"name": "HEURIMENTOR_JOB", "value": spec.name},
+        {"name": "HEURIMENTOR_NAMESPACE", "value": spec.namespace},
+        {"name": "HEURIMENTOR_POOL", "value": pool.name},
+        {"name": "HEURIMENTOR_REPLICA_INDEX", "value": str(index)},
+        {"name": "HEURIMENTOR_ATTEMPT", "value": str(attempt)},
+        {"name": "HEURIMENTOR_ACCELERATOR", "value": pool.accelerator_type or ""},
+        {"name": "HEURIMENTOR_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        *([{"name": "HEURIMENTOR_ROLLBACK_TO_STEP", "value": str(rollback_step)}] if rollback_step is not None else []),
+        *spec.env,
+    ]
+    container: dict[str, Any] = {
+        "name": WORKER_CONTAINER,
+        "image": spec.image,
+        "command": spec.command or _torchrun_command(spec),
+        "env": env,
+        "ports": [{"name": "rendezvous", "containerPort": RDZV_PORT}],
+        "resources": pool.resources,
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_MOUNT_DIR, "readOnly": True},
+            {"name": "checkpoints", "mountPath": spec.checkpoint["path"]},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+        ],
+    }
+    volumes_extra = []
+    if spec.data.get("volume"):
+        container["volumeMounts"].append({"name": "data", "mountPath": spec.data.get("shardRoot", DEFAULT_SHARD_ROOT), "readOnly": True})
+        volumes_extra.append({"name": "data", **spec.data["volume"]})
+    if spec.image_pull_policy:
+        container["imagePullPolicy"] = spec.image_pull_policy
+    checkpoint_volume = spec.checkpoint.get("volume") or {"emptyDir": {}}
+    pod_spec: dict[str, Any] = {
+        # The operator restarts pods itself (gang or elastic, counted against backoffLimit).
+        "restartPolicy": "Never",
+        "hostname": f"{pool.name}-{index}",
+        "subdomain": spec.name,
+        "nodeSelector": pool.node_selector,
+        "tolerations": pool.tolerations,
+        "containers": [container],
+        "volumes": [
+            {
+                "name": "config",
+                "configMap": {
+                    "name": config_map_name(spec),
+                    "items": [{"key": f"train-{pool.name}.yaml", "path": CONFIG_FILE}],
+                },
+            },
+            {"name": "checkpoints", **checkpoint_volume},
+            # NCCL and DataLoader workers need more shared memory than a container's default 64 MiB.
+            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+            *volumes_extra,
+        ],
+    }
+    for key, field_name in (("schedulerName", "schedulerName"), ("priorityClassName", "priorityClassName")):
+        if spec.scheduling.get(key):
+            pod_spec[field_name] = spec.scheduling[key]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": spec.namespace,
+            "labels": labels,
+            "annotations": {ANNOTATION_TEMPLATE_HASH: spec.template_hash()},
+            "ownerReferences": [owner_reference(spec)],
+        },
+        "spec": pod_spec,
+    }

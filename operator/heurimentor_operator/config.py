@@ -1,0 +1,56 @@
+"""Operator settings: the only place that reads the environment.
+
+Precedence: defaults < YAML file (``HEURIMENTOR_OPERATOR_CONFIG_FILE`` or ``--config``) < environment
+(``HEURIMENTOR_OPERATOR_*``) < CLI flags.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HEURIMENTOR_OPERATOR_", extra="forbid")
+
+    namespaces: list[str] = Field(default_factory=list, description="watch these namespaces; empty = all")
+    kubeconfig: Path | None = Field(None, description="kubeconfig file; unset = $KUBECONFIG or in-cluster")
+    peering_name: str = "heurimentor-operator"
+    standalone: bool = Field(False, description="no peering: only safe with exactly one operator replica")
+    priority: int = 0
+    # kopf keeps a watch open until the server closes it; without these a silently dead
+    # connection stalls the operator (kopf's stale-watch issues), so both ends time out.
+    watch_server_timeout_s: float = 300.0
+    watch_client_timeout_s: float = 330.0
+    watch_connect_timeout_s: float = 10.0
+    request_timeout_s: float = 30.0
+    resync_interval_s: float = Field(30.0, description="reconcile every job at least this often")
+    metrics_port: int = Field(8080, description="Prometheus /metrics port; 0 disables")
+    health_port: int = Field(8081, description="kopf liveness endpoint port; 0 disables")
+    max_parallel_api_calls: int = 16
+    log_level: str = "INFO"
+    log_json: bool = True
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> OperatorSettings:
+    """Settings from defaults, then the YAML file, then the environment, then ``overrides`` (CLI flags)."""
+    file_values: dict[str, Any] = {}
+    path = config_file
+    if path is None:
+        env_path = os.environ.get("HEURIMENTOR_OPERATOR_CONFIG_FILE")
+        path = Path(env_path) if env_path else None
+    if path is not None:
+        try:
+            file_values = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"cannot read operator config file {path}: {e}") from e
+        if not isinstance(file_values, dict):
+            raise ValueError(f"operator config file {path} must hold a mapping, not {type(file_values).__name__}")
+    env_values = OperatorSettings().model_dump(exclude_unset=True)
+    merged = {**file_values, **env_values, **{k: v for k, v in overrides.items() if v is not None}}
+    return OperatorSettings.model_validate(merged)

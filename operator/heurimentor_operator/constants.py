@@ -1,0 +1,39 @@
+"""Names shared by the operator, its chart and its tests: API group, labels, annotations."""
+
+from __future__ import annotations
+
+GROUP = "heurimentor.io"
+VERSION = "v1alpha1"
+PLURAL = "aquila2trainingjobs"
+KIND = "Aquila2TrainingJob"
+SHORT_NAME = "a2j"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+MODEL_PRESETS = ("aquila2-7b", "aquila2-34b", "aquila2-70b", "debug", "tiny")
+
+# Labels on every object the operator makes. Label values must stay <= 63 characters, which is why
+# the CRD caps job names at 40 (pod names append "-<pool>-<index>").
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "heurimentor-operator"
+LABEL_JOB = f"{GROUP}/job"
+LABEL_POOL = f"{GROUP}/pool"
+LABEL_INDEX = f"{GROUP}/replica-index"
+LABEL_ATTEMPT = f"{GROUP}/attempt"
+LABEL_RDZV_HOST = f"{GROUP}/rendezvous-host"
+# Kueue admits workloads by this label; copied from spec.scheduling.queueName.
+LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+
+# Set by the TSM (or a person) on the job: restart every worker from the checkpoint of this step.
+ANNOTATION_ROLLBACK = f"{GROUP}/rollback-to-step"
+# Set by trainer rank 0 on its own pod: JSON {"step", "loss", "mixtureVersion", "tokens", "checkpoint": {"step", "path"}}.
+ANNOTATION_PROGRESS = f"{GROUP}/progress"
+# On pods: hash of the spec fields that shape a pod; a change restarts the job with the new template.
+ANNOTATION_TEMPLATE_HASH = f"{GROUP}/template-hash"
+
+CONFIG_MOUNT_DIR = "/etc/heurimentor"
+CONFIG_FILE = "train.yaml"
+RDZV_PORT = 29400
+DEFAULT_IMAGE = "ghcr.io/heurimentor/trainer:0.1.0"
+WORKER_CONTAINER = "trainer"
+
+FINISHED_PHASES = ("Succeeded", "Failed")

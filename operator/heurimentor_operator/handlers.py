@@ -1,0 +1,191 @@
+"""kopf handlers, kept thin: read the job and its pods, ask the planner, send what it decided.
+
+One daemon per job runs the reconcile loop; watch events on jobs and on their pods only wake it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any
+
+import kopf
+
+from heurimentor_operator import metrics
+from heurimentor_operator.builders import build_config_map, build_pod, build_service
+from heurimentor_operator.conditions import set_condition
+from heurimentor_operator.config import OperatorSettings, load_settings
+from heurimentor_operator.constants import GROUP, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, PLURAL, VERSION
+from heurimentor_operator.k8s import Conflict, Kube, make_api_client
+from heurimentor_operator.planner import Plan, plan
+from heurimentor_operator.spec import SpecError, parse_job
+
+log = logging.getLogger(__name__)
+
+# Set by `heurimentor operator run` before kopf starts; tests and `kopf run` fall back to the environment.
+SETTINGS: OperatorSettings | None = None
+
+
+class Wakeups:
+    """One asyncio.Event per job: watch events set it, the job's daemon waits on it."""
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, str], asyncio.Event] = {}
+
+    def event(self, namespace: str, name: str) -> asyncio.Event:
+        return self._events.setdefault((namespace, name), asyncio.Event())
+
+    def wake(self, namespace: str | None, name: str | None) -> None:
+        if namespace and name and (namespace, name) in self._events:
+            self._events[(namespace, name)].set()
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._events.pop((namespace, name), None)
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    cfg = SETTINGS or load_settings()
+    # Both ends time out so a silently dropped watch reconnects (kopf's stale-watch issues).
+    settings.watching.server_timeout = cfg.watch_server_timeout_s
+    settings.watching.client_timeout = cfg.watch_client_timeout_s
+    settings.watching.connect_timeout = cfg.watch_connect_timeout_s
+    settings.networking.request_timeout = cfg.request_timeout_s
+    settings.peering.name = cfg.peering_name
+    settings.peering.priority = cfg.priority
+    if cfg.standalone:
+        settings.peering.standalone = True
+    # Resources are discovered once at startup: no rights needed on CRDs or namespaces.
+    settings.scanning.disabled = True
+    settings.persistence.finalizer = f"{GROUP}/operator"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"kopf.{GROUP}")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=f"kopf.{GROUP}")
+    # Our own Events say what was decided; kopf's log lines stay in the log.
+    settings.posting.level = logging.ERROR
+    memo.cfg = cfg
+    memo.wakeups = Wakeups()
+    memo.executor = ThreadPoolExecutor(max_workers=cfg.max_parallel_api_calls, thread_name_prefix="k8s")
+    memo.kube = Kube(make_api_client(cfg.kubeconfig, pool_size=cfg.max_parallel_api_calls), request_timeout_s=cfg.request_timeout_s)
+    if cfg.metrics_port:
+        metrics.serve(cfg.metrics_port)
+
+
+@kopf.on.cleanup()
+async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    memo.executor.shutdown(wait=False, cancel_futures=True)
+    memo.kube.api.close()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def job_changed(namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any) -> None:
+    memo.wakeups.wake(namespace, name)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_MANAGED_BY: MANAGER})
+def pod_changed(namespace: str | None, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
+    memo.wakeups.wake(namespace, labels.get(LABEL_JOB))
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0, initial_delay=0)
+async def run_job(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """Reconcile this job whenever something about it changes, and at least every resync interval."""
+    wake = memo.wakeups.event(namespace, name)
+    state: dict[str, Any] = {}
+    try:
+        while True:
+            wake.clear()
+            started = time.monotonic()
+            try:
+                delay = await reconcile(memo, namespace, name, state)
+            except Conflict as e:
+                log.info("%s; reconciling again", e)
+                metrics.RECONCILE_ERRORS.labels(kind="conflict").inc()
+                delay = 0.05
+            except Exception:
+                log.exception("reconcile of Aquila2TrainingJob %s/%s failed; retrying", namespace, name)
+                metrics.RECONCILE_ERRORS.labels(kind="error").inc()
+                delay = 5.0
+            finally:
+                metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+            if delay is None:
+                return
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=min(delay, memo.cfg.resync_interval_s))
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        memo.wakeups.forget(namespace, name)
+
+
+async def _call(memo: kopf.Memo, fn: Any, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(memo.executor, fn, *args)
+
+
+async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str, Any]) -> float | None:
+    """One pass; returns seconds until the next pass is due, or None when the job is gone."""
+    kube: Kube = memo.kube
+    body = await _call(memo, kube.get_job, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    try:
+        spec = parse_job(body)
+    except SpecError as e:
+        await _reject(memo, body, str(e))
+        return memo.cfg.resync_interval_s
+    pods = await _call(memo, kube.list_pods, namespace, name)
+    decided = plan(body, spec, pods, datetime.now(timezone.utc))
+
+    if not state.get("service"):
+        await _call(memo, kube.ensure_service, build_service(spec))
+        state["service"] = True
+    config_map = build_config_map(spec, pool_replicas=decided.pool_replicas)
+    digest = hashlib.sha256(json.dumps(config_map["data"], sort_keys=True).encode()).hexdigest()
+    if state.get("config") != digest:
+        await _call(memo, kube.apply_config_map, config_map)
+        state["config"] = digest
+
+    # Record the decision first (guarded by resourceVersion), then act on it: a crash in between
+    # leaves a status the next pass re-derives the same actions from, so nothing is doubled.
+    old = body.get("status") or {}
+    if decided.status != old:
+        patch = {**{k: None for k in old if k not in decided.status}, **decided.status}
+        await _call(memo, kube.patch_job_status, namespace, name, body["metadata"]["resourceVersion"], patch)
+    await _act(memo, spec, decided)
+    for ev in decided.events:
+        kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
+    for counter in decided.counters:
+        metrics.COUNTERS[counter].inc()
+    if decided.delete_job:
+        await _call(memo, kube.delete_job, namespace, name, body["metadata"]["uid"])
+        return None
+    return decided.requeue_after if decided.requeue_after is not None else memo.cfg.resync_interval_s
+
+
+async def _act(memo: kopf.Memo, spec: Any, decided: Plan) -> None:
+    kube: Kube = memo.kube
+    pools = {p.name: p for p in spec.pools}
+    deletes = [_call(memo, kube.delete_pod, spec.namespace, pod, uid) for pod, uid, _ in decided.delete]
+    creates = [_call(memo, kube.create_pod, build_pod(spec, pools[pool], index, attempt=decided.attempt, rollback_step=decided.rollback_step)) for pool, index in decided.create]
+    results = await asyncio.gather(*deletes, *creates, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    metrics.PODS_DELETED.inc(sum(r is True for r in results[: len(deletes)]))
+    metrics.PODS_CREATED.inc(sum(r is True for r in results[len(deletes):]))
+    if errors:
+        raise RuntimeError(f"Aquila2TrainingJob {spec.ref}: {len(errors)} pod operations failed, first: {errors[0]}") from errors[0]
+
+
+async def _reject(memo: kopf.Memo, body: dict[str, Any], message: str) -> None:
+    """A spec the CRD let through but the operator cannot run: say so once, in status and an Event."""
+    status = dict(body.get("status") or {})
+    conditions = list(status.get("conditions") or [])
+    now = datetime.now(timezone.utc)
+    if set_condition(conditions, "Failed", True, "InvalidSpec", message, now=now):
+        kopf.event(body, type="Warning", reason="InvalidSpec", message=message)
+        status.update(phase="Failed", conditions=conditions)
+        meta = body["metadata"]
+        await _call(memo, memo.kube.patch_job_status, meta["namespace"], meta["name"], meta["resourceVersion"], status)

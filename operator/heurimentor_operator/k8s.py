@@ -1,0 +1,137 @@
+"""Every Kubernetes API call of the operator: creates safe to repeat, deletes guarded by UID,
+status writes guarded by resourceVersion."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from heurimentor_operator.constants import GROUP, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+
+
+class Conflict(Exception):
+    """The job changed between our read and our write; reconcile again from a fresh read."""
+
+
+def make_api_client(kubeconfig: Path | None, *, pool_size: int = 16) -> client.ApiClient:
+    """An ApiClient from ``kubeconfig``, else $KUBECONFIG / ~/.kube/config, else the in-cluster account."""
+    cfg = client.Configuration()
+    try:
+        if kubeconfig is not None:
+            config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+        else:
+            try:
+                config.load_incluster_config(client_configuration=cfg)
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=cfg)
+    except config.ConfigException as e:
+        raise RuntimeError(f"no Kubernetes credentials (kubeconfig {kubeconfig or '$KUBECONFIG'}, not in a cluster): {e}") from e
+    cfg.connection_pool_maxsize = pool_size
+    return client.ApiClient(cfg)
+
+
+class Kube:
+    """Blocking calls; the handlers run them in a thread pool."""
+
+    def __init__(self, api: client.ApiClient, *, request_timeout_s: float = 30.0):
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.api = api
+        self.timeout = request_timeout_s
+
+    # -- the job -------------------------------------------------------------------------------
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.timeout)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def patch_job_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> None:
+        """Merge-patch .status, failing with Conflict if the job moved past ``resource_version``."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        try:
+            self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout)
+        except ApiException as e:
+            if e.status == 409:
+                raise Conflict(f"Aquila2TrainingJob {namespace}/{name} changed since resourceVersion {resource_version}") from e
+            raise
+
+    def delete_job(self, namespace: str, name: str, uid: str) -> None:
+        body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid), propagation_policy="Background")
+        try:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body=body, _request_timeout=self.timeout)
+        except ApiException as e:
+            if e.status not in (404, 409):
+                raise
+
+    # -- pods ----------------------------------------------------------------------------------
+    def list_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        selector = f"{LABEL_JOB}={job},{LABEL_MANAGED_BY}={MANAGER}"
+        result = self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False, _request_timeout=self.timeout)
+        return json.loads(result.data)["items"]
+
+    def create_pod(self, manifest: dict[str, Any]) -> bool:
+        """Create; True if created, False if a pod of that name already existed (adopted as is)."""
+        meta = manifest["metadata"]
+        try:
+            self.core.create_namespaced_pod(meta["namespace"], manifest, _request_timeout=self.timeout)
+            return True
+        except ApiException as e:
+            if e.status == 409:
+                log.info("pod %s/%s already exists; adopting it", meta["namespace"], meta["name"])
+                return False
+            raise RuntimeError(f"cannot create pod {meta['namespace']}/{meta['name']}: {e.status} {e.reason}: {_message(e)}") from e
+
+    def delete_pod(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete that exact pod (UID precondition): a newer pod of the same name is left alone."""
+        body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+        try:
+            self.core.delete_namespaced_pod(name, namespace, body=body, _request_timeout=self.timeout)
+            return True
+        except ApiException as e:
+            if e.status in (404, 409):
+                return False
+            raise
+
+    # -- config and service ---------------------------------------------------------------------
+    def apply_config_map(self, manifest: dict[str, Any]) -> None:
+        meta = manifest["metadata"]
+        try:
+            current = self.core.read_namespaced_config_map(meta["name"], meta["namespace"], _request_timeout=self.timeout)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            try:
+                self.core.create_namespaced_config_map(meta["namespace"], manifest, _request_timeout=self.timeout)
+                return
+            except ApiException as e2:
+                if e2.status != 409:
+                    raise
+                current = self.core.read_namespaced_config_map(meta["name"], meta["namespace"], _request_timeout=self.timeout)
+        if (current.data or {}) != manifest["data"]:
+            patch = {"metadata": {"resourceVersion": current.metadata.resource_version}, "data": manifest["data"]}
+            self.core.patch_namespaced_config_map(meta["name"], meta["namespace"], patch, _request_timeout=self.timeout)
+
+    def ensure_service(self, manifest: dict[str, Any]) -> None:
+        meta = manifest["metadata"]
+        try:
+            self.core.create_namespaced_service(meta["namespace"], manifest, _request_timeout=self.timeout)
+        except ApiException as e:
+            if e.status != 409:
+                raise RuntimeError(f"cannot create service {meta['namespace']}/{meta['name']}: {e.status}: {_message(e)}") from e
+
+
+def _message(e: ApiException) -> str:
+    try:
+        return json.loads(e.body or "{}").get("message", e.body)
+    except ValueError:
+        return str(e.body)
