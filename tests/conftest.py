@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import itertools
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # hack/ is dev tooling, not an installed package
     sys.path.insert(0, str(REPO_ROOT))
 
+from hack.testenv.kube import ControlPlane  # noqa: E402
 from hack.testenv.postgres import PostgresServer  # noqa: E402
 from hack.testenv.prometheus import PrometheusFactory  # noqa: E402
 
@@ -70,3 +73,23 @@ def prometheus(request: pytest.FixtureRequest) -> Iterator[PrometheusFactory]:
     factory.stop_all(keep_logs=keep)
     if keep:
         _report_kept("Prometheus", factory.base_dir)
+
+
+@pytest.fixture(scope="session")
+def kube(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    """The real control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK) for the session.
+
+    `.kubeconfig` (admin), `.env` (KUBECONFIG + tools on PATH), `.kubectl(*args, check=True)`,
+    `.api_client()`, `.user_kubeconfig(user, groups=())`, `.add_kwok_nodes(count, name_prefix,
+    accelerator=None, gpus=0, labels=None)`, `.create_namespace(name)` (waits for its ServiceAccount).
+    Fake nodes from the start: kwok-gpu-a100-0, kwok-gpu-h800-0 (8 x nvidia.com/gpu each), kwok-cpu-0.
+    """
+    state_dir = Path(tempfile.mkdtemp(prefix="heurimentor-kube-"))
+    plane = ControlPlane(state_dir)
+    plane.start()  # on failure it stops what it started and raises with the failing component's log tail
+    yield plane
+    plane.stop()
+    if _session_failed(request):
+        _report_kept("control-plane", plane.logs)
+    else:
+        shutil.rmtree(state_dir, ignore_errors=True)

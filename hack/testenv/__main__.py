@@ -13,6 +13,9 @@ from hack.testenv.procs import ServerStartError
 
 
 def _state_dir() -> Path:
+    """$HEURIMENTOR_CLUSTER_DIR, else $HEURIMENTOR_CACHE/cluster (default ~/.cache/heurimentor/cluster)."""
+    if os.environ.get("HEURIMENTOR_CLUSTER_DIR"):
+        return Path(os.environ["HEURIMENTOR_CLUSTER_DIR"])
     cache = Path(os.environ.get("HEURIMENTOR_CACHE", Path.home() / ".cache" / "heurimentor"))
     return cache / "cluster"
 
