@@ -7,6 +7,20 @@ import httpx
 from dmu_service.schemas.mixtures import MixtureVersionPublic
 
 
+class MixtureRequestError(RuntimeError):
+    """The DMU refused a request (4xx) or failed (5xx); the message carries its reason."""
+
+
+def _raise_for_status(response: httpx.Response, what: str) -> None:
+    if response.is_success:
+        return
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    raise MixtureRequestError(f"{what}: HTTP {response.status_code}: {detail}")
+
+
 class MixtureConflict(RuntimeError):
     """The mixture changed since the version named in If-Match (HTTP 412)."""
 
@@ -42,3 +56,21 @@ class MixtureClient:
             raise MixtureConflict(f"mixture {name}: changed since version {if_match}: {response.text}")
         response.raise_for_status()
         return MixtureVersionPublic.model_validate(response.json())
+
+    def create(self, name: str, weights: dict[str, float], *, reason: str, author: str) -> MixtureVersionPublic:
+        response = self._http.post("/mixtures", json={"name": name, "weights": weights, "reason": reason, "author": author})
+        _raise_for_status(response, f"create mixture {name}")
+        return MixtureVersionPublic.model_validate(response.json())
+
+    def get(self, name: str) -> MixtureVersionPublic | None:
+        """The current version, or None when the mixture does not exist."""
+        response = self._http.get(f"/mixtures/{name}")
+        if response.status_code == 404:
+            return None
+        _raise_for_status(response, f"read mixture {name}")
+        return MixtureVersionPublic.model_validate(response.json())
+
+    def versions(self, name: str) -> list[MixtureVersionPublic]:
+        response = self._http.get(f"/mixtures/{name}/versions")
+        _raise_for_status(response, f"list versions of mixture {name}")
+        return [MixtureVersionPublic.model_validate(v) for v in response.json()]

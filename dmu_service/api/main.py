@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from dmu_service.api.metrics import DmuMetrics
 from dmu_service.api.notify import MixtureNotifier
@@ -51,6 +55,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.metrics.latency.labels(request.method, path).observe(time.perf_counter() - started)
         return response
 
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The offending input can be NaN or Infinity, which strict JSON cannot carry: send those as text.
+        return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(exc.errors()))})
+
     for router in (health.router, sources.router, runs.router, mixtures.router):
         app.include_router(router)
     return app
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value

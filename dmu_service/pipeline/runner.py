@@ -13,6 +13,7 @@ Only one run is active at a time (a lock file in the data dir): the dedup index 
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import shutil
 from collections import Counter
@@ -35,7 +36,8 @@ from dmu_service.pipeline.process import DocumentProcessor, Processed
 from dmu_service.pipeline.readers import Record, read_records, resolve_inputs
 
 log = logging.getLogger(__name__)
-ProgressFn = Callable[[Run], None]
+# (counts so far, index of the file being read, number of files); called after every batch.
+ProgressFn = Callable[[dict, int, int], None]
 COUNT_KEYS = ("read", "malformed", "undecodable", "too_long", "empty", "language", "exact_dup", "near_dup", "kept", "tokens")
 
 
@@ -84,7 +86,7 @@ class Ingestion:
         self.data_dir = data_dir
         self.run_id = run_id
         self.map_batches = map_batches or (lambda processor, batches: map(processor.process, batches))
-        self.on_progress = on_progress or (lambda run: None)
+        self.on_progress = on_progress or (lambda counts, file_index, n_files: None)
 
     def execute(self) -> Run:
         with self.session_factory() as session:
@@ -136,6 +138,7 @@ class Ingestion:
             docs_since_commit = 0
             for processed in self.map_batches(processor, batches):
                 self._consume(processed, path, source, counts, dedup, tokenizer, pending)
+                self.on_progress(counts, file_index, len(inputs))
                 docs_since_commit += len(processed)
                 if pending.n_tokens >= cfg.tokenize.shard_max_tokens or docs_since_commit >= cfg.tokenize.commit_every_docs:
                     commit((file_index, processed[-1].index + 1))
@@ -181,7 +184,6 @@ class Ingestion:
             run.counts = _copy(counts)
             run.updated_at = utcnow()
             session.commit()
-            self.on_progress(run)
 
     def _completed_index_dirs(self, session: Session) -> list[Path]:
         ids = session.scalars(select(Run.id).where(Run.status == RunStatus.completed.value).order_by(Run.id))
@@ -197,14 +199,12 @@ class Ingestion:
             run.status = RunStatus.completed.value
             run.finished_at = utcnow()
             session.commit()
-            self.on_progress(run)
+            self.on_progress(run.counts, len(run.inputs), len(run.inputs))
             log.info("run completed", extra={"run": run.id, "source": source, "counts": run.counts})
             return run
 
 
 def _copy(value):
-    import json
-
     return json.loads(json.dumps(value))
 
 
@@ -268,3 +268,19 @@ def discard_run(*, session: Session, data_dir: Path, run_id: int) -> Run:
         rebuild_manifest(session=session, data_dir=data_dir, source=run.source.name, tok_id=run.tokenizer_id,
                          vocab_size=Tokenizer.from_file(run.tokenizer_path).get_vocab_size())
     return run
+
+
+def execute_run(*, session_factory: sessionmaker[Session], data_dir: Path, run_id: int, map_batches=None,
+                on_progress: ProgressFn | None = None) -> Run:
+    """Run (or resume) ``run_id`` under the ingest lock; a failure is recorded on the run and re-raised."""
+    with ingest_lock(data_dir):
+        try:
+            return Ingestion(session_factory=session_factory, data_dir=data_dir, run_id=run_id,
+                             map_batches=map_batches, on_progress=on_progress).execute()
+        except BaseException as e:
+            with session_factory() as session:
+                run = session.get(Run, run_id)
+                if run is not None and run.status == RunStatus.running.value:
+                    run.error = f"{type(e).__name__}: {e}"
+                    session.commit()
+            raise
