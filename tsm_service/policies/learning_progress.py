@@ -22,8 +22,8 @@ class LearningProgressPolicy(MixturePolicy):
     def __init__(self, sources: list[str], *, params: dict[str, float] | None = None,
                  target: dict[str, float] | None = None):
         super().__init__(sources, params=params)
-        self.fast_alpha = float(self.params.get("fast_alpha", 0.3))
-        self.slow_alpha = float(self.params.get("slow_alpha", 0.05))
+        self.fast_alpha = float(self.params.get("fast_alpha", 0.5))
+        self.slow_alpha = float(self.params.get("slow_alpha", 0.1))
         self.prior_mix = float(self.params.get("prior_mix", 0.2))
         self.power = float(self.params.get("power", 1.0))
         self.target = normalise(target) if target else {s: 1.0 / len(self.sources) for s in self.sources}
