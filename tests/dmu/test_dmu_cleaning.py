@@ -1,0 +1,117 @@
+"""Normalization, language id (accuracy on our EN/ZH set) and the quality rules, each rule on a document that trips it."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from dmu_testlib import make_doc, sentences
+
+from dmu_service.pipeline import langid
+from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig, PipelineConfig
+from dmu_service.pipeline.normalize import normalize
+from dmu_service.pipeline.process import DocumentProcessor
+from dmu_service.pipeline.quality import c4_lines, chinese_rules, english_rules, fineweb, gopher_quality, gopher_repetition
+from dmu_service.pipeline.readers import Record
+
+
+def test_normalize() -> None:
+    assert normalize("Ｈｅｌｌｏ\u3000ｗｏｒｌｄ\x00\u200b！\r\n\r\n\r\n\r\nnext") == "Hello world!\n\nnext"
+    assert normalize("ｆｕｌｌ", form="NFC") == "ｆｕｌｌ"
+    assert normalize("這個軟體很實用", traditional_to_simplified=True) == "这个软体很实用"
+
+
+def test_langid_accuracy_on_sample_set() -> None:
+    """Sentences and short prefixes (5 words / 8 characters) of the EN/ZH sample text."""
+    cases = [(s, "en") for s in sentences("en")] + [(s, "zh") for s in sentences("zh")]
+    cases += [(" ".join(s.split()[:5]), "en") for s in sentences("en")] + [(s[:8], "zh") for s in sentences("zh")]
+    predicted = [code for code, _ in langid.detect_batch([text for text, _ in cases])]
+    accuracy = sum(p == gold for p, (_, gold) in zip(predicted, cases)) / len(cases)
+    assert accuracy >= 0.97, f"lingua accuracy {accuracy:.3f} on {len(cases)} samples"
+    assert langid.detect("これは日本語の文章です。ひらがなが多いです。")[0] == "ja"
+    assert langid.detect("12345 !!!")[0] == "und"
+
+
+def _en_doc() -> str:
+    return make_doc("en", 1)
+
+
+def test_clean_english_and_chinese_pass() -> None:
+    counts = Counter()
+    text, failed = english_rules(_en_doc(), EnglishRulesConfig(), counts)
+    assert failed is None and text
+    text, failed = chinese_rules(make_doc("zh", 1), ChineseRulesConfig(), counts)
+    assert failed is None and text
+
+
+@pytest.mark.parametrize(
+    ("doc", "rule"),
+    [
+        ("Too short to be a document of any use to anyone.", "gopher_min_words"),
+        (" ".join(["a"] * 60), "gopher_mean_word_length"),
+        ("#tag " * 30 + " ".join(sentences("en")[:3]), "gopher_symbol_word_ratio"),
+        ("\n".join(f"- item {i} of the list that has the and to of words" for i in range(40)), "gopher_bullet_lines"),
+        ("\n".join(f"Story number {i} continues with the man and his dog of the village green ..." for i in range(30)), "gopher_ellipsis_lines"),
+        (" ".join(["1234 5678 90 == ++"] * 20) + " the and of with " * 3, "gopher_alpha_words"),
+        (" ".join(f"lorem{i} ipsumword dolorish sitting ametish" for i in range(20)), "gopher_stop_words"),
+    ],
+)
+def test_gopher_quality_rules(doc: str, rule: str) -> None:
+    assert gopher_quality(doc, EnglishRulesConfig()) == rule
+
+
+def test_gopher_repetition_rules() -> None:
+    paragraph = sentences("en")[0]
+    assert gopher_repetition("\n\n".join([paragraph] * 4 + [sentences("en")[1]])) == "gopher_dup_para_frac"
+    many_lines = "\n".join([sentences("en")[i] for i in range(10)] + [sentences("en")[0]] * 3)
+    assert gopher_repetition(many_lines) in ("gopher_dup_line_frac", "gopher_dup_line_char_frac")
+    spam = " ".join(sentences("en")[2:6]) + " " + "buy cheap shoes " * 40
+    assert gopher_repetition(spam).startswith("gopher_top_") or gopher_repetition(spam).startswith("gopher_dup_")
+    assert gopher_repetition(_en_doc()) is None
+
+
+def test_c4_line_rules_rewrite_and_count() -> None:
+    counts = Counter()
+    lines = sentences("en")[:6] + ["Click here", "Please enable JavaScript to view the comments on this page.",
+                                   "Read our privacy policy for more details about this site.", "Menu Home About"]
+    text, failed = c4_lines("\n".join(lines), counts)
+    assert failed is None
+    assert text.split("\n") == sentences("en")[:6]
+    assert counts == Counter(c4_no_terminal_punct_line=2, c4_javascript_line=1, c4_policy_line=1)
+    assert c4_lines(_en_doc() + "\nLorem ipsum dolor sit amet.", Counter())[1] == "c4_lorem_ipsum"
+    assert c4_lines(_en_doc() + "\nfunction f() { return 1; }", Counter())[1] == "c4_curly_bracket"
+    assert c4_lines(" ".join(sentences("en")[:3]), Counter())[1] == "c4_min_sentences"
+
+
+def test_fineweb_rules() -> None:
+    assert fineweb("\n".join(["Home", "Products and services", "Contact us today", "About"] * 3 + [_en_doc()])) in (
+        "fineweb_short_line_ratio", "fineweb_char_dup_ratio")
+    assert fineweb("\n".join(f"entry {i} has no final punctuation at all in this line" for i in range(20))) == "fineweb_line_punct_ratio"
+    duplicated = _en_doc() + "\n" + sentences("en")[5] + "\n" + sentences("en")[5]
+    assert fineweb(duplicated) == "fineweb_char_dup_ratio"
+    assert fineweb(_en_doc()) is None
+
+
+def test_chinese_rules() -> None:
+    counts = Counter()
+    doc = make_doc("zh", 2) + "\n扫码关注公众号\n版权所有 © 2024 某某网站\n点击阅读原文"
+    text, failed = chinese_rules(doc, ChineseRulesConfig(), counts)
+    assert failed is None and "扫码" not in text and counts["zh_ad_line"] == 3
+    assert chinese_rules("太短了。", ChineseRulesConfig(), Counter())[1] == "zh_min_chars"
+    mostly_latin = "这是中文。" + " ".join(sentences("en")[:4])
+    assert chinese_rules(mostly_latin, ChineseRulesConfig(), Counter())[1] == "zh_cjk_ratio"
+    repeated = sentences("zh")[0] + "优惠大促销全场五折起快来抢购吧" * 12
+    assert chinese_rules(repeated, ChineseRulesConfig(), Counter())[1] == "zh_char_ngram_repetition"
+
+
+def test_processor_routes_by_language_and_counts() -> None:
+    processor = DocumentProcessor(PipelineConfig.for_source("en"))
+    records = [Record(0, _en_doc()), Record(1, make_doc("zh", 3)), Record(2, "   \u200b "), Record(3, None, "malformed"),
+               Record(4, "Too short.")]
+    outcomes = [(p.index, p.outcome, p.language) for p in processor.process(records)]
+    assert outcomes == [(0, "ok", "en"), (1, "language", "zh"), (2, "empty", "und"), (3, "malformed", "und"),
+                        (4, "gopher_min_words", "en")]
+    mixed = DocumentProcessor(PipelineConfig.for_source("mixed", {"langid": {"min_confidence": 0.2}}))
+    assert [p.outcome for p in mixed.process([Record(0, _en_doc()), Record(1, make_doc("zh", 3))])] == ["ok", "ok"]
+    code = DocumentProcessor(PipelineConfig.for_source("code"))
+    assert code.process([Record(0, "def f(x):\n    return {x: 1}\n")])[0].outcome == "ok"
