@@ -14,12 +14,15 @@ import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from heurimentor_operator.constants import DEFAULT_IMAGE
+
 
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HEURIMENTOR_OPERATOR_", extra="forbid")
 
     namespaces: list[str] = Field(default_factory=list, description="watch these namespaces; empty = all")
     kubeconfig: Path | None = Field(None, description="kubeconfig file; unset = $KUBECONFIG or in-cluster")
+    default_image: str = Field(DEFAULT_IMAGE, description="trainer image for jobs that set no spec.image")
     peering_name: str = "heurimentor-operator"
     standalone: bool = Field(False, description="no peering: only safe with exactly one operator replica")
     priority: int = 0
@@ -52,5 +55,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Operator
         if not isinstance(file_values, dict):
             raise ValueError(f"operator config file {path} must hold a mapping, not {type(file_values).__name__}")
     env_values = OperatorSettings().model_dump(exclude_unset=True)
+    if "kubeconfig" not in env_values and os.environ.get("KUBECONFIG"):
+        env_values["kubeconfig"] = os.environ["KUBECONFIG"].split(os.pathsep)[0]
     merged = {**file_values, **env_values, **{k: v for k, v in overrides.items() if v is not None}}
     return OperatorSettings.model_validate(merged)

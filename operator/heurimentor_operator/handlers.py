@@ -21,7 +21,7 @@ from heurimentor_operator.builders import build_config_map, build_pod, build_ser
 from heurimentor_operator.conditions import set_condition
 from heurimentor_operator.config import OperatorSettings, load_settings
 from heurimentor_operator.constants import GROUP, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, PLURAL, VERSION
-from heurimentor_operator.k8s import Conflict, Kube, make_api_client
+from heurimentor_operator.k8s import Conflict, Kube, client_configuration, make_api_client
 from heurimentor_operator.planner import Plan, plan
 from heurimentor_operator.spec import SpecError, parse_job
 
@@ -48,9 +48,31 @@ class Wakeups:
         self._events.pop((namespace, name), None)
 
 
+def _settings() -> OperatorSettings:
+    global SETTINGS
+    if SETTINGS is None:
+        SETTINGS = load_settings()
+    return SETTINGS
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf and our client log in with the same credentials (settings.kubeconfig or in-cluster)."""
+    c = client_configuration(_settings().kubeconfig)
+    token = (c.api_key or {}).get("authorization", "")
+    return kopf.ConnectionInfo(
+        server=c.host,
+        ca_path=c.ssl_ca_cert,
+        insecure=not c.verify_ssl,
+        certificate_path=c.cert_file,
+        private_key_path=c.key_file,
+        token=token.removeprefix("Bearer ") or None,
+    )
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    cfg = SETTINGS or load_settings()
+    cfg = _settings()
     # Both ends time out so a silently dropped watch reconnects (kopf's stale-watch issues).
     settings.watching.server_timeout = cfg.watch_server_timeout_s
     settings.watching.client_timeout = cfg.watch_client_timeout_s
@@ -133,7 +155,7 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     try:
-        spec = parse_job(body)
+        spec = parse_job(body, default_image=memo.cfg.default_image)
     except SpecError as e:
         await _reject(memo, body, str(e))
         return memo.cfg.resync_interval_s

@@ -20,8 +20,8 @@ class Conflict(Exception):
     """The job changed between our read and our write; reconcile again from a fresh read."""
 
 
-def make_api_client(kubeconfig: Path | None, *, pool_size: int = 16) -> client.ApiClient:
-    """An ApiClient from ``kubeconfig``, else $KUBECONFIG / ~/.kube/config, else the in-cluster account."""
+def client_configuration(kubeconfig: Path | None) -> client.Configuration:
+    """Credentials from ``kubeconfig``, else the in-cluster ServiceAccount, else ~/.kube/config."""
     cfg = client.Configuration()
     try:
         if kubeconfig is not None:
@@ -32,7 +32,12 @@ def make_api_client(kubeconfig: Path | None, *, pool_size: int = 16) -> client.A
             except config.ConfigException:
                 config.load_kube_config(client_configuration=cfg)
     except config.ConfigException as e:
-        raise RuntimeError(f"no Kubernetes credentials (kubeconfig {kubeconfig or '$KUBECONFIG'}, not in a cluster): {e}") from e
+        raise RuntimeError(f"no Kubernetes credentials (kubeconfig {kubeconfig or '~/.kube/config'}, not in a cluster): {e}") from e
+    return cfg
+
+
+def make_api_client(kubeconfig: Path | None, *, pool_size: int = 16) -> client.ApiClient:
+    cfg = client_configuration(kubeconfig)
     cfg.connection_pool_maxsize = pool_size
     return client.ApiClient(cfg)
 

@@ -25,6 +25,12 @@ COUNTERS = {
 }
 
 
+_serving: set[int] = set()
+
+
 def serve(port: int, registry: CollectorRegistry = REGISTRY) -> None:
-    """Start the /metrics HTTP server in a daemon thread."""
-    start_http_server(port, registry=registry)
+    """Start the /metrics HTTP server in a daemon thread (once per port: an operator restarted
+    in the same process keeps serving from the first)."""
+    if port not in _serving:
+        start_http_server(port, registry=registry)
+        _serving.add(port)
