@@ -60,10 +60,11 @@ def add_sources(http: httpx.Client, *names: str, language: str = "en") -> None:
 
 
 def train_tokenizer(path: Path, vocab_size: int = 400) -> Path:
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
     corpus = sentences("en") + sentences("zh")
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["[UNK]", "<eos>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
