@@ -3,7 +3,8 @@
 Job state is read from the database at scrape time (the series' last values and the jobs' live
 summary), so every TSM replica serves the same numbers and a restart loses nothing. Names follow the
 Prometheus guide: ``heurimentor_tsm_`` prefix, base units (seconds, ratios), ``_total`` counters.
-Labels are bounded: ``job`` (jobs heard from within the TTL), ``source`` (a mixture's sources, at most
+Labels are bounded: ``job_name`` (jobs heard from within the TTL; not ``job``, which Prometheus
+reserves for the scrape job and would rename to ``exported_job``), ``source`` (a mixture's sources, at most
 MAX_SOURCES_PER_JOB), ``kind`` (the fixed event kinds). Per-layer series are not exported (unbounded);
 the curves API serves them.
 """
@@ -66,11 +67,11 @@ class JobStateCollector(Collector):
             select(Job).where(Job.last_seen_at >= time.time() - self.job_ttl_seconds))}
         names = {job_id: job.name for job_id, job in jobs.items()}
 
-        gauges = {key: GaugeMetricFamily(f"{PREFIX}_{metric}", doc, labels=["job"]) for key, (metric, doc) in JOB_SCALARS.items()}
+        gauges = {key: GaugeMetricFamily(f"{PREFIX}_{metric}", doc, labels=["job_name"]) for key, (metric, doc) in JOB_SCALARS.items()}
         source_loss = GaugeMetricFamily(f"{PREFIX}_job_source_loss", "Training loss per data source (nats per token).",
-                                        labels=["job", "source"])
+                                        labels=["job_name", "source"])
         validation_loss = GaugeMetricFamily(f"{PREFIX}_job_validation_loss",
-                                            "Held-out validation loss per data source (nats per token).", labels=["job", "source"])
+                                            "Held-out validation loss per data source (nats per token).", labels=["job_name", "source"])
         per_job_sources: dict[int, int] = defaultdict(int)
         for series in session.scalars(select(Series).where(Series.job_id.in_(jobs), Series.last_value.is_not(None))
                                       .order_by(Series.job_id, Series.kind, Series.name)):
@@ -86,14 +87,14 @@ class JobStateCollector(Collector):
         yield source_loss
         yield validation_loss
 
-        step = GaugeMetricFamily(f"{PREFIX}_job_step", "Latest optimizer step reported.", labels=["job"])
+        step = GaugeMetricFamily(f"{PREFIX}_job_step", "Latest optimizer step reported.", labels=["job_name"])
         last_step_time = GaugeMetricFamily(f"{PREFIX}_job_last_step_timestamp_seconds",
-                                           "When the latest step finished (unix seconds, trainer clock).", labels=["job"])
-        tokens = CounterMetricFamily(f"{PREFIX}_job_tokens", "Tokens the job has consumed.", labels=["job"])
-        step_time = GaugeMetricFamily(f"{PREFIX}_job_step_time_seconds", "Median step time over ranks.", labels=["job"])
+                                           "When the latest step finished (unix seconds, trainer clock).", labels=["job_name"])
+        tokens = CounterMetricFamily(f"{PREFIX}_job_tokens", "Tokens the job has consumed.", labels=["job_name"])
+        step_time = GaugeMetricFamily(f"{PREFIX}_job_step_time_seconds", "Median step time over ranks.", labels=["job_name"])
         skew = GaugeMetricFamily(f"{PREFIX}_job_step_time_skew_ratio",
-                                 "Slowest rank's median step time over the median of all ranks (1 = no skew).", labels=["job"])
-        version = GaugeMetricFamily(f"{PREFIX}_job_mixture_version", "Data mixture version the job trains on.", labels=["job"])
+                                 "Slowest rank's median step time over the median of all ranks (1 = no skew).", labels=["job_name"])
+        version = GaugeMetricFamily(f"{PREFIX}_job_mixture_version", "Data mixture version the job trains on.", labels=["job_name"])
         written = {state.job_id: state.mixture_version for state in session.scalars(select(PolicyState))}
         for job in jobs.values():
             labels = [job.name]
@@ -110,11 +111,11 @@ class JobStateCollector(Collector):
         yield from (step, last_step_time, tokens, step_time, skew, version)
 
         events = count_events(session)
-        by_kind = CounterMetricFamily(f"{PREFIX}_events", "Detector findings and actions, by kind.", labels=["job", "kind"])
-        dedicated = {kind: CounterMetricFamily(f"{PREFIX}_{metric}", doc, labels=["job"])
+        by_kind = CounterMetricFamily(f"{PREFIX}_events", "Detector findings and actions, by kind.", labels=["job_name", "kind"])
+        dedicated = {kind: CounterMetricFamily(f"{PREFIX}_{metric}", doc, labels=["job_name"])
                      for kind, (metric, doc) in EVENT_COUNTERS.items()}
         rollbacks = CounterMetricFamily(f"{PREFIX}_rollback_recommendations",
-                                        "Rollback recommendations issued to the operator.", labels=["job"])
+                                        "Rollback recommendations issued to the operator.", labels=["job_name"])
         rollback_counts = count_rollbacks(session)
         for job in jobs.values():
             for kind in EVENT_KINDS:

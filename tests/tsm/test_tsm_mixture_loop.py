@@ -80,8 +80,8 @@ def test_policy_writes_guarded_versions_with_reason(dmu_url, postgres_url):
         assert min(after["weights"].values()) >= 0.05 - 1e-6
     final = versions[-1]["weights"]
     assert final["random"] < 1 / 3 and max(final, key=final.get) in ("easy", "hard")
-    assert f'heurimentor_tsm_mixture_updates_total{{job="job-a"}} {float(len(written))}' in metrics
-    assert f'heurimentor_tsm_job_mixture_version{{job="job-a"}} {float(versions[-1]["version"])}' in metrics
+    assert f'heurimentor_tsm_mixture_updates_total{{job_name="job-a"}} {float(len(written))}' in metrics
+    assert f'heurimentor_tsm_job_mixture_version{{job_name="job-a"}} {float(versions[-1]["version"])}' in metrics
 
 
 class _HumanEditsMeanwhile(MixtureClient):

@@ -56,8 +56,8 @@ def test_spike_becomes_one_event_and_a_rollback_recommendation(pg_tsm):
     assert pg_tsm.patch(f"/v1/jobs/job-a/rollbacks/{rollback['id']}", json={"status": "open"}).status_code == 422
 
     metrics = pg_tsm.get("/metrics").text
-    assert 'heurimentor_tsm_loss_spikes_total{job="job-a"} 1.0' in metrics
-    assert 'heurimentor_tsm_rollback_recommendations_total{job="job-a"} 1.0' in metrics
+    assert 'heurimentor_tsm_loss_spikes_total{job_name="job-a"} 1.0' in metrics
+    assert 'heurimentor_tsm_rollback_recommendations_total{job_name="job-a"} 1.0' in metrics
 
 
 def test_per_job_thresholds_override_the_defaults(pg_tsm):
@@ -95,8 +95,8 @@ def test_straggler_stall_and_weight_change_through_the_api(pg_tsm):
     # A straggler is reported once per window, a stall once per stalled step.
     assert _evaluate(pg_tsm) == []
     metrics = pg_tsm.get("/metrics").text
-    assert 'heurimentor_tsm_job_step_time_skew_ratio{job="job-a"} 3.0' in metrics
-    assert 'heurimentor_tsm_events_total{job="job-a",kind="straggler"} 1.0' in metrics
+    assert 'heurimentor_tsm_job_step_time_skew_ratio{job_name="job-a"} 3.0' in metrics
+    assert 'heurimentor_tsm_events_total{job_name="job-a",kind="straggler"} 1.0' in metrics
 
 
 def test_evaluate_unknown_job_is_404(pg_tsm):
