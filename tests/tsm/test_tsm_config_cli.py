@@ -1,0 +1,49 @@
+"""Settings precedence (defaults < file < env < CLI), `heurimentor tsm migrate`, readiness before/after."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from heurimentor.cli import app as cli
+from tsm_service.api.main import create_app
+from tsm_service.config import load_settings
+
+
+def test_precedence_defaults_file_env_flags(tmp_path, monkeypatch):
+    config = tmp_path / "tsm.yaml"
+    config.write_text("port: 9001\nlog_level: DEBUG\npolicy:\n  name: odm\n  guardrails:\n    weight_floor: 0.05\n")
+    assert load_settings().port == 8081
+    from_file = load_settings(config_file=config)
+    assert (from_file.port, from_file.policy.name, from_file.policy.guardrails.weight_floor) == (9001, "odm", 0.05)
+    monkeypatch.setenv("HEURIMENTOR_TSM_PORT", "9002")
+    monkeypatch.setenv("HEURIMENTOR_TSM_POLICY__NAME", "learning_progress")
+    from_env = load_settings(config_file=config)
+    assert (from_env.port, from_env.policy.name, from_env.log_level) == (9002, "learning_progress", "DEBUG")
+    assert load_settings(config_file=config, port=9003).port == 9003
+
+
+def test_bad_settings_are_clear_errors(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_settings(config_file=tmp_path / "missing.yaml")
+    with pytest.raises(ValidationError, match="DMU_TOKEN is required in production"):
+        load_settings(environment="production", dmu_url="http://dmu")
+    monkeypatch.setenv("HEURIMENTOR_TSM_POLICY__NAME", "bogus")
+    with pytest.raises(ValidationError, match="static', 'odm' or 'learning_progress"):
+        load_settings()
+
+
+def test_migrate_command_then_ready(postgres_url):
+    app = create_app(load_settings(database_url=postgres_url, evaluate_interval_seconds=0))
+    with TestClient(app) as client:
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503 and "run `heurimentor tsm migrate`" in not_ready.json()["detail"]
+        assert client.get("/healthz").json() == {"status": "ok"}
+
+        result = CliRunner().invoke(cli, ["tsm", "migrate", "--database-url", postgres_url])
+        assert result.exit_code == 0, result.output
+        assert "TSM schema at head" in result.output
+        assert client.get("/readyz").json() == {"status": "ready", "schema_revision": "0001"}
+        assert "/v1/jobs/{job}/metrics" in client.get("/openapi.json").json()["paths"]
