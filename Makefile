@@ -6,6 +6,7 @@ PYTHON ?= python3.11
 VENV := .venv
 export HEURIMENTOR_CACHE ?= $(HOME)/.cache/heurimentor
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
+MAKE_START := $(shell date +%s)
 
 .PHONY: help venv system-deps tools test demo cluster-up cluster-down bench
 
@@ -15,7 +16,7 @@ help:
 	@echo "make cluster-up   start a local control plane (etcd, apiserver, controller-manager, scheduler, KWOK)"
 	@echo "make cluster-down stop it"
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml hack/install-python.sh
 	hack/timed.sh "python environment" hack/install-python.sh $(PYTHON) $(VENV)
 
 venv: $(VENV)/.installed
@@ -26,12 +27,16 @@ system-deps:
 tools:
 	hack/timed.sh "control-plane binaries (Go module proxy)" hack/build-tools.sh
 
-test: venv system-deps tools
-	hack/timed.sh "test suite" $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+# Phases in order (each prints its time), then the total. PYTEST_ARGS narrows the run, e.g.
+# `make test PYTEST_ARGS=tests/foundation`.
+test: system-deps venv tools
+	@status=0; hack/timed.sh "test suite" hack/run-tests.sh $(VENV)/bin/python $(PYTEST_ARGS) || status=$$?; \
+	echo "==> make test: $$(( $$(date +%s) - $(MAKE_START) ))s in all (exit $$status)" >&2; exit $$status
 
 demo: venv
 	hack/timed.sh "demo" $(VENV)/bin/python -m hack.demo
 
+# stdout is only the `export` lines, so `eval "$$(make -s cluster-up)"` works; progress goes to stderr.
 cluster-up: venv tools
 	@$(VENV)/bin/python -m hack.testenv cluster-up
 

@@ -6,7 +6,7 @@
 # the wrapper modules and the Go version. A complete cache dir makes a rerun instant; Go's own build
 # and module caches make a rebuild after a small change cheap.
 #
-#   hack/build-tools.sh            build what is missing, print the bin dir on stdout
+#   hack/build-tools.sh            build what is missing (progress on stderr)
 #   hack/build-tools.sh --bin-dir  only print the bin dir (nothing is built; used by hack/testenv)
 # Builds run one at a time (each Go build already uses every core).
 set -euo pipefail
@@ -60,7 +60,6 @@ missing=()
 for b in "${binaries[@]}"; do [ -x "${bin_dir}/${b}" ] || missing+=("${b}"); done
 if [ ${#missing[@]} -eq 0 ]; then
     echo "control-plane binaries cached in ${bin_dir}" >&2
-    echo "${bin_dir}"
     exit 0
 fi
 
@@ -112,4 +111,4 @@ done
 rm -rf "${bin_dir}"
 mv "${work}" "${bin_dir}"
 trap - EXIT
-echo "${bin_dir}"
+echo "control-plane binaries built into ${bin_dir}" >&2
