@@ -270,7 +270,8 @@ def build_pod(spec: JobSpec, pool: Pool, index: int, *, attempt: int, rollback_s
         "command": spec.command or _torchrun_command(spec),
         "env": env,
         "ports": [{"name": "rendezvous", "containerPort": RDZV_PORT}],
-        "resources": pool.resources,
+        # Quantities are strings in the Pod API ("8", "900Gi"); the CRD also accepts plain integers.
+        "resources": {kind: {k: str(v) for k, v in (amounts or {}).items()} for kind, amounts in pool.resources.items()},
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_MOUNT_DIR, "readOnly": True},
             {"name": "checkpoints", "mountPath": spec.checkpoint["path"]},

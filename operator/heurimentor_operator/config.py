@@ -28,7 +28,7 @@ class OperatorSettings(BaseSettings):
     priority: int = 0
     # kopf keeps a watch open until the server closes it; without these a silently dead
     # connection stalls the operator (kopf's stale-watch issues), so both ends time out.
-    watch_server_timeout_s: float = 300.0
+    watch_server_timeout_s: int = 300  # sent as ?timeoutSeconds=, an integer
     watch_client_timeout_s: float = 330.0
     watch_connect_timeout_s: float = 10.0
     request_timeout_s: float = 30.0

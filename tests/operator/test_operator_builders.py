@@ -66,7 +66,7 @@ def test_pod_carries_torchrun_contract_and_pool_template():
     assert env["PET_RDZV_ENDPOINT"] == "a100-0.job-a.ns.svc:29400" == rendezvous_endpoint(spec)
     assert env["PET_RDZV_ID"].endswith("-2")
     assert container["command"][0] == "torchrun" and "trainer.train" in container["command"]
-    assert container["resources"] == {"limits": {"nvidia.com/gpu": 8}}
+    assert container["resources"] == {"limits": {"nvidia.com/gpu": "8"}}
     config_volume = next(v for v in pod_spec["volumes"] if v["name"] == "config")
     assert config_volume["configMap"]["items"] == [{"key": "train-h800.yaml", "path": "train.yaml"}]
 

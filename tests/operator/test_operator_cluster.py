@@ -1,0 +1,175 @@
+"""The operator, as a non-admin user holding only the chart's ClusterRole, against the real control
+plane with KWOK GPU nodes of two types (A100, H800)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+
+import pytest
+
+from a2j_manifests import job
+from conftest import free_port, running_operator, wait_for
+
+METRICS_PORT = free_port()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def operator(operator_kubeconfig):
+    with running_operator(operator_kubeconfig, metrics_port=METRICS_PORT) as runner:
+        yield runner
+
+
+def small(name, **overrides):
+    """A job whose pods each take 1 GPU (8 fit on one fake node), quick timeouts."""
+    body = job(name=name, **overrides)
+    for pool in body["spec"]["pools"]:
+        pool["resources"] = {"limits": {"nvidia.com/gpu": 1}}
+    return body
+
+
+def phases(pods):
+    return sorted(p["status"].get("phase") for p in pods)
+
+
+def running_count(jobs, name):
+    return sum(p["status"].get("phase") == "Running" for p in jobs.pods(name))
+
+
+def test_pools_land_on_their_gpu_nodes_with_the_torchrun_contract(kube, jobs):
+    body = small("hetero", elastic={"replicas": 3})  # a100 pool max 1, the rest on h800
+    assert jobs.apply(body).returncode == 0
+    pods = wait_for("3 running pods", lambda: (p := jobs.pods("hetero")) and len(p) == 3 and phases(p) == ["Running"] * 3 and p)
+    nodes = {n["metadata"]["name"]: n for n in json.loads(kube.kubectl("get", "nodes", "-o", "json").stdout)["items"]}
+    by_pool = {}
+    for p in pods:
+        pool = p["metadata"]["labels"]["heurimentor.io/pool"]
+        accel = nodes[p["spec"]["nodeName"]]["metadata"]["labels"]["heurimentor.io/accelerator"]
+        by_pool.setdefault(pool, set()).add(accel)
+        assert p["metadata"]["ownerReferences"][0]["kind"] == "Aquila2TrainingJob"
+    assert by_pool == {"a100": {"nvidia-a100"}, "h800": {"nvidia-h800"}}
+    status = wait_for("status Running with 3 replicas", lambda: (s := jobs.status("hetero")).get("replicas") == 3 and s)
+    assert status["phase"] == "Running" and status["worldSize"] == 24
+    assert {p["name"]: p["batchShare"] for p in status["pools"]} == {"a100": 19, "h800": 77}
+    cm = json.loads(kube.kubectl("get", "configmap", "hetero-config", "-n", jobs.ns, "-o", "json").stdout)
+    assert set(cm["data"]) == {"train-a100.yaml", "train-h800.yaml"}
+    svc = json.loads(kube.kubectl("get", "service", "hetero", "-n", jobs.ns, "-o", "json").stdout)
+    assert svc["spec"]["clusterIP"] == "None"
+    # Printer columns: kubectl get shows phase and replicas.
+    table = kube.kubectl("get", "a2j", "hetero", "-n", jobs.ns).stdout
+    assert "PHASE" in table and "Running" in table.splitlines()[1]
+    reasons = {e["reason"] for e in jobs.events("hetero")}
+    assert {"Created", "CreatedPods", "Running"} <= reasons
+
+
+def test_kubectl_scale_uses_the_scale_subresource(kube, jobs):
+    assert jobs.apply(small("scaled", elastic={"replicas": 1})).returncode == 0
+    wait_for("1 running", lambda: running_count(jobs, "scaled") == 1)
+    kube.kubectl("scale", "a2j/scaled", "-n", jobs.ns, "--replicas=4")
+    wait_for("4 running", lambda: running_count(jobs, "scaled") == 4 and jobs.status("scaled").get("replicas") == 4)
+    scale = json.loads(kube.kubectl("get", "--raw", f"/apis/heurimentor.io/v1alpha1/namespaces/{jobs.ns}/aquila2trainingjobs/scaled/scale").stdout)
+    assert scale["status"]["replicas"] == 4 and "heurimentor.io/job=scaled" in scale["status"]["selector"]
+    refused = kube.kubectl("scale", "a2j/scaled", "-n", jobs.ns, "--replicas=9", check=False)
+    assert refused.returncode != 0 and "elastic.replicas must lie within" in refused.stderr
+    kube.kubectl("scale", "a2j/scaled", "-n", jobs.ns, "--replicas=2")
+    wait_for("2 pods", lambda: len(jobs.pods("scaled")) == 2)
+    assert sorted(p["metadata"]["name"] for p in jobs.pods("scaled")) == ["scaled-a100-0", "scaled-h800-0"]
+
+
+def test_pending_pods_shrink_the_job_and_it_grows_back(kube, jobs):
+    label = f"pool-{uuid.uuid4().hex[:6]}"
+    kube.add_kwok_nodes(1, f"kwok-{label}", accelerator="nvidia-l40", gpus=8, labels={"heurimentor.io/test-pool": label})
+    body = job(name="shrinky", elastic={"minReplicas": 1, "replicas": 3, "pendingTimeoutSeconds": 2})
+    body["spec"]["pools"] = [{"name": "l40", "nodeSelector": {"heurimentor.io/test-pool": label},
+                              "resources": {"limits": {"nvidia.com/gpu": 8}}}]
+    assert jobs.apply(body).returncode == 0
+    shrunk = wait_for("shrink to 1", lambda: (s := jobs.status("shrinky")).get("targetReplicas") == 1 and s.get("replicas") == 1 and s, timeout=30)
+    scaling = next(c for c in shrunk["conditions"] if c["type"] == "Scaling")
+    assert scaling["status"] == "True" and scaling["reason"] == "InsufficientCapacity"
+    assert shrunk["phase"] == "Running"
+    # One Running and one Pending probe; the third pod was removed.
+    wait_for("running + probe", lambda: phases(jobs.pods("shrinky")) == ["Pending", "Running"])
+    assert "InsufficientCapacity" in {e["reason"] for e in jobs.events("shrinky")}
+    kube.add_kwok_nodes(2, f"kwok-{label}", accelerator="nvidia-l40", gpus=8, labels={"heurimentor.io/test-pool": label})
+    grown = wait_for("grow back to 3", lambda: (s := jobs.status("shrinky")).get("replicas") == 3 and s.get("targetReplicas") == 3 and s, timeout=30)
+    assert next(c for c in grown["conditions"] if c["type"] == "Scaling")["status"] == "False"
+    assert "CapacityRecovered" in {e["reason"] for e in jobs.events("shrinky")}
+
+
+def test_failures_restart_the_gang_with_backoff_until_the_limit(kube, jobs):
+    body = small("flaky", elastic={"replicas": 2}, runPolicy={"backoffLimit": 1, "restartBackoffSeconds": 1})
+    assert jobs.apply(body).returncode == 0
+    first = wait_for("2 running", lambda: (p := jobs.pods("flaky")) and phases(p) == ["Running", "Running"] and p)
+    jobs.exit_pod("flaky-h800-0", 137)
+    wait_for("restart 1, attempt 1", lambda: (s := jobs.status("flaky")).get("restarts") == 1 and s.get("attempt") == 1)
+    second = wait_for("2 new running pods", lambda: (p := jobs.pods("flaky")) and phases(p) == ["Running", "Running"]
+                      and all(x["metadata"]["labels"]["heurimentor.io/attempt"] == "1" for x in p) and p)
+    assert {p["metadata"]["uid"] for p in second}.isdisjoint(p["metadata"]["uid"] for p in first)
+    jobs.exit_pod("flaky-a100-0", 1)
+    failed = wait_for("Failed", lambda: (s := jobs.status("flaky")).get("phase") == "Failed" and s)
+    cond = next(c for c in failed["conditions"] if c["type"] == "Failed")
+    assert cond["reason"] == "BackoffLimitExceeded" and "flaky-a100-0 exited 1" in cond["message"]
+    wait_for("running pods cleaned", lambda: all(p["status"]["phase"] not in ("Running", "Pending") for p in jobs.pods("flaky")))
+    restarting = [e for e in jobs.events("flaky") if e["reason"] == "Restarting"]
+    assert restarting and "exited 137" in restarting[0]["message"] and restarting[0]["type"] == "Warning"
+
+
+def test_success_then_ttl_deletes_the_job_and_garbage_collection_its_pods(kube, jobs):
+    body = small("done", elastic={"replicas": 2}, runPolicy={"ttlSecondsAfterFinished": 2})
+    assert jobs.apply(body).returncode == 0
+    wait_for("2 running", lambda: running_count(jobs, "done") == 2)
+    for p in jobs.pods("done"):
+        jobs.exit_pod(p["metadata"]["name"], 0)
+    wait_for("Succeeded", lambda: jobs.status("done").get("phase") == "Succeeded")
+    wait_for("job deleted by TTL", lambda: jobs.get("done") is None, timeout=30)
+    wait_for("pods, config and service collected", lambda: not jobs.pods("done") and kube.kubectl(
+        "get", "configmap,service", "-n", jobs.ns, "-l", "heurimentor.io/job=done", "-o", "name").stdout.strip() == "", timeout=60)
+
+
+def test_suspend_deletes_pods_and_resume_recreates_them(kube, jobs):
+    assert jobs.apply(small("pausable", elastic={"replicas": 2})).returncode == 0
+    wait_for("2 running", lambda: running_count(jobs, "pausable") == 2)
+    kube.kubectl("patch", "a2j", "pausable", "-n", jobs.ns, "--type=merge", "-p", '{"spec":{"runPolicy":{"suspend":true}}}')
+    wait_for("Suspended, no pods", lambda: jobs.status("pausable").get("phase") == "Suspended" and not jobs.pods("pausable"))
+    assert jobs.condition("pausable", "Suspended")["status"] == "True"
+    assert kube.kubectl("get", "configmap", "pausable-config", "-n", jobs.ns, check=False).returncode == 0
+    kube.kubectl("patch", "a2j", "pausable", "-n", jobs.ns, "--type=merge", "-p", '{"spec":{"runPolicy":{"suspend":false}}}')
+    wait_for("Running again", lambda: jobs.status("pausable").get("phase") == "Running" and running_count(jobs, "pausable") == 2)
+    assert jobs.condition("pausable", "Suspended")["reason"] == "JobResumed"
+    assert {"Suspended", "Resumed"} <= {e["reason"] for e in jobs.events("pausable")}
+
+
+def test_deleting_the_job_removes_everything(kube, jobs):
+    assert jobs.apply(small("gone", elastic={"replicas": 2})).returncode == 0
+    wait_for("2 running", lambda: running_count(jobs, "gone") == 2)
+    kube.kubectl("delete", "a2j", "gone", "-n", jobs.ns, "--wait=true", "--timeout=30s")
+    wait_for("pods, config and service collected", lambda: not jobs.pods("gone") and kube.kubectl(
+        "get", "configmap,service", "-n", jobs.ns, "-l", "heurimentor.io/job=gone", "-o", "name").stdout.strip() == "", timeout=60)
+
+
+def test_rollback_annotation_and_progress_reports(kube, jobs):
+    assert jobs.apply(small("rolling", elastic={"replicas": 1}, hyperparameters={"steps": 100})).returncode == 0
+    wait_for("1 running", lambda: running_count(jobs, "rolling") == 1)
+    progress = json.dumps({"step": 40, "loss": 2.25, "mixtureVersion": 3, "checkpoint": {"step": 40, "path": "/ckpt/step-00000040"}})
+    kube.kubectl("annotate", "pod", "rolling-a100-0", "-n", jobs.ns, f"heurimentor.io/progress={progress}")
+    status = wait_for("step 40 in status", lambda: (s := jobs.status("rolling")).get("step") == 40 and s)
+    assert (status["loss"], status["mixtureVersion"], status["progress"]) == (2.25, 3, "40.0%")
+    columns = kube.kubectl("get", "a2j", "rolling", "-n", jobs.ns, "--no-headers").stdout.split()
+    assert "40" in columns and "2.25" in columns and "3" in columns
+    kube.kubectl("annotate", "a2j", "rolling", "-n", jobs.ns, "heurimentor.io/rollback-to-step=20")
+    pod = wait_for("pod of attempt 1", lambda: [p for p in jobs.pods("rolling") if p["metadata"]["labels"]["heurimentor.io/attempt"] == "1"])
+    env = {e["name"]: e.get("value") for e in pod[0]["spec"]["containers"][0]["env"]}
+    assert env["HEURIMENTOR_ROLLBACK_TO_STEP"] == "20"
+    assert jobs.status("rolling")["rollback"]["step"] == 20
+    assert "Rollback" in {e["reason"] for e in jobs.events("rolling")}
+
+
+def test_metrics_count_jobs_and_reconciles():
+    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).read().decode()
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    assert values["heurimentor_operator_jobs_created_total"] >= 8
+    assert values["heurimentor_operator_jobs_succeeded_total"] >= 1
+    assert values["heurimentor_operator_jobs_failed_total"] >= 1
+    assert values["heurimentor_operator_jobs_restarted_total"] >= 1
+    assert values["heurimentor_operator_reconcile_duration_seconds_count"] > 10
