@@ -78,10 +78,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = cfg.watch_client_timeout_s
     settings.watching.connect_timeout = cfg.watch_connect_timeout_s
     settings.networking.request_timeout = cfg.request_timeout_s
-    settings.peering.name = cfg.peering_name
-    settings.peering.priority = cfg.priority
-    if cfg.standalone:
-        settings.peering.standalone = True
+    # Peering (name, priority, standalone) comes from the command line: `heurimentor operator run`
+    # passes the settings' values to kopf, which applies them before this handler runs.
     # Resources are discovered once at startup: no rights needed on CRDs or namespaces.
     settings.scanning.disabled = True
     settings.persistence.finalizer = f"{GROUP}/operator"

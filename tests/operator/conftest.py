@@ -76,6 +76,7 @@ def running_operator(kubeconfig: Path, *, metrics_port: int = 0, standalone: boo
     from heurimentor_operator import handlers
     from heurimentor_operator.config import OperatorSettings
 
+    previous = handlers.SETTINGS
     handlers.SETTINGS = OperatorSettings(
         kubeconfig=kubeconfig, metrics_port=metrics_port, health_port=0, resync_interval_s=5.0,
         standalone=standalone, peering_name=peering or "heurimentor-operator", priority=priority,
@@ -85,7 +86,7 @@ def running_operator(kubeconfig: Path, *, metrics_port: int = 0, standalone: boo
     args += ["--standalone"] if standalone else ["--peering", peering or "heurimentor-operator", "--priority", str(priority)]
     with kopf.testing.KopfRunner(args, timeout=30) as runner:
         yield runner
-    handlers.SETTINGS = None
+    handlers.SETTINGS = previous
 
 
 @pytest.fixture
