@@ -76,7 +76,8 @@ class TrainConfig:
     job: str = "local"
     preset: str = "debug"
     model: dict[str, Any] = field(default_factory=dict)  # ModelArgs overrides, e.g. {vocab_size: 32000}
-    steps: int = 1000
+    steps: int = 1000  # length of the run (the LR schedule's horizon)
+    stop_at_step: int | None = None  # end this launch early (after a checkpoint), e.g. to train in time slices
     global_batch: int | None = None  # sequences per optimizer step; None: the preset's
     micro_batch: int = 1  # sequences per forward/backward on one rank
     seq_len: int | None = None  # None: the preset's max_seq_len

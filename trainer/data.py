@@ -304,7 +304,10 @@ class SampleLog:
     def __init__(self, folder: str | Path, rank: int):
         self.path = Path(folder) / f"rank{rank}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.run = time.time_ns()  # later runs (after a resume) supersede earlier ones for the same step
+        run = [time.time_ns()]  # one id per launch, shared by its ranks: a later run supersedes an earlier one's steps
+        if dist.is_initialized():
+            dist.broadcast_object_list(run, src=0)
+        self.run = run[0]
         self.rank = rank
 
     def write(self, batch: Batch) -> None:

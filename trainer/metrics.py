@@ -274,6 +274,6 @@ class PrometheusMetrics:
 
 
 def log_step(point: StepPoint) -> None:
-    log.info("step", extra={"step": point.step, **{k: round(v, 6) for k, v in point.scalars.items()},
+    log.info("step", extra={"step": point.step, **point.scalars,
                             "mixture_version": point.mixture_version,
                             "source_losses": {k: round(v, 4) for k, v in point.source_losses.items()}})

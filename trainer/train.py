@@ -125,7 +125,8 @@ def train(cfg: TrainConfig) -> None:
                                 "rows": counts[rank], "accumulation": accumulation, "resumed_at": step, "device": str(device)})
     autocast = par.autocast(device)
     try:
-        while step < cfg.steps:
+        last_step = min(cfg.steps, cfg.stop_at_step or cfg.steps)
+        while step < last_step:
             step += 1
             started = time.perf_counter()
             sync_mixture(sampler, poller, step, device=device)
@@ -152,7 +153,7 @@ def train(cfg: TrainConfig) -> None:
                 sums[1 : 1 + n_sources].index_add_(0, source_index[rows], row_loss)
                 sums[1 + n_sources :].index_add_(0, source_index[rows], torch.full_like(row_loss, seq_len))
             grad_norm = par.clip_grad_norm(model, cfg.optim.grad_clip)
-            interval = step % m.eval_interval == 0 or step == cfg.steps
+            interval = step % m.eval_interval == 0 or step == last_step
             if interval:
                 weight_stats.before_update()
             optimizer.step()
@@ -185,7 +186,7 @@ def train(cfg: TrainConfig) -> None:
                     evals.append(EvalResult(step=step, kind="downstream", name=task.name, time=now,
                                             value=task.evaluate(model, device=device, autocast=autocast)))
             report(point, evals if rank == 0 else [], sender, prom, sampler.version)
-            if manager and (step % cfg.checkpoint.interval == 0 or step == cfg.steps):
+            if manager and (step % cfg.checkpoint.interval == 0 or step == last_step):
                 manager.save(step, model, optimizer, {
                     "step": step, "tokens_seen": tokens_seen, "sampler": sampler.state_dict(), "world_size": world,
                     "model_args": vars(args), "global_batch": global_batch, "seq_len": seq_len,

@@ -1,0 +1,140 @@
+"""Real torchrun (elastic, c10d rendezvous, gloo on CPU): resharded resume and kill-and-resume.
+
+One uninterrupted 2-rank run is the reference: resuming its step-8 checkpoint on 1 and on 3
+ranks, and a run whose worker is SIGKILLed mid-way (the elastic agent restarts it), must train on
+exactly the same samples per step and reproduce its losses.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from trainer_testlib import (REPO, base_config, consumed_samples, make_sources, run_torchrun, serve_app, step_losses,
+                             stop_torchrun, torchrun_cmd, tsm_app, worker_env, worker_pid, write_config)
+
+from trainer.data import MixtureSampler, SourceSet
+
+STEPS, RESUME_AT, GLOBAL_BATCH = 16, 8, 12
+LOSS_TOLERANCE = 1e-4  # float reduction order differs between world sizes; nothing else may
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("baseline")
+    shards = make_sources(tmp / "shards")
+    with serve_app(tsm_app(tmp)) as tsm_url:
+        config = base_config(tmp, shards, steps=STEPS, **{"checkpoint.keep": 10, "metrics.tsm_url": tsm_url,
+                                                          "metrics.prometheus_dir": str(tmp / "prom")})
+        stderr = run_torchrun(write_config(tmp / "train.yaml", config), nproc=2, nnodes="1:2")
+        with httpx.Client(base_url=tsm_url) as http:
+            curves = {key: http.get(f"/v1/jobs/test-job/curves/{key}", params=params).json()
+                      for key, params in [("scalar/loss", {}), ("scalar/step_time_seconds", {"rank": 1}),
+                                          ("val_loss/en", {}), ("layer_weight_std/layers.0", {})]}
+    return SimpleNamespace(tmp=tmp, shards=shards, config=config, losses=step_losses(stderr),
+                           samples=consumed_samples(tmp / "samples"), curves=curves)
+
+
+def test_uninterrupted_run_consumes_the_planned_stream_once(baseline):
+    assert sorted(baseline.losses) == list(range(1, STEPS + 1))
+    assert sorted(baseline.samples) == list(range(1, STEPS + 1))
+    assert all(len(ids) == GLOBAL_BATCH for ids in baseline.samples.values())
+    ids = [i for step in sorted(baseline.samples) for i in baseline.samples[step]]
+    assert len(ids) == len(set(ids)), "a sample was repeated within one epoch"
+    # The stream is a pure function of seed and mixture history: the sampler alone predicts it.
+    sources = SourceSet(baseline.shards, 16, vocab_size=512, val_samples_per_source=2)
+    sampler = MixtureSampler(sources.names, sources.train_sizes, seed=7, weights={n: 1.0 for n in sources.names})
+    assert ids == [f"{sources.names[s]}:{i}" for s, i in sampler.plan(GLOBAL_BATCH * STEPS)]
+    assert {i.split(":")[0] for i in ids} == {"en", "zh", "code"}
+
+
+def test_metrics_reach_the_tsm_from_every_rank(baseline):
+    loss = {p["step"]: p["value"] for p in baseline.curves["scalar/loss"]["points"]}
+    assert loss.keys() == baseline.losses.keys()
+    assert all(abs(loss[s] - baseline.losses[s]) < 1e-5 for s in loss)
+    assert len(baseline.curves["scalar/step_time_seconds"]["points"]) == STEPS  # rank 1's own step times
+    assert [p["step"] for p in baseline.curves["val_loss/en"]["points"]] == [4, 8, 12, 16]
+    assert all(p["value"] > 0 for p in baseline.curves["layer_weight_std/layers.0"]["points"])
+
+
+def test_prometheus_multiprocess_files_aggregate_every_rank(baseline):
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(baseline.tmp / "prom"))
+    tokens = {s.labels["rank"]: s.value for m in registry.collect() if m.name == "heurimentor_train_tokens"
+              for s in m.samples if s.name.endswith("_total")}
+    per_rank = GLOBAL_BATCH // 2 * 16 * STEPS  # rows x seq_len x steps
+    assert tokens == {"0": pytest.approx(per_rank), "1": pytest.approx(per_rank)}
+
+
+def _resume_copy(baseline, tmp: Path) -> dict:
+    """The baseline's config on a copy of its checkpoint folder whose latest is step RESUME_AT."""
+    ckpt = tmp / "ckpt"
+    ckpt.mkdir()
+    name = f"step-{RESUME_AT:08d}"
+    shutil.copytree(baseline.tmp / "ckpt" / name, ckpt / name)
+    (ckpt / "latest").write_text(name)
+    config = copy.deepcopy(baseline.config)
+    config["checkpoint"]["dir"] = str(ckpt)
+    config["data"]["sample_log_dir"] = str(tmp / "samples")
+    config["metrics"] = {"eval_interval": 4, "eval_batches": 1}
+    return config
+
+
+@pytest.mark.parametrize("nproc", [1, 3])
+def test_resume_on_another_world_size_matches_the_loss_curve(baseline, tmp_path, nproc, record_property):
+    config = _resume_copy(baseline, tmp_path)
+    stderr = run_torchrun(write_config(tmp_path / "train.yaml", config), nproc=nproc, nnodes=f"1:{nproc}")
+    losses = step_losses(stderr)
+    assert sorted(losses) == list(range(RESUME_AT + 1, STEPS + 1))
+    worst = max(abs(losses[s] - baseline.losses[s]) for s in losses)
+    record_property(f"resume_on_{nproc}_loss_max_abs_diff", worst)
+    print(f"resume on {nproc} rank(s): loss max |diff| vs uninterrupted 2-rank run = {worst:.3g}")
+    assert worst < LOSS_TOLERANCE
+    assert consumed_samples(tmp_path / "samples") == {s: baseline.samples[s] for s in range(RESUME_AT + 1, STEPS + 1)}
+
+
+def test_killed_worker_is_restarted_and_resumes_exactly(baseline, tmp_path):
+    config = copy.deepcopy(baseline.config)
+    config["checkpoint"]["dir"] = str(tmp_path / "ckpt")
+    config["data"]["sample_log_dir"] = str(tmp_path / "samples")
+    config["metrics"] = {"eval_interval": 100}
+    log_path = tmp_path / "workers.log"
+    with open(log_path, "w") as log_file:
+        agent = subprocess.Popen(torchrun_cmd(write_config(tmp_path / "train.yaml", config), nproc=2, nnodes="1:2", max_restarts=1),
+                                 cwd=REPO, env=worker_env(), stdout=subprocess.DEVNULL, stderr=log_file)
+        try:
+            rank1_log = tmp_path / "samples" / "rank1.jsonl"
+            deadline = time.monotonic() + 120
+            while not (rank1_log.exists() and rank1_log.read_text().count("\n") >= 6):
+                assert agent.poll() is None, f"run ended before the kill:\n{log_path.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, "the run never reached step 6"
+                time.sleep(0.002)
+            victim = worker_pid(agent.pid, rank=1)
+            assert victim is not None
+            os.kill(victim, signal.SIGKILL)
+            assert agent.wait(timeout=180) == 0, log_path.read_text()[-6000:]
+        finally:
+            if agent.poll() is None:
+                stop_torchrun(agent)
+    runs = {line.split('"run": ')[1].split(",")[0] for line in rank1_log.read_text().splitlines()}
+    assert len(runs) == 2, "the worker group was not restarted"
+    consumed = consumed_samples(tmp_path / "samples")
+    assert consumed == baseline.samples  # same samples at the same steps: none skipped, none repeated
+    ids = [i for step in consumed.values() for i in step]
+    assert len(ids) == len(set(ids))
+    losses = step_losses(log_path.read_text())  # a step re-run after the restart overrides its first try
+    assert max(abs(losses[s] - baseline.losses[s]) for s in baseline.losses) < LOSS_TOLERANCE
+    ckpt = tmp_path / "ckpt"
+    assert (ckpt / "latest").read_text() == f"step-{STEPS:08d}"
+    assert not list(ckpt.glob("*.partial"))
