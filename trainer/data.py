@@ -240,7 +240,9 @@ class MixturePoller:
             current = self._client.current(self.mixture, known_version=self._known, wait=self.wait if wait is None else wait)
         except (httpx.HTTPError, ValueError) as e:
             if self.reachable:
-                log.warning("DMU unreachable; training continues on the last mixture weights",
+                why = (f"DMU answered {e.response.status_code} for mixture {self.mixture}" if isinstance(e, httpx.HTTPStatusError)
+                       else "DMU unreachable")
+                log.warning("%s; training continues on the last mixture weights", why,
                             extra={"dmu_url": self.base_url, "mixture": self.mixture, "known_version": self._known, "error": repr(e)})
             self.reachable = False
             return False
@@ -271,7 +273,7 @@ class MixturePoller:
         self._stop.set()
         self._client.close()  # unblocks a long-poll in flight
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=1)  # a long-poll in flight may outlive close(); the thread is a daemon
 
 
 def sync_mixture(sampler: MixtureSampler, poller: MixturePoller | None, step: int, *, device: torch.device) -> bool:
