@@ -5,9 +5,10 @@ CJK text (``shingle='auto'`` picks per document by CJK share). ``shingles()`` re
 shingles as strings, for tests and for the datasketch baseline in bench/dmu_dedup.py.
 
 Hashing: a unit (character, or word via a polynomial prefix hash over the concatenated batch) is a
-uint64; an n-gram is a polynomial of its units; splitmix64 mixes it. Permutation i maps a shingle's
-high 32 bits x to ((a_i * x + b_i) mod 2^64) >> 32 (multiply-add-shift, 2-universal), and the
-signature is the column-wise minimum per document. Band keys hash each band's rows with its band
+uint64; an n-gram is a polynomial of its units; splitmix64 mixes it into x. Permutation i maps x to
+((a_i * x) mod 2^64) >> 32 with a random odd a_i (Dietzfelbinger's multiply-shift, universal), and
+the signature is the per-document minimum. One multiply per (shingle, permutation) cell is the
+whole inner loop; the shift commutes with the minimum, so it runs on the minima only. Band keys hash each band's rows with its band
 number, so one sorted uint64 array can index all bands.
 """
 
@@ -31,7 +32,7 @@ _NGRAM_MULTIPLIERS = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B
                               dtype=U64)
 MAX_HASH = np.uint32(0xFFFFFFFF)
 # Work on at most this many (shingle, permutation) cells at once: bounds memory at ~8 bytes x this.
-CELLS_PER_CHUNK = 1 << 22
+CELLS_PER_CHUNK = 1 << 19
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -47,21 +48,20 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 
 def _is_cjk_heavy(text: str) -> bool:
     sample = text[:2000]
-    if not sample:
-        return False
+    visible = len(sample) - sum(map(sample.count, (" ", "\n", "\t")))
     cps = np.frombuffer(sample.encode("utf-32-le"), dtype="<u4")
-    cjk = ((cps >= 0x4E00) & (cps <= 0x9FFF)) | ((cps >= 0x3400) & (cps <= 0x4DBF))
-    visible = ~np.isin(cps, [0x20, 0x0A, 0x09])
-    return cjk.sum() > 0.3 * max(visible.sum(), 1)
+    cjk = np.count_nonzero(cps - np.uint32(0x3400) <= np.uint32(0x9FFF - 0x3400))  # U+3400..U+9FFF, one compare
+    return cjk > 0.3 * max(visible, 1)
 
 
 def shingle_kind(text: str, mode: str) -> str:
     return mode if mode != "auto" else ("char" if _is_cjk_heavy(text) else "word")
 
 
-def units(text: str, kind: str) -> list[str]:
+def units(text: str, kind: str) -> list[str] | str:
+    """Words (a list) or characters (a string, whitespace removed) of the lowercased text."""
     lowered = text.lower()
-    return _WORD.findall(lowered) if kind == "word" else list(_SPACE.sub("", lowered))
+    return _WORD.findall(lowered) if kind == "word" else _SPACE.sub("", lowered)
 
 
 def shingles(text: str, *, ngram: int, mode: str = "auto") -> set[str]:
@@ -72,10 +72,10 @@ def shingles(text: str, *, ngram: int, mode: str = "auto") -> set[str]:
     return {sep.join(parts[i : i + ngram]) for i in range(len(parts) - ngram + 1)}
 
 
-def _unit_hashes(docs_units: list[list[str]], kind: str) -> np.ndarray:
+def _unit_hashes(docs_units: list, kind: str) -> np.ndarray:
     """One uint64 per unit of the concatenated batch."""
     if kind == "char":
-        joined = "".join("".join(u) for u in docs_units)
+        joined = "".join(docs_units)
         return np.frombuffer(joined.encode("utf-32-le"), dtype="<u4").astype(U64)
     # Words: polynomial hash of each word from prefix sums over the whole batch's characters.
     words = [w for u in docs_units for w in u]
@@ -83,8 +83,9 @@ def _unit_hashes(docs_units: list[list[str]], kind: str) -> np.ndarray:
         return np.zeros(0, dtype=U64)
     joined = "".join(words)
     cps = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4").astype(U64)
-    ends = np.cumsum(np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words)))
-    starts = ends - np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    word_lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    ends = np.cumsum(word_lengths)
+    starts = ends - word_lengths
     n = cps.size
     inv_powers = np.empty(n, dtype=U64)
     inv_powers[0] = 1
@@ -111,14 +112,13 @@ class MinHasher:
         self.cfg = cfg
         rng = np.random.default_rng(cfg.seed)
         self.a = rng.integers(0, 1 << 63, size=cfg.num_perm, dtype=np.uint64) * U64(2) + U64(1)
-        self.b = rng.integers(0, 1 << 63, size=cfg.num_perm, dtype=np.uint64)
         self.band_salt = _mix64(np.arange(1, cfg.bands + 1, dtype=U64) * U64(0x9E3779B97F4A7C15))
         self.row_multipliers = _mix64(np.arange(1, cfg.rows + 1, dtype=U64) * U64(0xC2B2AE3D27D4EB4F)) | U64(1)
 
-    def shingle_hashes(self, docs_units: list[list[str]], kind: str) -> tuple[np.ndarray, np.ndarray]:
+    def shingle_hashes(self, docs_units: list, kind: str) -> tuple[np.ndarray, np.ndarray]:
         """(hashes of all shingles, count per document); a document shorter than n has none."""
         n = self.cfg.ngram
-        lengths = np.fromiter((len(u) for u in docs_units), dtype=np.int64, count=len(docs_units))
+        lengths = np.fromiter(map(len, docs_units), dtype=np.int64, count=len(docs_units))
         unit_hash = _unit_hashes(docs_units, kind)
         counts = np.maximum(lengths - n + 1, 0)
         if unit_hash.size < n or counts.sum() == 0:
@@ -143,7 +143,9 @@ class MinHasher:
         return Signatures(out, out[:, 0] != MAX_HASH if len(texts) else np.zeros(0, bool))
 
     def _minimum_per_doc(self, hashes: np.ndarray, counts: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
-        x = (hashes >> U64(32)).reshape(-1, 1)
+        # Permutation-major [num_perm, shingles] blocks: the per-document minimum runs along contiguous rows.
+        x = hashes.reshape(1, -1)
+        a = self.a.reshape(-1, 1)
         ends = np.cumsum(counts)
         doc = 0
         max_shingles = max(CELLS_PER_CHUNK // self.cfg.num_perm, 1)
@@ -154,13 +156,12 @@ class MinHasher:
             while doc < len(counts) and (ends[doc] - start <= max_shingles or doc == first):
                 doc += 1
             chunk_counts = counts[first:doc]
-            block = x[start : ends[doc - 1]] * self.a
-            block += self.b
-            block >>= U64(32)
+            block = x[:, start : ends[doc - 1]] * a
             nonempty = chunk_counts > 0
             if nonempty.any():
                 offsets = (np.cumsum(chunk_counts) - chunk_counts)[nonempty]
-                out[rows[first:doc][nonempty]] = np.minimum.reduceat(block, offsets, axis=0).astype(np.uint32)
+                # ">> 32" is monotonic, so it commutes with the minimum: shift the few minima, not every cell.
+                out[rows[first:doc][nonempty]] = (np.minimum.reduceat(block, offsets, axis=1) >> U64(32)).T
 
     def band_keys(self, signatures: np.ndarray) -> np.ndarray:
         """[n_docs, bands] uint64 keys; equal key = equal band (same band number, same rows)."""
