@@ -19,7 +19,7 @@ import yaml
 
 from hack.testenv import kwok
 from hack.testenv.certs import CertificateAuthority
-from hack.testenv.procs import ManagedProcess, ServerStartError, free_port, http_ok, log_tail
+from hack.testenv.procs import ManagedProcess, ServerStartError, free_port, http_ok, log_tail, retry_port_clash
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICE_CIDR = "10.96.0.0/16"
@@ -171,10 +171,9 @@ class ControlPlane:
         self.logs.mkdir(exist_ok=True)
         try:
             self._make_pki()
-            self._start_etcd()
-            self._start_apiserver()
-            self._start_controller_manager()
-            self._start_scheduler()
+            for start in (self._start_etcd, self._start_apiserver, self._start_controller_manager,
+                          self._start_scheduler):
+                retry_port_clash(start)
             self._start_kwok()
             self._save_state()
             for spec in nodes:

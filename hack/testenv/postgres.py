@@ -10,7 +10,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from hack.testenv.procs import ManagedProcess, ServerStartError, chown_tree, free_port, log_tail, unprivileged_user
+from hack.testenv.procs import (
+    ManagedProcess,
+    ServerStartError,
+    chown_tree,
+    free_port,
+    log_tail,
+    retry_port_clash,
+    unprivileged_user,
+)
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 SUPERUSER = "postgres"
@@ -63,6 +71,10 @@ class PostgresServer:
         init.start()
         if init.proc.wait(120) != 0:
             raise ServerStartError(f"initdb failed (exit {init.proc.returncode})\n{log_tail(init.log_path)}")
+        retry_port_clash(lambda: self._launch(postgres, timeout))
+        return self
+
+    def _launch(self, postgres: str, timeout: float) -> None:
         self.port = free_port()
         settings = {**_SERVER_SETTINGS, "port": str(self.port), "unix_socket_directories": str(self.base_dir)}
         args = [postgres, "-D", str(self.data_dir)]
@@ -72,7 +84,6 @@ class PostgresServer:
         self.process = ManagedProcess("postgres", args, self.log_path, user=self.user, stop_signal=signal.SIGINT)
         self.process.start()
         self.process.wait_ready(self._accepts_connections, timeout, what="accepting connections")
-        return self
 
     def _accepts_connections(self) -> bool:
         ready = subprocess.run(

@@ -12,6 +12,9 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class ServerStartError(RuntimeError):
@@ -23,6 +26,18 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def retry_port_clash(launch: Callable[[], T], attempts: int = 3) -> T:
+    """Run `launch` (which picks fresh ports) again when a server lost its port to another process
+    between free_port() and bind: several engineers' test sessions share this machine's loopback."""
+    for attempt in range(attempts):
+        try:
+            return launch()
+        except ServerStartError as e:
+            if attempt == attempts - 1 or "address already in use" not in str(e).lower():
+                raise
+    raise AssertionError("unreachable")
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

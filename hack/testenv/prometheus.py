@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from hack.testenv.procs import ManagedProcess, ServerStartError, free_port, http_ok, require_binary
+from hack.testenv.procs import ManagedProcess, ServerStartError, free_port, http_ok, require_binary, retry_port_clash
 
 Target = tuple[str, str] | tuple[str, str, str]  # (job, "host:port") or (job, "host:port", metrics_path)
 _HINT = "run `make system-deps` (installs Debian's prometheus package)"
@@ -51,6 +51,10 @@ class PrometheusServer:
             raise ServerStartError(
                 f"promtool rejected {self.config_path}:\n{check.stdout}{check.stderr}"
             )
+        retry_port_clash(lambda: self._launch(timeout))
+        return self
+
+    def _launch(self, timeout: float) -> None:
         self.port = free_port()
         self.process = ManagedProcess(
             "prometheus",
@@ -67,7 +71,6 @@ class PrometheusServer:
         )
         self.process.start()
         self.process.wait_ready(lambda: http_ok(f"{self.url}/-/ready"), timeout, what="ready")
-        return self
 
     def api(self, path: str, **params: str) -> Any:
         """GET /api/v1/<path>; returns `data`, raising PrometheusError with Prometheus' own error text."""
