@@ -81,9 +81,11 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalise in fp32: bf16 mean-of-squares loses too much precision.
-        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
-        return normed.type_as(x) * self.weight
+        if x.dtype == torch.float32:  # one fused kernel
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        # Normalise in fp32 (a bf16 mean of squares loses too much precision), scale in the input
+        # dtype: the same rounding as Llama-format reference code.
+        return F.rms_norm(x.float(), self.weight.shape, eps=self.eps).type_as(x) * self.weight
 
     def init_weights(self) -> None:
         nn.init.ones_(self.weight)
@@ -98,8 +100,8 @@ def rope_cache(head_dim: int, max_seq_len: int, theta: float, device: torch.devi
 
 
 def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
-    """Rotate (batch, heads, seq, head_dim) by position; ``rope`` is rope_cache()[:, :seq]."""
-    cos, sin = rope[0].to(x.dtype), rope[1].to(x.dtype)
+    """Rotate (batch, seq, heads, head_dim) by position; ``rope`` is rope_cache()[:, :seq]."""
+    cos, sin = rope[0, :, None].to(x.dtype), rope[1, :, None].to(x.dtype)
     first, second = x.chunk(2, dim=-1)
     rotated = torch.cat([-second, first], dim=-1)
     return x * cos + rotated * sin
@@ -111,42 +113,41 @@ class Attention(nn.Module):
         self.n_heads = args.n_heads
         self.n_kv_heads = args.n_kv_heads
         self.head_dim = args.head_dim
-        self.wq = nn.Linear(args.dim, args.n_heads * self.head_dim, bias=False)
-        self.wk = nn.Linear(args.dim, args.n_kv_heads * self.head_dim, bias=False)
-        self.wv = nn.Linear(args.dim, args.n_kv_heads * self.head_dim, bias=False)
+        # Query, key and value projections fused into one matmul (rows: q heads, k heads, v heads);
+        # trainer.hf splits it back into Llama's q_proj/k_proj/v_proj.
+        self.wqkv = nn.Linear(args.dim, (args.n_heads + 2 * args.n_kv_heads) * self.head_dim, bias=False)
         self.wo = nn.Linear(args.n_heads * self.head_dim, args.dim, bias=False)
 
     def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
         batch, seq, _ = x.shape
-        q = self.wq(x).view(batch, seq, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.wk(x).view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.wv(x).view(batch, seq, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, rope), apply_rope(k, rope)
+        qkv = self.wqkv(x).view(batch, seq, self.n_heads + 2 * self.n_kv_heads, self.head_dim)
+        # Rotate queries and keys together: one set of rotary kernels instead of two.
+        qk, v = qkv.split([self.n_heads + self.n_kv_heads, self.n_kv_heads], dim=2)
+        q, k = apply_rope(qk, rope).transpose(1, 2).split([self.n_heads, self.n_kv_heads], dim=1)
         # Grouped-query attention: each key/value head serves n_heads / n_kv_heads query heads.
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv_heads != self.n_heads)
+        out = F.scaled_dot_product_attention(q, k, v.transpose(1, 2), is_causal=True,
+                                             enable_gqa=self.n_kv_heads != self.n_heads)
         return self.wo(out.transpose(1, 2).reshape(batch, seq, -1))
 
     def init_weights(self, std: float, out_std: float) -> None:
-        for linear in (self.wq, self.wk, self.wv):
-            nn.init.trunc_normal_(linear.weight, mean=0.0, std=std)
+        nn.init.trunc_normal_(self.wqkv.weight, mean=0.0, std=std)
         nn.init.trunc_normal_(self.wo.weight, mean=0.0, std=out_std)
 
 
 class FeedForward(nn.Module):
-    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+    """SwiGLU: w2(silu(w1 x) * w3 x), with w1 (gate) and w3 (up) fused into one matmul ``w13``."""
 
     def __init__(self, dim: int, hidden_dim: int):
         super().__init__()
-        self.w1 = nn.Linear(dim, hidden_dim, bias=False)
+        self.w13 = nn.Linear(dim, 2 * hidden_dim, bias=False)
         self.w2 = nn.Linear(hidden_dim, dim, bias=False)
-        self.w3 = nn.Linear(dim, hidden_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        gate, up = self.w13(x).chunk(2, dim=-1)
+        return self.w2(F.silu(gate) * up)
 
     def init_weights(self, std: float, out_std: float) -> None:
-        nn.init.trunc_normal_(self.w1.weight, mean=0.0, std=std)
-        nn.init.trunc_normal_(self.w3.weight, mean=0.0, std=std)
+        nn.init.trunc_normal_(self.w13.weight, mean=0.0, std=std)
         nn.init.trunc_normal_(self.w2.weight, mean=0.0, std=out_std)
 
 
@@ -183,9 +184,7 @@ class Transformer(nn.Module):
 
     def init_weights(self, buffer_device: torch.device | None = None) -> None:
         """Initialise every parameter in place: call after ``to_empty`` when built on ``meta``."""
-        buffer_device = buffer_device or self.tok_embeddings.weight.device
-        with torch.no_grad():
-            self.rope = rope_cache(self.args.head_dim, self.args.max_seq_len, self.args.rope_theta, device=buffer_device)
+        self.init_rope(buffer_device or self.tok_embeddings.weight.device)
         std = self.args.init_std
         # Residual output projections are scaled down with depth (GPT-2 / Megatron) so the
         # residual stream's variance does not grow with the number of layers.
@@ -196,6 +195,10 @@ class Transformer(nn.Module):
         self.norm.init_weights()
         cutoff = 3 * self.args.dim**-0.5
         nn.init.trunc_normal_(self.output.weight, mean=0.0, std=self.args.dim**-0.5, a=-cutoff, b=cutoff)
+
+    def init_rope(self, device: torch.device | str) -> None:
+        """(Re)compute the rotary table, e.g. after ``to_empty`` left it uninitialised."""
+        self.rope = rope_cache(self.args.head_dim, self.args.max_seq_len, self.args.rope_theta, device=torch.device(device))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids (batch, seq) -> logits (batch, seq, vocab)."""
