@@ -169,13 +169,21 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
         await _call(memo, kube.apply_config_map, config_map)
         state["config"] = digest
 
-    # Record the decision first (guarded by resourceVersion), then act on it: a crash in between
-    # leaves a status the next pass re-derives the same actions from, so nothing is doubled.
+    # Record the decision (guarded by resourceVersion) before deleting anything or starting a new
+    # attempt: a crash in between leaves a status the next pass re-derives the same actions from,
+    # so no restart is counted twice. Plain creates are safe in any order (deterministic names).
     old = body.get("status") or {}
+    write_status = None
     if decided.status != old:
         patch = {**{k: None for k in old if k not in decided.status}, **decided.status}
-        await _call(memo, kube.patch_job_status, namespace, name, body["metadata"]["resourceVersion"], patch)
-    await _act(memo, spec, decided)
+        write_status = _call(memo, kube.patch_job_status, namespace, name, body["metadata"]["resourceVersion"], patch)
+    if write_status is not None and (decided.delete or decided.attempt != old.get("attempt", 0)):
+        await write_status
+        await _act(memo, body, spec, decided)
+    elif write_status is not None:
+        await asyncio.gather(write_status, _act(memo, body, spec, decided))
+    else:
+        await _act(memo, body, spec, decided)
     for ev in decided.events:
         kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
     for counter in decided.counters:
@@ -186,7 +194,7 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
     return decided.requeue_after if decided.requeue_after is not None else memo.cfg.resync_interval_s
 
 
-async def _act(memo: kopf.Memo, spec: Any, decided: Plan) -> None:
+async def _act(memo: kopf.Memo, body: dict[str, Any], spec: Any, decided: Plan) -> None:
     kube: Kube = memo.kube
     pools = {p.name: p for p in spec.pools}
     deletes = [_call(memo, kube.delete_pod, spec.namespace, pod, uid) for pod, uid, _ in decided.delete]
@@ -196,6 +204,8 @@ async def _act(memo: kopf.Memo, spec: Any, decided: Plan) -> None:
     metrics.PODS_DELETED.inc(sum(r is True for r in results[: len(deletes)]))
     metrics.PODS_CREATED.inc(sum(r is True for r in results[len(deletes):]))
     if errors:
+        # Quota, admission webhooks, a pool template the apiserver refuses: say so where users look.
+        kopf.event(body, type="Warning", reason="FailedPodOperation", message=f"{len(errors)} pod operations failed: {errors[0]}")
         raise RuntimeError(f"Aquila2TrainingJob {spec.ref}: {len(errors)} pod operations failed, first: {errors[0]}") from errors[0]
 
 

@@ -64,7 +64,7 @@ class Kube:
         """Merge-patch .status, failing with Conflict if the job moved past ``resource_version``."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
         try:
-            self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout)
+            self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout, _preload_content=False)
         except ApiException as e:
             if e.status == 409:
                 raise Conflict(f"Aquila2TrainingJob {namespace}/{name} changed since resourceVersion {resource_version}") from e
@@ -73,7 +73,7 @@ class Kube:
     def delete_job(self, namespace: str, name: str, uid: str) -> None:
         body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid), propagation_policy="Background")
         try:
-            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body=body, _request_timeout=self.timeout)
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body=body, _request_timeout=self.timeout, _preload_content=False)
         except ApiException as e:
             if e.status not in (404, 409):
                 raise
@@ -88,7 +88,7 @@ class Kube:
         """Create; True if created, False if a pod of that name already existed (adopted as is)."""
         meta = manifest["metadata"]
         try:
-            self.core.create_namespaced_pod(meta["namespace"], manifest, _request_timeout=self.timeout)
+            self.core.create_namespaced_pod(meta["namespace"], manifest, _request_timeout=self.timeout, _preload_content=False)
             return True
         except ApiException as e:
             if e.status == 409:
@@ -100,7 +100,7 @@ class Kube:
         """Delete that exact pod (UID precondition): a newer pod of the same name is left alone."""
         body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
         try:
-            self.core.delete_namespaced_pod(name, namespace, body=body, _request_timeout=self.timeout)
+            self.core.delete_namespaced_pod(name, namespace, body=body, _request_timeout=self.timeout, _preload_content=False)
             return True
         except ApiException as e:
             if e.status in (404, 409):
@@ -109,27 +109,29 @@ class Kube:
 
     # -- config and service ---------------------------------------------------------------------
     def apply_config_map(self, manifest: dict[str, Any]) -> None:
+        """Create, or bring an existing one's data up to date (guarded by its resourceVersion)."""
         meta = manifest["metadata"]
         try:
-            current = self.core.read_namespaced_config_map(meta["name"], meta["namespace"], _request_timeout=self.timeout)
+            self.core.create_namespaced_config_map(meta["namespace"], manifest, _request_timeout=self.timeout, _preload_content=False)
+            return
         except ApiException as e:
-            if e.status != 404:
-                raise
+            if e.status != 409:
+                raise RuntimeError(f"cannot create configmap {meta['namespace']}/{meta['name']}: {e.status}: {_message(e)}") from e
+        raw = self.core.read_namespaced_config_map(meta["name"], meta["namespace"], _request_timeout=self.timeout, _preload_content=False)
+        current = json.loads(raw.data)
+        if (current.get("data") or {}) != manifest["data"]:
+            patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, "data": manifest["data"]}
             try:
-                self.core.create_namespaced_config_map(meta["namespace"], manifest, _request_timeout=self.timeout)
-                return
-            except ApiException as e2:
-                if e2.status != 409:
-                    raise
-                current = self.core.read_namespaced_config_map(meta["name"], meta["namespace"], _request_timeout=self.timeout)
-        if (current.data or {}) != manifest["data"]:
-            patch = {"metadata": {"resourceVersion": current.metadata.resource_version}, "data": manifest["data"]}
-            self.core.patch_namespaced_config_map(meta["name"], meta["namespace"], patch, _request_timeout=self.timeout)
+                self.core.patch_namespaced_config_map(meta["name"], meta["namespace"], patch, _request_timeout=self.timeout, _preload_content=False)
+            except ApiException as e:
+                if e.status == 409:
+                    raise Conflict(f"configmap {meta['namespace']}/{meta['name']} changed while being updated") from e
+                raise
 
     def ensure_service(self, manifest: dict[str, Any]) -> None:
         meta = manifest["metadata"]
         try:
-            self.core.create_namespaced_service(meta["namespace"], manifest, _request_timeout=self.timeout)
+            self.core.create_namespaced_service(meta["namespace"], manifest, _request_timeout=self.timeout, _preload_content=False)
         except ApiException as e:
             if e.status != 409:
                 raise RuntimeError(f"cannot create service {meta['namespace']}/{meta['name']}: {e.status}: {_message(e)}") from e
