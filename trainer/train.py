@@ -16,13 +16,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from dmu_service.shards import ShardFormatError
 from heurimentor.logs import configure_logging
 from trainer import checkpoint as ckpt, parallelize as par
 from trainer.config import ConfigError, DistEnv, TrainConfig, parse_args
 from trainer.data import MixtureDataLoader, MixturePoller, MixtureSampler, SampleLog, SourceSet, batch_slices, sync_mixture
 from trainer.evals import build_downstream, validation_loss
 from trainer.metrics import PrometheusMetrics, TSMSender, WeightStats, log_step, peak_flops
-from trainer.model import Transformer, build_model
+from trainer.model import ModelConfigError, build_model
 from trainer.presets import get_preset
 from tsm_service.schemas.ingest import EvalResult, StepPoint
 
@@ -230,7 +231,11 @@ def report(point: StepPoint, evals: list[EvalResult], sender: TSMSender | None, 
 
 def main(argv: list[str] | None = None) -> None:
     configure_logging()
-    train(parse_args(argv))
+    try:
+        train(parse_args(argv))
+    except (ConfigError, ModelConfigError, ShardFormatError, ckpt.CheckpointError) as e:
+        log.error("cannot train: %s", e)
+        raise SystemExit(f"error: {e}") from e
 
 
 if __name__ == "__main__":

@@ -1,0 +1,78 @@
+"""Training config: precedence file < env < CLI, clear errors naming the field, batch splitting."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from trainer.config import ConfigError, load_config, parse_args
+from trainer.train import lr_at, rows_per_rank
+
+
+def _file(tmp_path, body: dict):
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def test_precedence_is_file_then_env_then_cli(tmp_path):
+    path = _file(tmp_path, {"steps": 10, "optim": {"lr": 1e-3, "warmup_steps": 5}, "data": {"shard_root": "/data"}})
+    env = {"HEURIMENTOR_TRAIN__OPTIM__LR": "2e-3", "HEURIMENTOR_TRAIN__SEED": "11", "UNRELATED": "x"}
+    cfg = load_config(path, ["optim.lr=3e-3", "data.static_weights={en: 2, zh: 1}"], environ=env)
+    assert (cfg.steps, cfg.optim.warmup_steps, cfg.seed) == (10, 5, 11)
+    assert cfg.optim.lr == 3e-3
+    assert cfg.data.static_weights == {"en": 2.0, "zh": 1.0}
+    assert load_config(path, environ=env).optim.lr == 2e-3
+    assert load_config(path, environ={}).optim.lr == 1e-3
+
+
+def test_parse_args_reads_the_mounted_file_path_and_flags(tmp_path):
+    path = _file(tmp_path, {"job": "j1", "preset": "tiny", "data": {"shard_root": "/s"}})
+    cfg = parse_args(["--config", str(path), "--set", "micro_batch=4", "--set", "checkpoint.keep=5"])
+    assert (cfg.job, cfg.preset, cfg.micro_batch, cfg.checkpoint.keep) == ("j1", "tiny", 4, 5)
+
+
+@pytest.mark.parametrize("body, overrides, message", [
+    ({"optim": {"beta": 0.9}}, [], "unknown field optim.beta"),
+    ({"stepz": 3}, [], "unknown field stepz"),
+    ({"steps": "ten"}, [], "steps must be int"),
+    ({"steps": 0}, [], "steps must be > 0"),
+    ({"pool_share": 1.5}, [], "pool_share must be in"),
+    ({}, ['data.shard_root=""'], "data.shard_root is required"),
+    ({"data": {"mixture": "m"}}, [], "needs data.dmu_url"),
+    ({"data": {"static_weights": {"en": -1}}}, [], "static_weights['en'] must be >= 0"),
+    ({"optim": 3}, [], "optim must be a mapping"),
+    ({}, ["steps"], "must look like section.field=value"),
+])
+def test_bad_config_is_refused_naming_the_field(tmp_path, body, overrides, message):
+    body = {"data": {"shard_root": "/s", **body.pop("data", {})}, **body}
+    with pytest.raises(ConfigError) as info:
+        load_config(_file(tmp_path, body), overrides, environ={})
+    assert message in str(info.value)
+
+
+def test_missing_or_broken_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml", environ={})
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("steps: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken, environ={})
+
+
+def test_global_batch_is_split_over_ranks_and_must_divide():
+    cfg = load_config(None, ["data.shard_root=/s", "micro_batch=2"], environ={})
+    assert rows_per_rank(cfg, 12, 2) == [6, 6]
+    assert rows_per_rank(cfg, 12, 3) == [4, 4, 4]
+    assert rows_per_rank(cfg, 12, 1) == [12]
+    with pytest.raises(ConfigError, match=r"global_batch=12 .* micro_batch=2 over world_size=4"):
+        rows_per_rank(cfg, 12, 4)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    kw = {"base": 1.0, "warmup": 10, "total": 110, "min_ratio": 0.1}
+    assert lr_at(5, **kw) == pytest.approx(0.5)
+    assert lr_at(10, **kw) == pytest.approx(1.0)
+    assert lr_at(60, **kw) == pytest.approx(0.55)
+    assert lr_at(110, **kw) == pytest.approx(0.1)
+    assert lr_at(500, **kw) == pytest.approx(0.1)
