@@ -33,7 +33,7 @@ class MixtureClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "MixtureClient":
+    def __enter__(self) -> MixtureClient:
         return self
 
     def __exit__(self, *exc) -> None:

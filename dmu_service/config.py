@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDi
 PLACEHOLDER_TOKENS = frozenset({"", "changeme", "change-me", "dev-token", "secret", "token"})
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "heurimentor" / "dmu"
 
-_file_values: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("dmu_config_file_values", default={})
+_file_values: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("dmu_config_file_values", default=None)
 
 
 class Settings(BaseSettings):
@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     @model_validator(mode="after")
-    def _refuse_placeholder_token(self) -> "Settings":
+    def _refuse_placeholder_token(self) -> Settings:
         if self.environment != "development" and self.auth_token.get_secret_value() in PLACEHOLDER_TOKENS:
             raise ValueError(
                 "HEURIMENTOR_DMU_AUTH_TOKEN is unset or a placeholder; set a real secret outside development"
@@ -49,7 +49,7 @@ class Settings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
-        file_source = InitSettingsSource(settings_cls, init_kwargs=_file_values.get())
+        file_source = InitSettingsSource(settings_cls, init_kwargs=_file_values.get() or {})
         return init_settings, env_settings, file_source
 
 

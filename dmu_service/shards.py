@@ -80,7 +80,7 @@ class Manifest:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> "Manifest":
+    def load(cls, folder: str | os.PathLike) -> Manifest:
         path = Path(folder) / MANIFEST_NAME
         try:
             raw = json.loads(path.read_text())

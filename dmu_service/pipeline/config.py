@@ -63,7 +63,7 @@ class DedupConfig(_Stage):
     seed: int = 1
 
     @model_validator(mode="after")
-    def _bands_times_rows(self) -> "DedupConfig":
+    def _bands_times_rows(self) -> DedupConfig:
         if self.bands * self.rows != self.num_perm:
             raise ValueError(f"dedup: bands x rows = {self.bands}x{self.rows} must equal num_perm {self.num_perm}")
         return self
@@ -87,7 +87,7 @@ class PipelineConfig(_Stage):
     batch_docs: int = Field(default=2048, gt=0, description="documents per processing batch")
 
     @classmethod
-    def for_source(cls, language: str, overrides: dict | None = None) -> "PipelineConfig":
+    def for_source(cls, language: str, overrides: dict | None = None) -> PipelineConfig:
         """Defaults for a source language, then the source's overrides (deep-merged)."""
         defaults: dict = {
             "en": {"langid": {"languages": ["en"]}, "chinese": {"enabled": False}},

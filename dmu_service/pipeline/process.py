@@ -28,7 +28,7 @@ class Processed:
         return self.index, self.text, self.outcome, self.language, dict(self.line_counts)
 
     @classmethod
-    def from_tuple(cls, t) -> "Processed":
+    def from_tuple(cls, t) -> Processed:
         return cls(t[0], t[1], t[2], t[3], Counter(t[4]))
 
 
@@ -53,7 +53,7 @@ class DocumentProcessor:
             pending.append(item)
         if cfg.langid.enabled and pending:
             detected = langid.detect_batch([p.text for p in pending], sample_chars=cfg.langid.sample_chars)
-            for item, (language, confidence) in zip(pending, detected):
+            for item, (language, confidence) in zip(pending, detected, strict=True):
                 item.language = language
                 if language not in cfg.langid.languages or confidence < cfg.langid.min_confidence:
                     item.outcome, item.text = "language", None

@@ -72,7 +72,7 @@ def _dup_ngram_char_fraction(units: list[str], n: int) -> float:
         else:
             seen.add(gram)
     total = sum(len(u) for u in units)
-    return sum(len(u) for u, c in zip(units, covered) if c) / max(total, 1)
+    return sum(len(u) for u, c in zip(units, covered, strict=True) if c) / max(total, 1)
 
 
 def gopher_repetition(text: str) -> str | None:

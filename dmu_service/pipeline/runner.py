@@ -16,7 +16,6 @@ import fcntl
 import json
 import logging
 import shutil
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -63,7 +62,7 @@ def chunked(items: Iterable[Record], size: int) -> Iterator[list[Record]]:
 
 
 def empty_counts() -> dict:
-    return {**{k: 0 for k in COUNT_KEYS}, "filtered": {}, "lines_removed": {}, "languages": {}}
+    return {**{k: 0 for k in COUNT_KEYS}, "filtered": {}, "lines_removed": {}, "languages": {}, "languages_dropped": {}}
 
 
 @dataclass
@@ -157,12 +156,15 @@ class Ingestion:
                 survivors.append(item)
             elif item.outcome in COUNT_KEYS:
                 counts[item.outcome] += 1
+                if item.outcome == "language":
+                    dropped = counts.setdefault("languages_dropped", {})
+                    dropped[item.language] = dropped.get(item.language, 0) + 1
             else:
                 counts["filtered"][item.outcome] = counts["filtered"].get(item.outcome, 0) + 1
         decision = dedup.decide([s.text for s in survivors])
         pending.decisions.append(decision)
         kept = []
-        for item, verdict in zip(survivors, decision.verdict):
+        for item, verdict in zip(survivors, decision.verdict, strict=True):
             counts[verdict] += 1
             if verdict == "kept":
                 kept.append(item)

@@ -82,6 +82,7 @@ def test_counts_and_shards_on_postgres(postgres_url: str, tmp_path: Path, tokeni
     assert run.status == "completed"
     assert (c["read"], c["malformed"], c["undecodable"], c["empty"], c["too_long"], c["language"]) == (61, 1, 1, 1, 1, 1)
     assert c["filtered"] == {"gopher_min_words": 1}
+    assert c["languages_dropped"] == {"zh": 1} and c["languages"] == {"en": 45}
     assert (c["exact_dup"], c["kept"]) == (10, 45)
     folder = tmp_path / "data" / "shards" / tokenizer_id(tokenizer_path) / "web-en"
     source = TokenizedSource(folder, verify_checksums=True)

@@ -11,6 +11,9 @@ from test_dmu_ingest import Env, kept_texts, shard_digests
 
 from dmu_service.pipeline.ray_backend import RayBackend
 
+# Ray Data's own DataContext emits these on import; they are not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+
 
 @pytest.fixture(scope="module")
 def ray_backend():
