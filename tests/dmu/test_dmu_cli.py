@@ -63,3 +63,37 @@ def test_mixture_get_and_set(cli_env: Path, postgres_url: str) -> None:
         history = json.loads(_ok("mixture", "get", "main", "--history", "--url", url).output)
         assert [v["reason"] for v in history] == ["start", ""]
         assert CliRunner().invoke(app, ["mixture", "get", "nope", "--url", url]).exit_code == 1
+
+
+def test_serve_runs_uvicorn_on_a_migrated_database(tmp_path: Path, postgres_url: str) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    env = {**os.environ, "HEURIMENTOR_DMU_DATABASE_URL": postgres_url, "HEURIMENTOR_DMU_AUTH_TOKEN": TOKEN,
+           "HEURIMENTOR_DMU_DATA_DIR": str(tmp_path)}
+    command = str(Path(sys.executable).parent / "heurimentor")  # the installed console script
+    subprocess.run([command, "dmu", "migrate"], env=env, check=True, capture_output=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([command, "dmu", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/readyz")
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stdout.read().decode()
+                assert time.monotonic() < deadline, "dmu serve did not answer within 60 s"
+                time.sleep(0.2)
+        assert response.json() == {"status": "ready"}
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
