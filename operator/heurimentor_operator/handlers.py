@@ -85,6 +85,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.finalizer = f"{GROUP}/operator"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"kopf.{GROUP}")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=f"kopf.{GROUP}")
+    # Watch only our pods, filtered by the apiserver: a cluster's other pods never reach us.
+    settings.watching.label_selectors["v1", "pods"] = f"{LABEL_MANAGED_BY}={MANAGER}"
     # Our own Events say what was decided; kopf's log lines stay in the log.
     settings.posting.level = logging.ERROR
     memo.cfg = cfg
@@ -160,30 +162,21 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
     pods = await _call(memo, kube.list_pods, namespace, name)
     decided = plan(body, spec, pods, datetime.now(timezone.utc))
 
-    if not state.get("service"):
-        await _call(memo, kube.ensure_service, build_service(spec))
-        state["service"] = True
-    config_map = build_config_map(spec, pool_replicas=decided.pool_replicas)
-    digest = hashlib.sha256(json.dumps(config_map["data"], sort_keys=True).encode()).hexdigest()
-    if state.get("config") != digest:
-        await _call(memo, kube.apply_config_map, config_map)
-        state["config"] = digest
-
     # Record the decision (guarded by resourceVersion) before deleting anything or starting a new
     # attempt: a crash in between leaves a status the next pass re-derives the same actions from,
-    # so no restart is counted twice. Plain creates are safe in any order (deterministic names).
+    # so no restart is counted twice. Plain creates are safe in any order (deterministic names), and
+    # pods may exist before their ConfigMap (the kubelet waits for it), so those go out together.
     old = body.get("status") or {}
-    write_status = None
+    ordered = bool(decided.delete) or decided.attempt != old.get("attempt", 0)
+    together = []
     if decided.status != old:
         patch = {**{k: None for k in old if k not in decided.status}, **decided.status}
         write_status = _call(memo, kube.patch_job_status, namespace, name, body["metadata"]["resourceVersion"], patch)
-    if write_status is not None and (decided.delete or decided.attempt != old.get("attempt", 0)):
-        await write_status
-        await _act(memo, body, spec, decided)
-    elif write_status is not None:
-        await asyncio.gather(write_status, _act(memo, body, spec, decided))
-    else:
-        await _act(memo, body, spec, decided)
+        if ordered:
+            await write_status
+        else:
+            together.append(write_status)
+    await asyncio.gather(*together, _ensure_config(memo, spec, decided, state), _act(memo, body, spec, decided))
     for ev in decided.events:
         kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
     for counter in decided.counters:
@@ -192,6 +185,18 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
         await _call(memo, kube.delete_job, namespace, name, body["metadata"]["uid"])
         return None
     return decided.requeue_after if decided.requeue_after is not None else memo.cfg.resync_interval_s
+
+
+async def _ensure_config(memo: kopf.Memo, spec: Any, decided: Plan, state: dict[str, Any]) -> None:
+    """The headless Service once per daemon; the ConfigMap whenever its rendered data changes."""
+    if not state.get("service"):
+        await _call(memo, memo.kube.ensure_service, build_service(spec))
+        state["service"] = True
+    config_map = build_config_map(spec, pool_replicas=decided.pool_replicas)
+    digest = hashlib.sha256(json.dumps(config_map["data"], sort_keys=True).encode()).hexdigest()
+    if state.get("config") != digest:
+        await _call(memo, memo.kube.apply_config_map, config_map)
+        state["config"] = digest
 
 
 async def _act(memo: kopf.Memo, body: dict[str, Any], spec: Any, decided: Plan) -> None:
