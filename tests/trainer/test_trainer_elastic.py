@@ -18,8 +18,8 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from trainer_testlib import (REPO, base_config, consumed_samples, make_sources, run_torchrun, serve_app, step_losses,
-                             stop_torchrun, torchrun_cmd, tsm_app, worker_env, worker_pid, write_config)
+from trainer_testlib import (REPO, consumed_samples, free_port, log_records, make_sources, run_torchrun, serve_app, step_losses,
+                             stop_torchrun, torchrun_cmd, tsm_app, worker_env, worker_pid, write_config, base_config)
 
 from trainer.data import MixtureSampler, SourceSet
 
@@ -138,3 +138,38 @@ def test_killed_worker_is_restarted_and_resumes_exactly(baseline, tmp_path):
     ckpt = tmp_path / "ckpt"
     assert (ckpt / "latest").read_text() == f"step-{STEPS:08d}"
     assert not list(ckpt.glob("*.partial"))
+
+
+def test_heterogeneous_pools_split_the_global_batch_by_share(baseline, tmp_path):
+    """Two nodes of different pools (3/4 and 1/4 of the batch) train on the same stream as the baseline."""
+    config = copy.deepcopy(baseline.config)
+    config.update(micro_batch=3)
+    config["checkpoint"] = {"dir": str(tmp_path / "ckpt"), "interval": 1000}
+    config["data"]["sample_log_dir"] = str(tmp_path / "samples")
+    config["metrics"] = {"eval_interval": 1000}
+    path = write_config(tmp_path / "train.yaml", config)
+    endpoint = ["--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
+    agents = []
+    logs = []
+    for pool, share in (("h800", "0.75"), ("a100", "0.25")):
+        log_file = open(tmp_path / f"{pool}.log", "w")
+        logs.append(log_file)
+        command = [arg for arg in torchrun_cmd(path, nproc=1, nnodes="2") if not arg.startswith("--rdzv-endpoint")]
+        command[3:3] = endpoint
+        agents.append(subprocess.Popen(command, cwd=REPO, env=worker_env(HEURIMENTOR_TRAIN__POOL=pool, HEURIMENTOR_TRAIN__POOL_SHARE=share),
+                                       stdout=subprocess.DEVNULL, stderr=log_file))
+    try:
+        for agent, pool in zip(agents, ("h800", "a100")):
+            assert agent.wait(timeout=180) == 0, (tmp_path / f"{pool}.log").read_text()[-5000:]
+    finally:
+        for agent in agents:
+            if agent.poll() is None:
+                stop_torchrun(agent)
+        for log_file in logs:
+            log_file.close()
+    text = "".join((tmp_path / f"{pool}.log").read_text() for pool in ("h800", "a100"))
+    rows = {r["rank"]: r["rows"] for r in log_records(text, "training")}
+    assert sorted(rows.values()) == [3, 9]
+    losses = step_losses(text)
+    assert max(abs(losses[s] - baseline.losses[s]) for s in baseline.losses) < LOSS_TOLERANCE
+    assert consumed_samples(tmp_path / "samples") == baseline.samples
