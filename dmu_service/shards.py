@@ -40,6 +40,11 @@ assert HEADER.size == 64
 DTYPE_CODES: dict[int, np.dtype] = {1: np.dtype("<u2"), 2: np.dtype("<u4")}
 
 
+def source_folder(data_dir: str | os.PathLike, tokenizer_id: str, source: str) -> Path:
+    """Where the DMU writes a source's shards for a tokenizer: ``<data_dir>/shards/<tokenizer id>/<source>``."""
+    return Path(data_dir) / "shards" / tokenizer_id / source
+
+
 class ShardFormatError(ValueError):
     """A shard or manifest that does not match this format; the message names file and field."""
 

@@ -34,6 +34,8 @@ class MixtureNotifier:
 
     async def wait_for_newer(self, known: int, wait_s: float, read_version: Callable[[], Awaitable[int]]) -> int:
         """Return the current version once it differs from ``known``, or ``known`` after ``wait_s``."""
+        if self._condition is None:  # an app used without its lifespan (e.g. mounted elsewhere)
+            self.bind(asyncio.get_running_loop())
         deadline = time.monotonic() + wait_s
         while True:
             current = await read_version()

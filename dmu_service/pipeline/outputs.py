@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from dmu_service.shards import Manifest, ShardInfo, write_shard
+from dmu_service.shards import Manifest, ShardInfo, source_folder, write_shard
 
 
 def tokenizer_id(path: str | Path) -> str:
@@ -32,7 +32,7 @@ class RunLayout:
         self.run_id = run_id
         self.kept_dir = data_dir / "kept" / source
         self.index_dir = data_dir / "index" / f"run-{run_id:06d}"
-        self.shard_dir = data_dir / "shards" / tok_id / source if tok_id else None
+        self.shard_dir = source_folder(data_dir, tok_id, source) if tok_id else None
         for folder in (self.kept_dir, self.index_dir, self.shard_dir):
             if folder is not None:
                 folder.mkdir(parents=True, exist_ok=True)

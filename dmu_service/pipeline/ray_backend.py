@@ -10,6 +10,7 @@ same kept set and byte-identical shards.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from itertools import islice
 
@@ -30,7 +31,7 @@ class RayBackend:
 
         if not ray.is_initialized():
             ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+                     logging_level=logging.WARNING)
         self.window_batches = window_batches
 
     def __call__(self, processor: DocumentProcessor, batches: Iterator[list[Record]]) -> Iterator[list[Processed]]:

@@ -33,6 +33,7 @@ from dmu_service.pipeline.dedup import DedupDecision, Deduplicator, write_segmen
 from dmu_service.pipeline.outputs import RunLayout, tokenizer_id, write_kept_part, write_shard_part, write_source_manifest
 from dmu_service.pipeline.process import DocumentProcessor, Processed
 from dmu_service.pipeline.readers import Record, read_records, resolve_inputs
+from dmu_service.shards import source_folder
 
 log = logging.getLogger(__name__)
 # (counts so far, index of the file being read, number of files); called after every batch.
@@ -220,7 +221,7 @@ def rebuild_manifest(*, session: Session, data_dir: Path, source: str, tok_id: s
     runs = [(run_id, checkpoint.get("parts", [])) for run_id, checkpoint in rows]
     if also is not None:
         runs = [r for r in runs if r[0] != also[0]] + [also]
-    return write_source_manifest(data_dir / "shards" / tok_id / source, source=source, tok_id=tok_id,
+    return write_source_manifest(source_folder(data_dir, tok_id, source), source=source, tok_id=tok_id,
                                  vocab_size=vocab_size, runs=runs)
 
 

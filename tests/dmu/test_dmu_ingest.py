@@ -15,7 +15,7 @@ from dmu_service.migrate import upgrade
 from dmu_service.models import Run, Source
 from dmu_service.pipeline.outputs import tokenizer_id
 from dmu_service.pipeline.runner import RunError, discard_run, execute_run, start_run
-from dmu_service.shards import TokenizedSource
+from dmu_service.shards import TokenizedSource, source_folder
 
 
 def _corpus(path: Path, language: str, seeds: range, *, extra: list[bytes] = ()) -> Path:
@@ -84,7 +84,7 @@ def test_counts_and_shards_on_postgres(postgres_url: str, tmp_path: Path, tokeni
     assert c["filtered"] == {"gopher_min_words": 1}
     assert c["languages_dropped"] == {"zh": 1} and c["languages"] == {"en": 45}
     assert (c["exact_dup"], c["kept"]) == (10, 45)
-    folder = tmp_path / "data" / "shards" / tokenizer_id(tokenizer_path) / "web-en"
+    folder = source_folder(tmp_path / "data", tokenizer_id(tokenizer_path), "web-en")
     source = TokenizedSource(folder, verify_checksums=True)
     assert source.n_docs == 45 and source.n_tokens == c["tokens"] > 0
     assert source.manifest.tokenizer_id == tokenizer_id(tokenizer_path)
