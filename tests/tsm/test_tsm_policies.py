@@ -93,3 +93,15 @@ def test_static_policy_never_updates_and_state_round_trips():
 def test_unknown_policy_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown mixture policy 'doremi'; known: learning_progress, odm, static"):
         make_policy("doremi", SOURCES)
+
+
+def test_learning_progress_wins_back_a_forgotten_source_but_not_noise():
+    policy = make_policy("learning_progress", ["learned", "noise", "other"], params={"prior_mix": 0.0})
+    for t in range(20):  # learned drops 6 -> 2 then stays; noise only drifts up; other is flat
+        policy.observe({"learned": max(2.0, 6.0 - 0.5 * t), "noise": 6.2 + 0.01 * t, "other": 3.0}, step=t)
+    assert policy.forgetting() == {"learned": 0.0, "noise": 0.0, "other": 0.0}
+    for t in range(20, 26):  # starved, it is being forgotten
+        policy.observe({"learned": 2.0 + 0.2 * (t - 19), "noise": 6.4 + 0.01 * t, "other": 3.0}, step=t)
+    assert policy.forgetting()["learned"] > 0 and policy.forgetting()["noise"] == 0.0
+    weights, why = policy.propose({"learned": 0.05, "noise": 0.05, "other": 0.9})
+    assert max(weights, key=weights.get) == "learned" and "winning back learned" in why
