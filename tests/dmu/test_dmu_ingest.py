@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from dmu_testlib import make_doc
+import httpx
+from dmu_testlib import live_server, make_doc, settings_for
 
 from dmu_service.db import make_engine, make_session_factory
 from dmu_service.migrate import upgrade
@@ -92,6 +93,11 @@ def test_counts_and_shards_on_postgres(postgres_url: str, tmp_path: Path, tokeni
 
     decoded = Tokenizer.from_file(str(tokenizer_path)).decode(source.shards[0].document(0).tolist())
     assert decoded == kept_texts(tmp_path / "data", "web-en")[0]
+    with live_server(settings_for(postgres_url, tmp_path / "data"), migrate=False) as url:
+        listed = httpx.get(f"{url}/runs", params={"source": "web-en"}).json()
+        assert [(r["id"], r["status"], r["counts"]["kept"]) for r in listed] == [(run.id, "completed", 45)]
+        assert httpx.get(f"{url}/runs/{run.id}").json()["progress"] == {"files_total": 2, "files_done": 2,
+                                                                         "records_into_current_file": 0}
 
 
 def test_new_runs_dedup_against_everything_kept_across_sources(env: Env, tmp_path: Path, tokenizer_path: Path) -> None:

@@ -200,6 +200,11 @@ def test_server_sent_events_stream_every_version(pg_dmu_url: str) -> None:
         listener.join(timeout=20)
         assert [e["version"] for e in events] == [1, 2, 3]
         assert events[2]["weights"] == {"books-zh": 0.5, "web-en": 0.5}
+        # A reconnecting client names the last version it saw and gets only newer ones.
+        http.put("/mixtures/main", json={"weights": {"web-en": 1}}, headers=auth())
+        with http.stream("GET", "/mixtures/main/events", headers={"Last-Event-ID": "3"}) as stream:
+            first = next(line for line in stream.iter_lines() if line.startswith("id: "))
+        assert first == "id: 4"
         assert http.get("/mixtures/nope/events").status_code == 404
 
 

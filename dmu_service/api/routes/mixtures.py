@@ -8,12 +8,26 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
-from dmu_service.api.deps import NotifierDep, ReaderDep, SessionDep, SettingsDep, WriterDep
+from dmu_service.api.deps import (
+    NotifierDep,
+    ReaderDep,
+    SessionDep,
+    SettingsDep,
+    WriterDep,
+)
+from dmu_service.api.notify import MixtureNotifier
 from dmu_service.crud import mixtures as crud
 from dmu_service.crud.sources import source_names
 from dmu_service.models import MixtureVersion
-from dmu_service.schemas.mixtures import MixtureCreate, MixturePatch, MixtureSummary, MixtureUpdate, MixtureVersionPublic
+from dmu_service.schemas.mixtures import (
+    MixtureCreate,
+    MixturePatch,
+    MixtureSummary,
+    MixtureUpdate,
+    MixtureVersionPublic,
+)
 
 router = APIRouter(prefix="/mixtures", tags=["mixtures"])
 SSE_HEARTBEAT_S = 15.0
@@ -83,7 +97,7 @@ def read_mixture(name: str, session: SessionDep, request: Request, response: Res
 
 def _change(
     *, name: str, body: MixtureUpdate | MixturePatch, merge: bool, if_match: str | None,
-    session, notifier, request: Request, response: Response,
+    session: Session, notifier: MixtureNotifier, request: Request, response: Response,
 ) -> MixtureVersionPublic:
     expected = parse_etag(if_match, "If-Match")
     attempts = 1 if expected is not None else UNCONDITIONAL_RETRIES
