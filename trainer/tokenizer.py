@@ -218,3 +218,14 @@ def load_tokenizer(path: str | Path):
 def model_vocab_size(tokenizer, multiple: int = 8) -> int:
     """The model's embedding rows for this tokenizer: its vocabulary padded for efficient matmuls."""
     return -(-tokenizer.get_vocab_size() // multiple) * multiple
+
+
+def encode_files(tokenizer, files: Sequence[str | Path]) -> list[int]:
+    """The documents of ``files`` as one token stream, each document followed by EOS."""
+    eos = tokenizer.token_to_id(EOS)
+    ids: list[int] = []
+    for file in files:
+        for encoding in tokenizer.encode_batch(read_documents(file), add_special_tokens=False):
+            ids.extend(encoding.ids)
+            ids.append(eos)
+    return ids
