@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 
-from tsm_testlib import point, send
+import time
+
+from tsm_testlib import point, send, tsm_client
 
 
 def _feed(client, job, steps, *, loss, ranks=1, step_time=lambda step, rank: 1.0, layer_std=None):
@@ -102,3 +104,16 @@ def test_straggler_stall_and_weight_change_through_the_api(pg_tsm):
 def test_evaluate_unknown_job_is_404(pg_tsm):
     response = pg_tsm.post("/v1/jobs/nobody/evaluate")
     assert response.status_code == 404 and "has sent no metrics" in response.json()["detail"]
+
+
+def test_config_before_the_first_metrics_and_the_background_loop(postgres_url):
+    with tsm_client(postgres_url, evaluate_interval_seconds=0.2) as client:
+        configured = client.patch("/v1/jobs/job-a/config", json={"detectors": {"stall": {"seconds": 5}}})
+        assert configured.status_code == 200 and configured.json()["last_step"] is None
+        now = time.time()
+        send(client, "job-a", [point(s, time=now - 100 + s, loss=2.0) for s in range(10)])  # last step 91 s ago
+        deadline = time.monotonic() + 20
+        while not (events := client.get("/v1/jobs/job-a/events", params={"kind": "stall"}).json()):
+            assert time.monotonic() < deadline, "the background loop did not evaluate the job"
+            time.sleep(0.1)
+        assert events[0]["step"] == 9 and events[0]["evidence"]["limit_seconds"] == 5

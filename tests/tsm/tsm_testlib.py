@@ -19,7 +19,7 @@ from tsm_service.schemas.ingest import MetricBatch
 
 
 def tsm_settings(database_url: str, **overrides) -> Settings:
-    return load_settings(database_url=database_url, evaluate_interval_seconds=0, log_json=False, **overrides)
+    return load_settings(**{"database_url": database_url, "evaluate_interval_seconds": 0, "log_json": False, **overrides})
 
 
 @contextmanager

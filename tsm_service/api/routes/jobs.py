@@ -5,8 +5,8 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from tsm_service.api.deps import JobDep, SessionDep, SettingsDep
-from tsm_service.crud.jobs import job_public, list_jobs, update_job_config
+from tsm_service.api.deps import JobDep, JobName, SessionDep, SettingsDep
+from tsm_service.crud.jobs import get_or_create_job, job_public, list_jobs, update_job_config
 from tsm_service.schemas.jobs import JobConfigUpdate, JobPublic
 from tsm_service.schemas.events import EventPublic
 
@@ -24,11 +24,12 @@ def read_job(job: JobDep, settings: SettingsDep) -> JobPublic:
 
 
 @router.patch("/{job}/config", response_model=JobPublic,
-              summary="Override detector thresholds and/or the mixture policy of one job")
-def patch_job_config(job: JobDep, update: JobConfigUpdate, session: SessionDep, settings: SettingsDep) -> JobPublic:
-    update_job_config(session, job=job, update=update)
+              summary="Override detector thresholds and/or the mixture policy of one job (before or while it trains)")
+def patch_job_config(job: JobName, update: JobConfigUpdate, session: SessionDep, settings: SettingsDep) -> JobPublic:
+    found = get_or_create_job(session, name=job, now=time.time())  # the operator may configure a job before it starts
+    update_job_config(session, job=found, update=update)
     session.commit()
-    return job_public(job, settings=settings)
+    return job_public(found, settings=settings)
 
 
 @router.post("/{job}/evaluate", response_model=list[EventPublic],
