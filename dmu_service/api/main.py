@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.notifier = MixtureNotifier(settings.mixture_poll_interval_s)
-    app.state.metrics = DmuMetrics()
+    app.state.metrics = DmuMetrics(app.state.session_factory)
 
     @app.middleware("http")
     async def record_request(request: Request, call_next):

@@ -96,6 +96,11 @@ def test_counts_and_shards_on_postgres(postgres_url: str, tmp_path: Path, tokeni
     with live_server(settings_for(postgres_url, tmp_path / "data"), migrate=False) as url:
         listed = httpx.get(f"{url}/runs", params={"source": "web-en"}).json()
         assert [(r["id"], r["status"], r["counts"]["kept"]) for r in listed] == [(run.id, "completed", 45)]
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'heurimentor_dmu_documents{source="web-en",stage="kept"} 45.0' in metrics
+        assert 'heurimentor_dmu_filtered_documents{rule="gopher_min_words",source="web-en"} 1.0' in metrics
+        assert f'heurimentor_dmu_tokens{{source="web-en"}} {float(c["tokens"])}' in metrics
+        assert 'heurimentor_dmu_runs{status="completed"} 1.0' in metrics
         assert httpx.get(f"{url}/runs/{run.id}").json()["progress"] == {"files_total": 2, "files_done": 2,
                                                                          "records_into_current_file": 0}
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from alembic import command
 from dmu_testlib import add_sources, auth, live_server, settings_for
 from sqlalchemy import create_engine, inspect
 
 from dmu_service.config import load_settings
-from dmu_service.migrate import upgrade
+from dmu_service.migrate import alembic_config, upgrade
 
 
 def test_settings_precedence_defaults_file_env_flags(tmp_path, monkeypatch) -> None:
@@ -45,6 +46,7 @@ def test_migrations_create_the_schema_on_postgres(postgres_url: str) -> None:
     upgrade(postgres_url)  # idempotent at head
     tables = set(inspect(create_engine(postgres_url)).get_table_names())
     assert {"sources", "runs", "mixtures", "mixture_versions", "alembic_version"} <= tables
+    command.check(alembic_config(postgres_url))  # the ORM models and the migrations agree (raises on drift)
 
 
 def test_health_readiness_metrics_docs(http: httpx.Client) -> None:
