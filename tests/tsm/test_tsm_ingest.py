@@ -110,3 +110,32 @@ def test_curves_downsample_filter_and_404(any_tsm):
     assert missing.status_code == 404 and "no scalar series 'nope'" in missing.json()["detail"]
     assert _loss_curve(any_tsm, step_min=5, step_max=2).status_code == 422
     assert any_tsm.get("/v1/jobs/other/curves/scalar/loss").status_code == 404
+
+
+def test_concurrent_retries_and_ranks_on_postgresql(postgres_url):
+    """Eight clients at once on a real server: the same batch four times, and four ranks' own batches."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    from tsm_testlib import serve_in_thread, tsm_settings
+
+    from tsm_service.api.main import create_app
+    from tsm_service.migrations import upgrade
+    from tsm_service.schemas.ingest import MetricBatch
+
+    upgrade(postgres_url)
+    same = MetricBatch.model_validate({"batch_id": "same", "points": [point(s, rank=9, loss=1.0) for s in range(200)]})
+    ranks = [MetricBatch.model_validate({"batch_id": f"rank-{r}", "points": [point(s, rank=r, loss=2.0, step_time_seconds=1.0)
+                                                                              for s in range(200)]}) for r in range(4)]
+    with serve_in_thread(create_app(tsm_settings(postgres_url))) as url:
+        def post(batch):
+            return httpx.post(f"{url}/v1/jobs/job-a/metrics", content=batch.model_dump_json(),
+                              headers={"Content-Type": "application/json"}, timeout=60)
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(post, [same] * 4 + ranks))
+        assert all(r.status_code == 200 for r in results), [r.text for r in results]
+        assert sorted(r.json()["duplicate"] for r in results[:4]) == [False, True, True, True]
+        assert all(not r.json()["duplicate"] for r in results[4:])
+        curve = httpx.get(f"{url}/v1/jobs/job-a/curves/scalar/loss", params={"step_min": 10, "step_max": 10}).json()
+        assert curve["points"][0]["count"] == 5  # rank 9 once + ranks 0-3

@@ -147,7 +147,8 @@ def _update_series_last(session: Session, *, sample_rows: dict) -> None:
         update(table).where(table.c.id == bindparam("sid"),
                             (table.c.last_step.is_(None)) | (table.c.last_step <= bindparam("step")))
         .values(last_step=bindparam("step"), last_value=bindparam("value")),
-        [{"sid": sid, "step": step, "value": value} for sid, (step, _, value) in latest.items()],
+        # In id order, so concurrent batches of different ranks lock series rows in the same order.
+        [{"sid": sid, "step": step, "value": value} for sid, (step, _, value) in sorted(latest.items())],
         execution_options={"synchronize_session": False})
 
 
