@@ -73,7 +73,16 @@ class DmuMetrics:
         self.mixture_changes = Counter(
             "heurimentor_dmu_mixture_changes", "mixture versions created", ["mixture"], registry=self.registry
         )
+        self._weighted_sources: dict[str, set[str]] = {}
         self.rejected_changes = Counter(
             "heurimentor_dmu_mixture_rejected_changes", "mixture changes refused", ["mixture", "reason"],
             registry=self.registry,
         )
+
+    def observe_mixture(self, name: str, version: int, weights: dict[str, float]) -> None:
+        self.mixture_version.labels(name).set(version)
+        for dropped in self._weighted_sources.get(name, set()) - set(weights):
+            self.mixture_weight.remove(name, dropped)  # a dropped source must not keep its last weight
+        for source, weight in weights.items():
+            self.mixture_weight.labels(name, source).set(weight)
+        self._weighted_sources[name] = set(weights)

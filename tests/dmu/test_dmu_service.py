@@ -59,6 +59,11 @@ def test_health_readiness_metrics_docs(http: httpx.Client) -> None:
     assert 'heurimentor_dmu_mixture_version{mixture="main"} 1.0' in metrics
     assert 'heurimentor_dmu_mixture_weight{mixture="main",source="web-en"} 1.0' in metrics
     assert 'heurimentor_dmu_http_requests_total{method="POST",route="/mixtures",status="201"} 1.0' in metrics
+    add_sources(http, "books-zh")
+    http.put("/mixtures/main", json={"weights": {"books-zh": 1}}, headers=auth())
+    metrics = http.get("/metrics").text
+    assert 'heurimentor_dmu_mixture_weight{mixture="main",source="books-zh"} 1.0' in metrics
+    assert 'source="web-en"' not in metrics
     assert "/mixtures/{name}/current" in http.get("/openapi.json").json()["paths"]
     assert http.get("/docs").status_code == 200
 

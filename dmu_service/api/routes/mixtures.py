@@ -49,10 +49,7 @@ def parse_etag(value: str | None, header: str) -> int | None:
 def _respond(request: Request, response: Response, version: MixtureVersion) -> MixtureVersionPublic:
     public = crud.to_public(version)
     response.headers["ETag"] = f'"{public.version}"'
-    metrics = request.app.state.metrics
-    metrics.mixture_version.labels(public.name).set(public.version)
-    for source, weight in public.weights.items():
-        metrics.mixture_weight.labels(public.name, source).set(weight)
+    request.app.state.metrics.observe_mixture(public.name, public.version, public.weights)
     return public
 
 
