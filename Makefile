@@ -34,7 +34,7 @@ test: system-deps venv tools
 	echo "==> make test: $$(( $$(date +%s) - $(MAKE_START) ))s in all (exit $$status)" >&2; exit $$status
 
 demo: venv
-	hack/timed.sh "demo" $(VENV)/bin/python -m hack.demo
+	hack/timed.sh "demo" $(VENV)/bin/heurimentor demo
 
 # stdout is only the `export` lines, so `eval "$$(make -s cluster-up)"` works; progress goes to stderr.
 cluster-up: venv tools

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(help="HeuriMentor: train Aquila2 models with the ATE, TSM and DMU.", no_args_is_help=True)
@@ -10,6 +12,21 @@ app = typer.Typer(help="HeuriMentor: train Aquila2 models with the ATE, TSM and 
 @app.callback()
 def main() -> None:
     """HeuriMentor platform command line."""
+
+
+@app.command()
+def demo(
+    workdir: Path = typer.Option(Path(".demo"), help="where the demo writes everything (wiped first)"),
+    steps: int = typer.Option(120, min=10, help="training steps"),
+    workers: int = typer.Option(2, min=1, help="torchrun worker processes"),
+    policy: str = typer.Option("odm", help="TSM mixture policy: static | odm | learning_progress"),
+) -> None:
+    """Run the main job on this machine: DMU + TSM + elastic trainer, embedded defaults."""
+    from heurimentor.demo import DemoConfig, run_demo
+    from heurimentor.logs import configure_logging
+
+    configure_logging("WARNING", json_format=False)
+    run_demo(DemoConfig(workdir=workdir.resolve(), steps=steps, workers=workers, policy=policy))
 
 
 def _register() -> None:
