@@ -19,7 +19,7 @@ def demo(
     workdir: Path = typer.Option(Path(".demo"), help="where the demo writes everything (wiped first)"),
     steps: int = typer.Option(120, min=10, help="training steps"),
     workers: int = typer.Option(2, min=1, help="torchrun worker processes"),
-    policy: str = typer.Option("odm", help="TSM mixture policy: static | odm | learning_progress"),
+    policy: str = typer.Option("learning_progress", help="TSM mixture policy: static | odm | learning_progress"),
 ) -> None:
     """Run the main job on this machine: DMU + TSM + elastic trainer, embedded defaults."""
     from heurimentor.demo import DemoConfig, run_demo

@@ -39,7 +39,7 @@ class DemoConfig:
     steps: int = 120
     workers: int = 2
     vocab_size: int = 1024
-    policy: str = "odm"
+    policy: str = "learning_progress"
     seed: int = 0
 
 
