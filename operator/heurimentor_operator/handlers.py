@@ -21,6 +21,7 @@ from heurimentor_operator.builders import build_config_map, build_pod, build_ser
 from heurimentor_operator.conditions import set_condition
 from heurimentor_operator.config import OperatorSettings, load_settings
 from heurimentor_operator.constants import GROUP, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, PLURAL, VERSION
+from heurimentor_operator.expectations import Expectations
 from heurimentor_operator.k8s import Conflict, Kube, client_configuration, make_api_client
 from heurimentor_operator.planner import Plan, plan
 from heurimentor_operator.spec import SpecError, parse_job
@@ -108,16 +109,23 @@ def job_changed(namespace: str | None, name: str | None, memo: kopf.Memo, **_: A
     memo.wakeups.wake(namespace, name)
 
 
+@kopf.index("", "v1", "pods", labels={LABEL_MANAGED_BY: MANAGER, LABEL_JOB: kopf.PRESENT})
+def worker_pods(namespace: str, labels: dict[str, str], body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each job's pods as the watch last saw them: reconciles read these instead of listing pods.
+    kopf fills every index before any other handler runs, so a restarted operator starts complete."""
+    return {(namespace, labels[LABEL_JOB]): {"metadata": body["metadata"], "spec": body["spec"], "status": body.get("status") or {}}}
+
+
 @kopf.on.event("", "v1", "pods", labels={LABEL_MANAGED_BY: MANAGER})
 def pod_changed(namespace: str | None, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
     memo.wakeups.wake(namespace, labels.get(LABEL_JOB))
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0, initial_delay=0)
-async def run_job(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def run_job(namespace: str, name: str, memo: kopf.Memo, worker_pods: kopf.Index, **_: Any) -> None:
     """Reconcile this job whenever something about it changes, and at least every resync interval."""
     wake = memo.wakeups.event(namespace, name)
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {"pods": worker_pods, "expected": Expectations()}
     try:
         while True:
             wake.clear()
@@ -159,7 +167,8 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
     except SpecError as e:
         await _reject(memo, body, str(e))
         return memo.cfg.resync_interval_s
-    pods = await _call(memo, kube.list_pods, namespace, name)
+    expected: Expectations = state["expected"]
+    pods = expected.view(list(state["pods"].get((namespace, name), [])))
     decided = plan(body, spec, pods, datetime.now(timezone.utc))
 
     # Record the decision (guarded by resourceVersion) before deleting anything or starting a new
@@ -176,7 +185,7 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
             await write_status
         else:
             together.append(write_status)
-    await asyncio.gather(*together, _ensure_config(memo, spec, decided, state), _act(memo, body, spec, decided))
+    await asyncio.gather(*together, _ensure_config(memo, spec, decided, state), _act(memo, body, spec, decided, expected))
     for ev in decided.events:
         kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
     for counter in decided.counters:
@@ -199,11 +208,24 @@ async def _ensure_config(memo: kopf.Memo, spec: Any, decided: Plan, state: dict[
         state["config"] = digest
 
 
-async def _act(memo: kopf.Memo, body: dict[str, Any], spec: Any, decided: Plan) -> None:
+async def _act(memo: kopf.Memo, body: dict[str, Any], spec: Any, decided: Plan, expected: Expectations) -> None:
     kube: Kube = memo.kube
     pools = {p.name: p for p in spec.pools}
-    deletes = [_call(memo, kube.delete_pod, spec.namespace, pod, uid) for pod, uid, _ in decided.delete]
-    creates = [_call(memo, kube.create_pod, build_pod(spec, pools[pool], index, attempt=decided.attempt, rollback_step=decided.rollback_step)) for pool, index in decided.create]
+    manifests = [build_pod(spec, pools[pool], index, attempt=decided.attempt, rollback_step=decided.rollback_step)
+                 for pool, index in decided.create]
+
+    async def create(manifest: dict[str, Any]) -> bool:
+        created = await _call(memo, kube.create_pod, manifest)
+        expected.created(manifest)
+        return created
+
+    async def delete(pod: str, uid: str) -> bool:
+        deleted = await _call(memo, kube.delete_pod, spec.namespace, pod, uid)
+        expected.deleted(uid)
+        return deleted
+
+    deletes = [delete(pod, uid) for pod, uid, _ in decided.delete]
+    creates = [create(m) for m in manifests]
     results = await asyncio.gather(*deletes, *creates, return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     metrics.PODS_DELETED.inc(sum(r is True for r in results[: len(deletes)]))

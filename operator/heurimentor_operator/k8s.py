@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from heurimentor_operator.constants import GROUP, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, PLURAL, VERSION
+from heurimentor_operator.constants import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,6 @@ class Kube:
                 raise
 
     # -- pods ----------------------------------------------------------------------------------
-    def list_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        selector = f"{LABEL_JOB}={job},{LABEL_MANAGED_BY}={MANAGER}"
-        result = self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False, _request_timeout=self.timeout)
-        return json.loads(result.data)["items"]
-
     def create_pod(self, manifest: dict[str, Any]) -> bool:
         """Create; True if created, False if a pod of that name already existed (adopted as is)."""
         meta = manifest["metadata"]
