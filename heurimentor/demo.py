@@ -117,7 +117,8 @@ def write_raw_corpus(folder: Path, seed: int) -> dict[str, int]:
     return planted
 
 
-def run_demo(config: DemoConfig) -> None:
+def run_demo(config: DemoConfig) -> dict:
+    """Run the demo and return what the services report afterwards (also printed)."""
     from trainer.tokenizer import train_tokenizer
 
     work = config.workdir
@@ -193,8 +194,10 @@ def run_demo(config: DemoConfig) -> None:
         time.sleep(3)  # one more TSM evaluation over the last points
 
         console.rule("[bold]what happened")
-        _summarise(dmu_url, tsm_url)
+        summary = _summarise(dmu_url, tsm_url)
+        summary["runs"] = runs
     console.print(f"[green]demo finished in {time.monotonic() - started:.0f} s; everything is under {work}")
+    return summary
 
 
 def _flatten(counts: dict, prefix: str = "") -> dict[str, object]:
@@ -222,7 +225,7 @@ def _model_vocab(tokenizer_json: Path) -> int:
     return model_vocab_size(load_tokenizer(tokenizer_json))
 
 
-def _summarise(dmu_url: str, tsm_url: str) -> None:
+def _summarise(dmu_url: str, tsm_url: str) -> dict:
     job = httpx.get(f"{tsm_url}/v1/jobs/demo").json()
     console.print(f"TSM saw step {job['last_step']}, {job['tokens_seen']} tokens, mixture version {job['mixture_version']}")
     for kind, name in (("scalar", "loss"), ("val_loss", "web-en"), ("val_loss", "web-zh")):
@@ -240,3 +243,4 @@ def _summarise(dmu_url: str, tsm_url: str) -> None:
         console.print(f"TSM event at step {event['step']}: [bold]{event['kind']}[/bold] {event['message'][:160]}")
     if not events:
         console.print("TSM events: none")
+    return {"job": job, "mixture_versions": versions, "events": events}
