@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from tiny_checkpoint import one_torch_thread  # noqa: F401 (autouse fixture)
 from safetensors.torch import load_file, save_file
 
 from trainer.hf import HFCheckpointError, INDEX_FILE, inspect_hf_checkpoint, load_hf_checkpoint, save_hf_checkpoint

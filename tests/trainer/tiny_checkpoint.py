@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -12,6 +15,24 @@ from trainer.model import ModelArgs, build_model
 from trainer.tokenizer import SAMPLE_CORPUS, encode_files, load_tokenizer, model_vocab_size, train_tokenizer
 
 CORPUS = [SAMPLE_CORPUS / "en.txt", SAMPLE_CORPUS / "zh.txt"]
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread; on a busy 2-core machine two OpenMP threads that
+    wait for each other make each step about ten times slower. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    with single_thread():
+        yield
 
 
 def train_tiny_checkpoint(root: Path, *, steps: int = 60, seq_len: int = 64) -> tuple[Path, Path]:
@@ -32,4 +53,14 @@ def train_tiny_checkpoint(root: Path, *, steps: int = 60, seq_len: int = 64) -> 
         optimizer.step()
         optimizer.zero_grad()
     save_hf_checkpoint(model, root / "checkpoint")
+    return root / "checkpoint", root / "tokenizer"
+
+
+def shared_tiny_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
+    """The tiny checkpoint, trained once per test session however many modules ask for it."""
+    root = tmp_path_factory.getbasetemp() / "tiny-checkpoint"
+    if not (root / "checkpoint" / "config.json").exists():
+        root.mkdir(exist_ok=True)
+        with single_thread():
+            train_tiny_checkpoint(root, steps=40)
     return root / "checkpoint", root / "tokenizer"
