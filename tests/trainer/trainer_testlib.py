@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import uvicorn
 import yaml
 
 from dmu_service.shards import Manifest, write_shard
@@ -67,7 +66,7 @@ def free_port() -> int:
 def worker_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEURIMENTOR_TRAIN")}
     # A restarted worker group must not reuse the rendezvous store: pytorch/pytorch#135712 (operator sets it too).
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO), TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1", **extra)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1", **extra)
     return env
 
 
@@ -153,6 +152,8 @@ def consumed_samples(sample_dir: Path) -> dict[int, list[str]]:
 @contextmanager
 def serve_app(app, port: int | None = None) -> Iterator[str]:
     """Serve a FastAPI app with uvicorn on loopback in a thread; yields the base URL."""
+    import uvicorn  # not on the GPU machine, whose tests need no server
+
     port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
