@@ -48,6 +48,8 @@ def _mix64(x: np.ndarray) -> np.ndarray:
 
 def _is_cjk_heavy(text: str) -> bool:
     sample = text[:2000]
+    if sample.isascii():
+        return False
     visible = len(sample) - sum(map(sample.count, (" ", "\n", "\t")))
     cps = np.frombuffer(sample.encode("utf-32-le"), dtype="<u4")
     cjk = np.count_nonzero(cps - np.uint32(0x3400) <= np.uint32(0x9FFF - 0x3400))  # U+3400..U+9FFF, one compare
