@@ -192,7 +192,7 @@ def _print_perplexity(reference: float, quantized: float, label: str) -> None:
     table.add_row("fp32", f"{reference:.4f}")
     table.add_row(label, f"{quantized:.4f}")
     console.print(table)
-    console.print(f"retained: {100 * reference / quantized:.2f} % (fp32 perplexity / int4 perplexity)")
+    console.print(f"retained: {100 * reference / quantized:.2f} % (fp32 perplexity / int4 perplexity)", soft_wrap=True)
 
 
 @quantize_app.command("run")
@@ -228,7 +228,7 @@ def quantize_run(
         save_quantized(model, output, summary)
     console.print(f"quantized {summary.layers} layers ({summary.weights:,} weights) with {method.upper()}, group {group_size}: "
                   f"{summary.storage_bytes:,} bytes, {summary.bits_per_weight:.3f} bits/weight, "
-                  f"mean relative weight error {summary.mean_relative_error:.4f} → {output}")
+                  f"mean relative weight error {summary.mean_relative_error:.4f} → {output}", soft_wrap=True)
     if held_out is not None:
         _print_perplexity(reference, perplexity(model, held_out), f"int4 {method}")
 
