@@ -44,6 +44,7 @@ class DataConfig:
     sources: list[str] = field(default_factory=list)  # empty: every source folder under shard_root
     mixture: str | None = None  # mixture name on the DMU; None: static weights only
     dmu_url: str | None = None
+    dmu_token: str | None = None  # when the DMU requires auth for reads; pass it by env, not in the file
     static_weights: dict[str, float] = field(default_factory=dict)  # before/without the DMU; empty: equal
     poll_wait_seconds: float = 30.0  # long-poll hold time of GET /mixtures/{name}/current?wait=
     val_samples_per_source: int = 0  # held out from the end of each source for validation loss

@@ -102,6 +102,7 @@ class MixtureSampler:
         self.consumed = 0  # global samples handed out so far
         self.counters = {name: 0 for name in self.names}
         self.history: list[dict] = []  # {"step", "sample", "version", "weights"}; the last one is in force
+        self.rejected_version: int | None = None  # a published version with no usable weight, not retried
         self._perms: dict[tuple[int, int], np.ndarray] = {}
         self.set_mixture(0, version, weights)
 
@@ -220,9 +221,9 @@ class MixturePoller:
     per outage (and ``reachable`` is False) and polling retries with backoff.
     """
 
-    def __init__(self, base_url: str, mixture: str, *, wait: float = 30.0, known_version: int | None = None):
+    def __init__(self, base_url: str, mixture: str, *, wait: float = 30.0, known_version: int | None = None, token: str | None = None):
         self.base_url, self.mixture, self.wait = base_url, mixture, wait
-        self._client = MixtureClient(base_url, timeout=5.0)
+        self._client = MixtureClient(base_url, token=token, timeout=5.0)
         self._known = known_version
         self._latest = None
         self._lock = threading.Lock()
@@ -289,7 +290,7 @@ def sync_mixture(sampler: MixtureSampler, poller: MixturePoller | None, step: in
         dist.broadcast(flag, src=0)
         newest = int(flag.item())
     current = sampler.version if sampler.version is not None else -1
-    if newest <= current:
+    if newest <= current or newest == sampler.rejected_version:
         return False
     payload = [latest.weights if latest is not None else None]
     if dist.is_initialized():
@@ -297,6 +298,8 @@ def sync_mixture(sampler: MixtureSampler, poller: MixturePoller | None, step: in
     switched = sampler.set_mixture(step, newest, payload[0])
     if switched:
         log.info("switched mixture at step boundary", extra={"step": step, "version": newest})
+    else:
+        sampler.rejected_version = newest
     return switched
 
 

@@ -109,7 +109,7 @@ def train(cfg: TrainConfig) -> None:
         step, tokens_seen = state["step"], state["tokens_seen"]
     poller = None
     if cfg.data.mixture and rank == 0:
-        poller = MixturePoller(cfg.data.dmu_url, cfg.data.mixture, wait=cfg.data.poll_wait_seconds)
+        poller = MixturePoller(cfg.data.dmu_url, cfg.data.mixture, wait=cfg.data.poll_wait_seconds, token=cfg.data.dmu_token)
         poller.poll_once(wait=0)  # start on the published mixture when the DMU is up
         poller.start()
     loader = MixtureDataLoader(sources, sampler, global_batch=global_batch, rank_slice=batch_slices(counts)[rank])
