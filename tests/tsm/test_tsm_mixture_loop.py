@@ -132,3 +132,18 @@ def test_unreachable_dmu_is_logged_not_fatal(postgres_url):
         assert tsm.patch("/v1/jobs/job-a/config", json={"policy": POLICY}).status_code == 200
         assert _train(tsm, range(10, 30)) == []
         assert tsm.get("/v1/jobs/job-a").json()["last_step"] == 29
+
+
+def test_plateau_trigger_updates_only_after_a_plateau(dmu_url, postgres_url):
+    with tsm_client(postgres_url, dmu_url=dmu_url, dmu_token=TOKEN) as tsm:
+        _train(tsm, range(0, 10))
+        policy = {**POLICY, "trigger": "plateau", "guardrails": {**POLICY["guardrails"], "cooldown_steps": 0}}
+        config = {"policy": policy, "detectors": {"plateau": {"window": 40}}}
+        assert tsm.patch("/v1/jobs/job-a/config", json=config).status_code == 200
+        assert _train(tsm, range(10, 30)) == []  # the flat loss is not yet a plateau (30 reports < 40)
+        first = _train(tsm, range(30, 40))
+        plateaus = tsm.get("/v1/jobs/job-a/events", params={"kind": "plateau"}).json()
+        assert [p["step"] for p in plateaus] == [39]
+        assert [(e["kind"], e["step"]) for e in first] == [("mixture_update", 39)]
+        assert _train(tsm, range(40, 70)) == []  # same plateau: no new trigger
+        assert [e["kind"] for e in _train(tsm, range(70, 80))] == ["mixture_update"]  # the next window's plateau
