@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
+from tsm_testlib import point, serve_in_thread, tsm_settings
 from typer.testing import CliRunner
 
 from heurimentor.cli import app as cli
 from tsm_service.api.main import create_app
 from tsm_service.config import load_settings
+from tsm_service.migrations import upgrade
+from tsm_service.schemas.ingest import MetricBatch
 
 
 def test_precedence_defaults_file_env_flags(tmp_path, monkeypatch):
@@ -47,3 +51,19 @@ def test_migrate_command_then_ready(postgres_url):
         assert "TSM schema at head" in result.output
         assert client.get("/readyz").json() == {"status": "ready", "schema_revision": "0001"}
         assert "/v1/jobs/{job}/metrics" in client.get("/openapi.json").json()["paths"]
+
+
+def test_events_and_rollbacks_commands(postgres_url):
+    upgrade(postgres_url)
+    with serve_in_thread(create_app(tsm_settings(postgres_url))) as url:
+        points = [point(s, loss=float("nan") if s == 5 else 2.0) for s in range(10)]
+        body = MetricBatch.model_validate({"batch_id": "b", "points": points}).model_dump_json()
+        assert httpx.post(f"{url}/v1/jobs/job-a/metrics", content=body, headers={"Content-Type": "application/json"}).status_code == 200
+        runner = CliRunner()
+        listed = runner.invoke(cli, ["tsm", "events", "job-a", "--url", url], env={"COLUMNS": "200"})
+        assert listed.exit_code == 0, listed.output
+        assert "divergence" in listed.output and "scalar/loss" in listed.output
+        recs = runner.invoke(cli, ["tsm", "rollbacks", "job-a", "--url", url], env={"COLUMNS": "200"})
+        assert recs.exit_code == 0 and "0..5" in recs.output and "0..5000" in recs.output
+        missing = runner.invoke(cli, ["tsm", "events", "nobody", "--url", url])
+        assert missing.exit_code == 1 and "has sent no metrics" in missing.output
