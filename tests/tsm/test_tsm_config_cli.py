@@ -67,3 +67,14 @@ def test_events_and_rollbacks_commands(postgres_url):
         assert recs.exit_code == 0 and "0..5" in recs.output and "0..5000" in recs.output
         missing = runner.invoke(cli, ["tsm", "events", "nobody", "--url", url])
         assert missing.exit_code == 1 and "has sent no metrics" in missing.output
+
+
+def test_migrations_match_the_models_and_downgrade(postgres_url):
+    from alembic import command
+
+    from tsm_service.migrations import alembic_config, downgrade
+
+    upgrade(postgres_url)
+    command.check(alembic_config(postgres_url))  # raises when the models drifted from the migrations
+    downgrade(postgres_url, "base")
+    upgrade(postgres_url)
