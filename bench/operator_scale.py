@@ -101,7 +101,8 @@ class BoundWatcher:
         raise TimeoutError(f"after {timeout}s: {self.counts()} (pods, bound, running) of {total}")
 
 
-def run_baseline(plane: ControlPlane, jobs: int, workers: int) -> tuple[float, float]:
+def run_baseline(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int) -> tuple[float, float]:
+    """The same pods, created directly by the operator's user (same RBAC, same API priority level)."""
     from kubernetes import client
 
     from heurimentor_operator.builders import assign_pools, build_pod
@@ -120,7 +121,7 @@ def run_baseline(plane: ControlPlane, jobs: int, workers: int) -> tuple[float, f
                 pod["metadata"].pop("ownerReferences")  # no owner: the garbage collector would take them
                 pod["metadata"]["labels"]["bench"] = "baseline"
                 pods.append(pod)
-    core = client.CoreV1Api(plane.api_client())
+    core = client.CoreV1Api(plane.api_client(kubeconfig))
     watcher = BoundWatcher(plane, "bench=baseline")
     start = time.perf_counter()
     with ThreadPoolExecutor(PARALLEL_API_CALLS) as pool:
@@ -133,14 +134,13 @@ def run_baseline(plane: ControlPlane, jobs: int, workers: int) -> tuple[float, f
     return result
 
 
-def run_operator(plane: ControlPlane, jobs: int, workers: int) -> dict:
+def run_operator(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int) -> dict:
     import kopf.testing
     from kubernetes import client
 
     from heurimentor_operator import handlers
     from heurimentor_operator.config import OperatorSettings
 
-    kubeconfig = operator_user(plane)
     durations: list[float] = []
     lock = threading.Lock()
     original = handlers.reconcile
@@ -219,9 +219,10 @@ def main() -> None:
         plane.add_kwok_nodes(args.nodes // 2, "bench-a100", accelerator="nvidia-a100", gpus=8, timeout=300)
         plane.add_kwok_nodes(args.nodes - args.nodes // 2, "bench-h800", accelerator="nvidia-h800", gpus=8, timeout=300)
         print(f"{args.nodes} KWOK GPU nodes Ready in {time.perf_counter() - t0:.1f}s", flush=True)
-        base_bound, base_running = run_baseline(plane, args.jobs, args.workers)
+        kubeconfig = operator_user(plane)
+        base_bound, base_running = run_baseline(plane, kubeconfig, args.jobs, args.workers)
         print(f"baseline (direct pod creates, {PARALLEL_API_CALLS} threads): {total} pods bound in {base_bound:.1f}s, running in {base_running:.1f}s", flush=True)
-        result = run_operator(plane, args.jobs, args.workers)
+        result = run_operator(plane, kubeconfig, args.jobs, args.workers)
         print(f"operator: {args.jobs} jobs x {args.workers} workers created in {result['applied']:.1f}s; "
               f"all {total} pods bound in {result['bound']:.1f}s, running in {result['running']:.1f}s; "
               f"every job's status at {args.workers} replicas in {result['status']:.1f}s (target < 30 s)")
@@ -230,6 +231,10 @@ def main() -> None:
             print(f"reconcile {label}: n={len(samples)}, p50 {1000 * percentile(samples, 50):.1f} ms, "
                   f"p99 {1000 * percentile(samples, 99):.1f} ms, max {1000 * samples[-1]:.1f} ms")
         print(f"ratio operator/baseline (pods bound): {result['bound'] / base_bound:.2f}x")
+        from heurimentor_operator import metrics
+
+        errors = {s.labels["kind"]: int(s.value) for m in metrics.RECONCILE_ERRORS.collect() for s in m.samples if s.name.endswith("_total")}
+        print(f"operator counters: pods created {int(metrics.PODS_CREATED._value.get())}, reconcile errors {errors or 'none'}")
     finally:
         plane.stop()
 

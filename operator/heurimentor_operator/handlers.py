@@ -146,14 +146,30 @@ async def run_job(namespace: str, name: str, memo: kopf.Memo, worker_pods: kopf.
                 return
             try:
                 await asyncio.wait_for(wake.wait(), timeout=min(delay, memo.cfg.resync_interval_s))
+                # A pod's create, bind and start arrive as a burst of events: one pass for all of them.
+                await asyncio.sleep(memo.cfg.debounce_s)
             except asyncio.TimeoutError:
                 pass
     finally:
         memo.wakeups.forget(namespace, name)
 
 
+SLOW_CALL_S = 5.0
+
+
 async def _call(memo: kopf.Memo, fn: Any, *args: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(memo.executor, fn, *args)
+    queued = time.monotonic()
+
+    def timed() -> Any:
+        started = time.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            done = time.monotonic()
+            if done - queued > SLOW_CALL_S:
+                log.warning("slow API call %s: %.1fs queued, %.1fs on the wire", getattr(fn, "__name__", fn), started - queued, done - started)
+
+    return await asyncio.get_running_loop().run_in_executor(memo.executor, timed)
 
 
 async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str, Any]) -> float | None:
@@ -185,11 +201,18 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
             await write_status
         else:
             together.append(write_status)
-    await asyncio.gather(*together, _ensure_config(memo, spec, decided, state), _act(memo, body, spec, decided, expected))
-    for ev in decided.events:
-        kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
-    for counter in decided.counters:
-        metrics.COUNTERS[counter].inc()
+    results = await asyncio.gather(*together, _ensure_config(memo, spec, decided, state),
+                                   _act(memo, body, spec, decided, expected), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    # Events and counters belong to the recorded decision: once the status holds it, they go out
+    # even if some pod operation failed (the next pass retries those, not the decision).
+    if not (together and isinstance(results[0], BaseException)):
+        for ev in decided.events:
+            kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
+        for counter in decided.counters:
+            metrics.COUNTERS[counter].inc()
+    if errors:
+        raise errors[0]
     if decided.delete_job:
         await _call(memo, kube.delete_job, namespace, name, body["metadata"]["uid"])
         return None

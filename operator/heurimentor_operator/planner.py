@@ -408,6 +408,12 @@ class _Planner:
             total += lift
 
     def record_decisions(self, created: list[str], removed: list[str], target: int) -> None:
+        first = next((e for e in self.plan.events if e.reason == "Created"), None)
+        if created and first is not None:
+            # One Event for a new job and its first pods (Events are API writes too).
+            self.plan.events[self.plan.events.index(first)] = Event(
+                first.type, first.reason, f"{first.message}; creating {', '.join(created)}")
+            created = []
         if created:
             self.event("Normal", "CreatedPods", f"creating {len(created)} worker pods toward {target}: {', '.join(created)}")
         if removed:

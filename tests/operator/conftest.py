@@ -78,7 +78,7 @@ def running_operator(kubeconfig: Path, *, metrics_port: int = 0, standalone: boo
 
     previous = handlers.SETTINGS
     handlers.SETTINGS = OperatorSettings(
-        kubeconfig=kubeconfig, metrics_port=metrics_port, health_port=0, resync_interval_s=5.0,
+        kubeconfig=kubeconfig, metrics_port=metrics_port, health_port=0, resync_interval_s=5.0, debounce_s=0.2,
         standalone=standalone, peering_name=peering or "heurimentor-operator", priority=priority,
         watch_server_timeout_s=60, watch_client_timeout_s=70, log_json=False,
     )

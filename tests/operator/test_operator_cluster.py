@@ -60,7 +60,9 @@ def test_pools_land_on_their_gpu_nodes_with_the_torchrun_contract(kube, jobs):
     table = kube.kubectl("get", "a2j", "hetero", "-n", jobs.ns).stdout
     assert "PHASE" in table and "Running" in table.splitlines()[1]
     reasons = {e["reason"] for e in jobs.events("hetero")}
-    assert {"Created", "CreatedPods", "Running"} <= reasons
+    assert {"Created", "Running"} <= reasons
+    created = next(e for e in jobs.events("hetero") if e["reason"] == "Created")
+    assert "hetero-a100-0" in created["message"] and "hetero-h800-1" in created["message"]
 
 
 def test_kubectl_scale_uses_the_scale_subresource(kube, jobs):
