@@ -11,7 +11,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from tsm_service.crud._dialect import insert_for, is_postgresql
