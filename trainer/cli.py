@@ -188,7 +188,7 @@ def _check_seq_len(seq_len: int, max_seq_len: int) -> None:
 
 
 def _print_perplexity(reference: float, quantized: float, label: str) -> None:
-    table = Table("model", "perplexity", title="held-out perplexity")
+    table = Table("model", "perplexity", title="perplexity on the eval text")
     table.add_row("fp32", f"{reference:.4f}")
     table.add_row(label, f"{quantized:.4f}")
     console.print(table)
