@@ -139,6 +139,24 @@ def model_check_hf(
                   f"{args.n_kv_heads} kv heads, vocab {args.vocab_size}, {args.num_params():,} parameters")
 
 
+@model_app.command("export-hf")
+def model_export_hf(
+    checkpoint: Annotated[Path, typer.Argument(help="training checkpoint: the run's checkpoint folder (uses latest) or a step-N folder")],
+    output: Annotated[Path, typer.Option(help="directory for config.json + safetensors")],
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
+) -> None:
+    """Export a training checkpoint as a Llama-format (Hugging Face) directory."""
+    import torch
+
+    from trainer.hf import HFCheckpointError, export_training_checkpoint
+
+    with user_errors():
+        if dtype not in ("float32", "bfloat16", "float16"):
+            raise HFCheckpointError(f"--dtype {dtype!r} is not one of float32, bfloat16, float16")
+        args = export_training_checkpoint(checkpoint, output, dtype=getattr(torch, dtype))
+    console.print(f"exported {checkpoint} ({args.num_params():,} parameters, {dtype}) → {output}")
+
+
 # ------------------------------------------------------------------------------------- tokenizer
 @tokenizer_app.command("train")
 def tokenizer_train(

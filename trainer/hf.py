@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -298,3 +299,36 @@ def save_hf_checkpoint(model: Transformer, path: str | Path, *, dtype: torch.dty
     (path / CONFIG_NAME).write_text(json.dumps(hf_config_dict(model.args, dtype=dtype_used), indent=2) + "\n")
     written.append(path / CONFIG_NAME)
     return written
+
+
+def export_training_checkpoint(folder: str | Path, output: str | Path, *, dtype: torch.dtype | None = None) -> ModelArgs:
+    """A training checkpoint (``trainer.checkpoint`` layout: the run's folder, whose ``latest`` is
+    used, or one ``step-N`` folder) -> a Llama-format directory for ``transformers`` or ``quantize``."""
+    import torch.distributed.checkpoint as dcp
+
+    from trainer.checkpoint import LATEST, STATE_FILE
+
+    folder = Path(folder)
+    if (folder / LATEST).exists():
+        folder = folder / (folder / LATEST).read_text().strip()
+    try:
+        saved = json.loads((folder / STATE_FILE).read_text())["model_args"]
+    except FileNotFoundError as e:
+        raise HFCheckpointError(f"{folder}: no {STATE_FILE}; not a training checkpoint (or its run folder)") from e
+    except (ValueError, KeyError, TypeError) as e:
+        raise HFCheckpointError(f"{folder / STATE_FILE}: no 'model_args' object") from e
+    try:
+        args = ModelArgs(**saved)
+    except (TypeError, ModelConfigError) as e:
+        raise HFCheckpointError(f"{folder / STATE_FILE}: model_args do not describe a model: {e}") from e
+    model = build_model(args, device="meta")
+    model.to_empty(device="cpu")
+    state = {"model": model.state_dict()}
+    with warnings.catch_warnings():  # one process on purpose: DCP reshards every rank's shards into it
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, checkpoint_id=str(folder), no_dist=True)  # only the model's tensors are read
+    model.load_state_dict(state["model"])
+    model.init_rope("cpu")
+    save_hf_checkpoint(model, output, dtype=dtype)
+    logger.info("exported training checkpoint", extra={"checkpoint": str(folder), "output": str(output)})
+    return args

@@ -105,3 +105,26 @@ def test_not_a_checkpoint_directory(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", **SHAPE}))
     with pytest.raises(HFCheckpointError, match="no model.safetensors or model.safetensors.index.json"):
         load_hf_checkpoint(tmp_path)
+
+
+def test_training_checkpoint_exports_to_hf(tmp_path, tokens):
+    """A checkpoint written by the trainer's CheckpointManager (DCP) becomes a directory HF loads."""
+    from dataclasses import asdict
+
+    from typer.testing import CliRunner
+
+    from heurimentor.cli import app
+    from trainer.checkpoint import CheckpointManager
+    from trainer.model import build_model
+
+    args = ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_hidden_dim=160, vocab_size=300, max_seq_len=64)
+    model = build_model(args, seed=3)
+    optimizer = torch.optim.AdamW(model.parameters())
+    CheckpointManager(tmp_path / "run", keep=2).save(7, model, optimizer, {"step": 7, "model_args": asdict(args)})
+    result = CliRunner().invoke(app, ["model", "export-hf", str(tmp_path / "run"), "--output", str(tmp_path / "hf")])
+    assert result.exit_code == 0, result.output
+    reloaded = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(tokens).logits, model(tokens), atol=1e-5, rtol=0)
+    result = CliRunner().invoke(app, ["model", "export-hf", str(tmp_path), "--output", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "not a training checkpoint" in result.output
