@@ -14,6 +14,7 @@ import logging
 import math
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -223,7 +224,7 @@ def inspect_hf_checkpoint(path: str | Path, expected: ModelArgs | None = None) -
     path = Path(path)
     args = read_hf_config(path)
     if expected is not None:
-        for field in ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_hidden_dim", "vocab_size"):
+        for field in ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_hidden_dim", "vocab_size", "rope_theta", "norm_eps"):
             if getattr(args, field) != getattr(expected, field):
                 raise HFCheckpointError(
                     f"{path}: checkpoint has {field}={getattr(args, field)} but the model expects "
@@ -252,8 +253,8 @@ def load_hf_checkpoint(path: str | Path, *, expected: ModelArgs | None = None, d
     """Build our model from a Llama-format checkpoint directory (validated before any weight is read)."""
     path = Path(path)
     args = inspect_hf_checkpoint(path, expected)
-    if expected is not None:  # keep the caller's training-only settings (max_seq_len, init_std)
-        args = expected
+    if expected is not None:  # the caller's training-only settings (context length, init) win
+        args = replace(args, max_seq_len=expected.max_seq_len, init_std=expected.init_std)
     hf_state = {name: tensor.to(dtype) for name, tensor in _iter_tensors(path)}
     model = build_model(args, device="meta")
     model.to_empty(device=device)

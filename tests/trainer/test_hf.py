@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
-from tiny_checkpoint import one_torch_thread  # noqa: F401 (autouse fixture)
+import transformers
 from safetensors.torch import load_file, save_file
+from tiny_checkpoint import one_torch_thread  # noqa: F401 (autouse fixture)
 
 from trainer.hf import HFCheckpointError, INDEX_FILE, inspect_hf_checkpoint, load_hf_checkpoint, save_hf_checkpoint
 from trainer.model import ModelArgs
 
-import transformers  # noqa: E402  (dev extra)
 
 SHAPE = dict(hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, vocab_size=300, max_position_embeddings=64, rms_norm_eps=1e-5,
@@ -67,9 +68,13 @@ def test_export_loads_in_transformers_and_matches(tmp_path, hf_model, tokens):
 
 def test_checkpoint_of_another_shape_is_refused_before_loading(tmp_path, hf_model):
     hf_model.save_pretrained(tmp_path)
-    expected = ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=4, ffn_hidden_dim=160, vocab_size=300)
+    expected = ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=4, ffn_hidden_dim=160, vocab_size=300, rope_theta=500.0)
     with pytest.raises(HFCheckpointError, match="n_kv_heads=2 but the model expects n_kv_heads=4"):
         load_hf_checkpoint(tmp_path, expected=expected)
+    with pytest.raises(HFCheckpointError, match="rope_theta=500.0 but the model expects rope_theta=10000.0"):
+        load_hf_checkpoint(tmp_path, expected=replace(expected, n_kv_heads=2, rope_theta=10_000.0))
+    loaded = load_hf_checkpoint(tmp_path, expected=replace(expected, n_kv_heads=2, max_seq_len=32))
+    assert loaded.args.max_seq_len == 32 and loaded.rope.shape[1] == 32
     # A tensor whose shape disagrees with config.json is named.
     weights = load_file(tmp_path / "model.safetensors")
     weights["model.layers.1.mlp.up_proj.weight"] = torch.zeros(161, 64)
