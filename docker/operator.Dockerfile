@@ -11,7 +11,8 @@ COPY dmu_service/ dmu_service/
 COPY tsm_service/ tsm_service/
 # The CRD ships with the operator: `heurimentor operator crd` prints it.
 COPY charts/heurimentor/crds/ charts/heurimentor/crds/
-RUN pip install ".[operator]" && useradd --uid 10001 --no-create-home operator
+# Editable: the CRD is read from charts/ next to the package (`heurimentor operator crd`).
+RUN pip install -e ".[operator]" && useradd --uid 10001 --no-create-home operator
 USER 10001
 EXPOSE 8080 8081
 ENTRYPOINT ["heurimentor"]

@@ -6,6 +6,7 @@ One daemon per job runs the reconcile loop; watch events on jobs and on their po
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import logging
@@ -122,10 +123,11 @@ def pod_changed(namespace: str | None, labels: dict[str, str], memo: kopf.Memo, 
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0, initial_delay=0)
-async def run_job(namespace: str, name: str, memo: kopf.Memo, worker_pods: kopf.Index, **_: Any) -> None:
+async def run_job(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, worker_pods: kopf.Index, **_: Any) -> None:
     """Reconcile this job whenever something about it changes, and at least every resync interval."""
     wake = memo.wakeups.event(namespace, name)
-    state: dict[str, Any] = {"pods": worker_pods, "expected": Expectations()}
+    # ``body`` is kopf's live view, refreshed by the job's watch before our wake-up handler runs.
+    state: dict[str, Any] = {"pods": worker_pods, "expected": Expectations(), "live": body, "fresh": False}
     try:
         while True:
             wake.clear()
@@ -133,7 +135,8 @@ async def run_job(namespace: str, name: str, memo: kopf.Memo, worker_pods: kopf.
             try:
                 delay = await reconcile(memo, namespace, name, state)
             except Conflict as e:
-                log.info("%s; reconciling again", e)
+                log.info("%s; reconciling again from a fresh read", e)
+                state["fresh"] = False
                 metrics.RECONCILE_ERRORS.labels(kind="conflict").inc()
                 delay = 0.05
             except Exception:
@@ -175,7 +178,13 @@ async def _call(memo: kopf.Memo, fn: Any, *args: Any) -> Any:
 async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str, Any]) -> float | None:
     """One pass; returns seconds until the next pass is due, or None when the job is gone."""
     kube: Kube = memo.kube
-    body = await _call(memo, kube.get_job, namespace, name)
+    from_watch = state["fresh"]
+    if from_watch:
+        body = copy.deepcopy(dict(state["live"]))
+    else:
+        # First pass, or our last write lost a race: read the job itself, not the watch's copy.
+        body = await _call(memo, kube.get_job, namespace, name)
+        state["fresh"] = True
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     try:
@@ -193,6 +202,10 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
     # pods may exist before their ConfigMap (the kubelet waits for it), so those go out together.
     old = body.get("status") or {}
     ordered = bool(decided.delete) or decided.attempt != old.get("attempt", 0)
+    if ordered and from_watch:
+        # Never delete on the strength of a possibly stale copy: decide again from a fresh read.
+        state["fresh"] = False
+        return 0.0
     together = []
     if decided.status != old:
         patch = {**{k: None for k in old if k not in decided.status}, **decided.status}
