@@ -205,6 +205,21 @@ def _check_seq_len(seq_len: int, max_seq_len: int) -> None:
         raise QuantizationError(f"--seq-len={seq_len} must be in 1..{max_seq_len} (the model's max_seq_len)")
 
 
+def _check_device(device: str) -> None:
+    import torch
+
+    from trainer.quantize import QuantizationError
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as e:
+        raise QuantizationError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, …)") from e
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise QuantizationError(f"--device {device}: no CUDA device is available here")
+    if kind not in ("cpu", "cuda"):
+        raise QuantizationError(f"--device {device!r}: only cpu and cuda are supported")
+
+
 def _print_perplexity(reference: float, quantized: float, label: str) -> None:
     table = Table("model", "perplexity", title="perplexity on the eval text")
     table.add_row("fp32", f"{reference:.4f}")
@@ -225,6 +240,7 @@ def quantize_run(
     seq_len: Annotated[int, typer.Option(help="tokens per calibration/eval window")] = 256,
     calibration_windows: Annotated[int, typer.Option(help="calibration windows to use")] = 128,
     preset: Annotated[str | None, typer.Option(help="require the checkpoint to have this preset's shape")] = None,
+    device: Annotated[str, typer.Option(help="where to run calibration and eval: cpu or cuda (the fp32 model must fit)")] = "cpu",
 ) -> None:
     """Quantize a trained checkpoint to packed int4 (group-wise); with --eval, print perplexity fp32 vs int4."""
     from trainer.hf import inspect_hf_checkpoint, load_hf_checkpoint
@@ -236,11 +252,12 @@ def quantize_run(
             raise QuantizationError(f"--method {method!r} is not one of {', '.join(METHODS)}")
         if method == "gptq" and not calibration:
             raise QuantizationError("--method gptq needs --calibration text (or use --method rtn)")
+        _check_device(device)
         args = inspect_hf_checkpoint(checkpoint, get_preset(preset).model if preset else None)
         _check_seq_len(seq_len, args.max_seq_len)
         calib = _text_windows(tokenizer, calibration, seq_len, calibration_windows, args.vocab_size) if calibration else None
         held_out = _text_windows(tokenizer, eval_text, seq_len, None, args.vocab_size) if eval_text else None
-        model = load_hf_checkpoint(checkpoint)
+        model = load_hf_checkpoint(checkpoint, device=device)
         reference = perplexity(model, held_out) if held_out is not None else None
         summary = quantize_model(model, method=method, calibration=None if calib is None else calib[:, :-1], group_size=group_size)
         save_quantized(model, output, summary)
@@ -259,12 +276,14 @@ def quantize_eval(
     text: Annotated[list[Path], typer.Option("--text", help="held-out text file; repeatable")],
     seq_len: Annotated[int, typer.Option(help="tokens per window")] = 256,
     max_windows: Annotated[int | None, typer.Option(help="evaluate at most this many windows")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
 ) -> None:
     """Perplexity of the fp32 and int4 models on the same held-out tokens, and the retained ratio."""
     from trainer.hf import inspect_hf_checkpoint, load_hf_checkpoint, read_hf_config
     from trainer.quantize import QUANT_CONFIG, QuantizationError, load_quantized, perplexity
 
     with user_errors():
+        _check_device(device)
         args = inspect_hf_checkpoint(checkpoint)
         if not (quantized / QUANT_CONFIG).is_file():
             raise QuantizationError(f"{quantized}: no {QUANT_CONFIG}; not a `heurimentor quantize run` output")
@@ -274,6 +293,6 @@ def quantize_eval(
             raise QuantizationError(f"{quantized} was quantized from a model of another shape than {checkpoint}")
         _check_seq_len(seq_len, args.max_seq_len)
         windows = _text_windows(tokenizer, text, seq_len, max_windows, args.vocab_size)
-        reference = perplexity(load_hf_checkpoint(checkpoint), windows)
-        _print_perplexity(reference, perplexity(load_quantized(quantized), windows), f"int4 {method}")
+        reference = perplexity(load_hf_checkpoint(checkpoint, device=device), windows)
+        _print_perplexity(reference, perplexity(load_quantized(quantized, device=device), windows), f"int4 {method}")
 

@@ -98,16 +98,17 @@ def quantize_gptq(weight: torch.Tensor, hessian: torch.Tensor, group_size: int =
     """GPTQ with blocks of ``group_size`` columns (so each group's grid is set from its error-updated weights)."""
     W = weight.detach().float().clone()
     rows, cols = W.shape
-    H = hessian.double().clone()  # float64: the Cholesky of a nearly singular Hessian needs it
+    device = W.device
+    H = hessian.to(device=device, dtype=torch.float64)  # the Cholesky of a nearly singular Hessian needs float64
     dead = torch.diag(H) == 0
     H[dead, dead] = 1
     W[:, dead] = 0
-    H += damp * torch.diag(H).mean() * torch.eye(cols, dtype=H.dtype)
+    H += damp * torch.diag(H).mean() * torch.eye(cols, dtype=H.dtype, device=device)
     H_inv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True).float()
 
     n_groups = math.ceil(cols / group_size)
-    codes = torch.zeros(rows, n_groups * group_size)
-    scales, zeros = torch.zeros(rows, n_groups), torch.zeros(rows, n_groups)
+    codes = torch.zeros(rows, n_groups * group_size, device=device)
+    scales, zeros = torch.zeros(rows, n_groups, device=device), torch.zeros(rows, n_groups, device=device)
     for g, start in enumerate(range(0, cols, group_size)):
         end = min(start + group_size, cols)
         block, H_block = W[:, start:end].clone(), H_inv[start:end, start:end]
@@ -220,17 +221,18 @@ def _gptq_blocks(model: Transformer, calibration: torch.Tensor, group_size: int,
     """Quantize block by block; each block's Hessians come from the quantized blocks before it."""
     seq = calibration.shape[1]
     rope = model.rope[:, :seq]
-    batches = [model.tok_embeddings(chunk) for chunk in calibration.split(batch_size)]
+    device = model.tok_embeddings.weight.device
+    batches = [model.tok_embeddings(chunk.to(device)) for chunk in calibration.split(batch_size)]
     storage = 0
     for key, block in model.layers.items():
         linears = {name: m for name, m in block.named_modules() if isinstance(m, nn.Linear)}
-        hessians = {name: torch.zeros(m.in_features, m.in_features) for name, m in linears.items()}
+        hessians = {name: torch.zeros(m.in_features, m.in_features, device=m.weight.device) for name, m in linears.items()}
         counts = dict.fromkeys(linears, 0)
 
         def accumulate(name: str):
             def hook(_module, inputs, _output):
                 x = inputs[0].detach().flatten(0, -2).float()
-                hessians[name] += x.T.cpu() @ x.cpu()
+                hessians[name] += x.T @ x
                 counts[name] += x.shape[0]
             return hook
 
@@ -241,7 +243,7 @@ def _gptq_blocks(model: Transformer, calibration: torch.Tensor, group_size: int,
             handle.remove()
         for name, linear in linears.items():
             hessian = 2 * hessians[name] / counts[name]
-            storage += replace(f"layers.{key}.{name}", linear, quantize_gptq(linear.weight.cpu(), hessian, group_size))
+            storage += replace(f"layers.{key}.{name}", linear, quantize_gptq(linear.weight, hessian, group_size))
         batches = [block(h, rope) for h in batches]
     return storage
 
@@ -301,7 +303,8 @@ def perplexity(model: Transformer, windows: torch.Tensor, batch_size: int = 8) -
     """exp(mean next-token cross-entropy) over every position of every window."""
     model.eval()
     total, count = 0.0, 0
-    for batch in windows.split(batch_size):
+    device = model.tok_embeddings.weight.device
+    for batch in windows.to(device).split(batch_size):
         logits = model(batch[:, :-1])
         total += F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten(), reduction="sum").item()
         count += batch[:, 1:].numel()

@@ -85,6 +85,8 @@ def test_quantize_refuses_bad_input_before_work(checkpoint, tmp_path):
     assert_user_error(invoke("quantize", "run", ckpt, *common, "--method", "rtn", "--seq-len", "4096"),
                       "--seq-len=4096 must be in 1..64")
     assert_user_error(invoke("quantize", "run", tmp_path, *common, "--method", "rtn"), "no config.json")
+    assert_user_error(invoke("quantize", "run", ckpt, *common, "--method", "rtn", "--device", "gpu0"),
+                      "--device 'gpu0' is not a torch device")
     assert not out.exists()
 
 
