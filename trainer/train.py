@@ -8,8 +8,10 @@ batches each rank accumulates, never the samples or the loss curve.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import math
+import signal
 import time
 
 import torch
@@ -199,9 +201,6 @@ def train(cfg: TrainConfig) -> None:
         if sender:
             sender.close()
         prom.close()
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def report(point: StepPoint, evals: list[EvalResult], sender: TSMSender | None, prom: PrometheusMetrics, version: int | None) -> None:
@@ -231,11 +230,16 @@ def report(point: StepPoint, evals: list[EvalResult], sender: TSMSender | None, 
 
 def main(argv: list[str] | None = None) -> None:
     configure_logging()
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack: diagnose a hung rank
     try:
         train(parse_args(argv))
     except (ConfigError, ModelConfigError, ShardFormatError, ckpt.CheckpointError) as e:
         log.error("cannot train: %s", e)
         raise SystemExit(f"error: {e}") from e
+    finally:
+        # After train() returned: the model (DDP reducer) and optimizer are gone before the group is.
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -116,9 +116,9 @@ def test_killed_worker_is_restarted_and_resumes_exactly(baseline, tmp_path):
         try:
             rank1_log = tmp_path / "samples" / "rank1.jsonl"
             deadline = time.monotonic() + 120
-            while not (rank1_log.exists() and rank1_log.read_text().count("\n") >= 6):
+            while not (rank1_log.exists() and rank1_log.read_text().count("\n") >= 5):
                 assert agent.poll() is None, f"run ended before the kill:\n{log_path.read_text()[-3000:]}"
-                assert time.monotonic() < deadline, "the run never reached step 6"
+                assert time.monotonic() < deadline, "the run never reached step 5"
                 time.sleep(0.002)
             victim = worker_pid(agent.pid, rank=1)
             assert victim is not None

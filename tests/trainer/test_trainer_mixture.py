@@ -127,3 +127,19 @@ def test_training_switches_mixture_mid_run_on_every_rank(tmp_path):
     consumed = consumed_samples(tmp_path / "samples")
     assert all(i.startswith("code:") for step in range(switch, 61) for i in consumed[step])
     assert {i.split(":")[0] for step in range(1, switch) for i in consumed[step]} == {"en", "zh", "code"}
+
+
+def test_a_published_version_without_usable_weights_is_refused_once(tmp_path, caplog):
+    with serve_app(dmu_app(tmp_path)) as url:
+        with httpx.Client(base_url=url, headers=AUTH) as http:
+            assert http.post("/sources", json={"name": "web", "language": "en"}).status_code == 201
+            response = http.post("/mixtures", json={"name": "pretrain", "weights": {"web": 1}, "author": "t", "reason": "r"})
+            assert response.status_code == 201, response.text
+        poller = MixturePoller(url, "pretrain", wait=0)
+        assert poller.poll_once(wait=0)
+    sampler = MixtureSampler(NAMES, SIZES, seed=1, weights={"en": 1})
+    with caplog.at_level(logging.WARNING, logger="trainer.data"):
+        assert not sync_mixture(sampler, poller, 1, device=None)
+        assert not sync_mixture(sampler, poller, 2, device=None)
+    assert caplog.text.count("no positive weight") == 1  # refused once, not re-tried every step
+    assert sampler.version is None and sampler.rejected_version == 1 and sampler.weights["en"] == 1.0
