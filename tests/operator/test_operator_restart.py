@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import yaml
 
@@ -47,7 +48,8 @@ def test_restarted_operator_adopts_and_creates_no_duplicates(kube, jobs, operato
     assert len(all_pods) == 4
 
 
-def test_two_replicas_with_peering_hand_over(kube, jobs, operator_kubeconfig):
+def test_two_replicas_with_peering_hand_over(kube, jobs, operator_kubeconfig, caplog):
+    caplog.set_level(logging.INFO, logger="kopf")
     peering = "hm-peering-test"
     kube.kubectl("apply", "-f", "-", input=yaml.safe_dump({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}}))
     with running_operator(operator_kubeconfig, standalone=False, peering=peering, priority=10):
@@ -55,6 +57,8 @@ def test_two_replicas_with_peering_hand_over(kube, jobs, operator_kubeconfig):
             peers = wait_for("both replicas in the peering object", lambda: len(
                 (json.loads(kube.kubectl("get", "clusterkopfpeering", peering, "-o", "json").stdout).get("status") or {})) == 2 and True)
             assert peers
+            wait_for("the priority-10 replica to pause", lambda: any(
+                "Pausing operations in favour of" in r.getMessage() and "priority=100" in r.getMessage() for r in caplog.records))
             assert jobs.apply(small("peered", elastic={"replicas": 2})).returncode == 0
             wait_for("2 running", lambda: jobs.status("peered").get("replicas") == 2)
         # The priority-100 replica is gone; the other one takes over.
