@@ -97,6 +97,13 @@ def train(cfg: TrainConfig) -> None:
     manager = ckpt.CheckpointManager(cfg.checkpoint.dir, keep=cfg.checkpoint.keep) if cfg.checkpoint.dir else None
     resume_from = manager.latest() if manager and cfg.checkpoint.resume else None
     state = manager.read_state(resume_from, args) if resume_from else None  # shape checked before any work
+    if state and state.get("seq_len") != seq_len:
+        log.warning("seq_len changed since the checkpoint: samples are cut on a new grid, so the data stream "
+                    "does not continue exactly", extra={"checkpoint_seq_len": state.get("seq_len"), "seq_len": seq_len})
+    try:
+        tasks = [build_downstream(spec) for spec in cfg.metrics.downstream]
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"metrics.downstream: {e}") from e
 
     model = par.parallelize(build_model(args, device=device, seed=cfg.seed), device,
                             activation_checkpointing=cfg.activation_checkpointing, compile=cfg.compile)
@@ -120,7 +127,6 @@ def train(cfg: TrainConfig) -> None:
     sender = TSMSender(m.tsm_url, cfg.job, rank, flush_interval=m.flush_interval_seconds, spool_dir=m.spool_dir) if m.tsm_url else None
     prom = PrometheusMetrics(cfg.job, rank, env.local_rank, port=m.prometheus_port, multiproc_dir=m.prometheus_dir)
     weight_stats = WeightStats(model)
-    tasks = [build_downstream(spec) for spec in m.downstream]
     peak = peak_flops(device, m.peak_tflops_per_device)
     flops_per_token = args.flops_per_token(seq_len)
     n_sources = len(sources.names)

@@ -49,3 +49,13 @@ def test_heurimentor_train_runs_and_reports_bad_input(tmp_path):
                          cwd=REPO, env=worker_env(), capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0
     assert "error: global_batch=5 cannot be split into micro batches of micro_batch=2" in bad.stderr
+
+
+def test_bad_downstream_task_is_refused_before_training(tmp_path):
+    config = base_config(tmp_path, make_sources(tmp_path / "shards"), steps=2,
+                         **{"metrics.downstream": [{"kind": "multiple_choice", "path": str(tmp_path / "absent.jsonl")}]})
+    result = subprocess.run([sys.executable, "-m", "trainer.train", "--config", str(write_config(tmp_path / "t.yaml", config))],
+                            cwd=REPO, env=worker_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "error: metrics.downstream:" in result.stderr and "absent.jsonl" in result.stderr
+    assert not (tmp_path / "ckpt").exists() and not (tmp_path / "samples").exists()
