@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,16 +32,36 @@ LOSS_TOLERANCE = 1e-4  # float reduction order differs between world sizes; noth
 def baseline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("baseline")
     shards = make_sources(tmp / "shards")
+    port = free_port()
+    scrapes: list[str] = []
+    done = threading.Event()
+
+    def scrape() -> None:  # what Prometheus would see while the job trains
+        while not done.is_set():
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
+                if 'heurimentor_train_step{job="test-job",rank="1"}' in text:
+                    scrapes.append(text)
+            except httpx.HTTPError:
+                pass
+            done.wait(0.01)
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+    scraper.start()
     with serve_app(tsm_app(tmp)) as tsm_url:
         config = base_config(tmp, shards, steps=STEPS, **{"checkpoint.keep": 10, "metrics.tsm_url": tsm_url,
-                                                          "metrics.prometheus_dir": str(tmp / "prom")})
-        stderr = run_torchrun(write_config(tmp / "train.yaml", config), nproc=2, nnodes="1:2")
+                                                          "metrics.prometheus_dir": str(tmp / "prom"), "metrics.prometheus_port": port})
+        try:
+            stderr = run_torchrun(write_config(tmp / "train.yaml", config), nproc=2, nnodes="1:2")
+        finally:
+            done.set()
+            scraper.join()
         with httpx.Client(base_url=tsm_url) as http:
             curves = {key: http.get(f"/v1/jobs/test-job/curves/{key}", params=params).json()
                       for key, params in [("scalar/loss", {}), ("scalar/step_time_seconds", {"rank": 1}),
                                           ("val_loss/en", {}), ("layer_weight_std/layers.0", {})]}
     return SimpleNamespace(tmp=tmp, shards=shards, config=config, losses=step_losses(stderr),
-                           samples=consumed_samples(tmp / "samples"), curves=curves)
+                           samples=consumed_samples(tmp / "samples"), curves=curves, scrapes=scrapes)
 
 
 def test_uninterrupted_run_consumes_the_planned_stream_once(baseline):
@@ -75,6 +96,12 @@ def test_prometheus_multiprocess_files_aggregate_every_rank(baseline):
               for s in m.samples if s.name.endswith("_total")}
     per_rank = GLOBAL_BATCH // 2 * 16 * STEPS  # rows x seq_len x steps
     assert tokens == {"0": pytest.approx(per_rank), "1": pytest.approx(per_rank)}
+    # While it trained, local rank 0's endpoint served both ranks' series.
+    assert baseline.scrapes, "the endpoint never showed rank 1's metrics"
+    last = baseline.scrapes[-1]
+    for series in ('heurimentor_train_step{job="test-job",rank="0"}', 'heurimentor_train_step_time_seconds{job="test-job",rank="1"}',
+                   'heurimentor_train_loss{job="test-job",rank="0"}', 'heurimentor_train_source_loss{job="test-job",rank="0",source="zh"}'):
+        assert series in last
 
 
 def _resume_copy(baseline, tmp: Path) -> dict:
