@@ -16,7 +16,7 @@ help:
 	@echo "make cluster-up   start a local control plane (etcd, apiserver, controller-manager, scheduler, KWOK)"
 	@echo "make cluster-down stop it"
 
-$(VENV)/.installed: pyproject.toml hack/install-python.sh
+$(VENV)/.installed: pyproject.toml hack/install-python.sh hack/constraints.txt
 	hack/timed.sh "python environment" hack/install-python.sh $(PYTHON) $(VENV)
 
 venv: $(VENV)/.installed
