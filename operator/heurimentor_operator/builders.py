@@ -21,6 +21,7 @@ from heurimentor_operator.constants import (
     LABEL_POOL,
     LABEL_RDZV_HOST,
     MANAGER,
+    PROMETHEUS_DIR,
     RDZV_PORT,
     WORKER_CONTAINER,
 )
@@ -164,6 +165,9 @@ def render_training_config(spec: JobSpec, *, pool: str, pool_replicas: dict[str,
         "checkpoint": {"dir": spec.checkpoint["path"], "interval": int(spec.checkpoint["intervalSteps"])},
         "metrics": {"tsm_url": spec.tsm.get("url")},
     }
+    if spec.metrics_port:
+        # Both or neither: with a port but no shared directory only local rank 0's series are served.
+        config["metrics"].update(prometheus_port=spec.metrics_port, prometheus_dir=PROMETHEUS_DIR)
     if hp.get("seqLen"):
         config["seq_len"] = int(hp["seqLen"])
     return config
@@ -261,6 +265,12 @@ def build_pod(spec: JobSpec, pool: Pool, index: int, *, attempt: int, rollback_s
         {"name": "HEURIMENTOR_ATTEMPT", "value": str(attempt)},
         {"name": "HEURIMENTOR_ACCELERATOR", "value": pool.accelerator_type or ""},
         {"name": "HEURIMENTOR_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        # Trainer rank 0 annotates its own pod with its progress (trainer/progress.py).
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        # torchrun otherwise hands its rendezvous TCPStore to the workers, and a restarted worker
+        # group fails in Gloo connectFullMesh ("Connection refused"): pytorch#135712.
+        {"name": "TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "value": "1"},
         *([{"name": "HEURIMENTOR_ROLLBACK_TO_STEP", "value": str(rollback_step)}] if rollback_step is not None else []),
         *spec.env,
     ]
@@ -269,7 +279,8 @@ def build_pod(spec: JobSpec, pool: Pool, index: int, *, attempt: int, rollback_s
         "image": spec.image,
         "command": spec.command or _torchrun_command(spec),
         "env": env,
-        "ports": [{"name": "rendezvous", "containerPort": RDZV_PORT}],
+        "ports": [{"name": "rendezvous", "containerPort": RDZV_PORT},
+                  *([{"name": "metrics", "containerPort": spec.metrics_port}] if spec.metrics_port else [])],
         # Quantities are strings in the Pod API ("8", "900Gi"); the CRD also accepts plain integers.
         "resources": {kind: {k: str(v) for k, v in (amounts or {}).items()} for kind, amounts in pool.resources.items()},
         "volumeMounts": [
@@ -279,6 +290,9 @@ def build_pod(spec: JobSpec, pool: Pool, index: int, *, attempt: int, rollback_s
         ],
     }
     volumes_extra = []
+    if spec.metrics_port:
+        container["volumeMounts"].append({"name": "prometheus", "mountPath": PROMETHEUS_DIR})
+        volumes_extra.append({"name": "prometheus", "emptyDir": {}})
     if spec.data.get("volume"):
         container["volumeMounts"].append({"name": "data", "mountPath": spec.data.get("shardRoot", DEFAULT_SHARD_ROOT), "readOnly": True})
         volumes_extra.append({"name": "data", **spec.data["volume"]})
@@ -307,6 +321,8 @@ def build_pod(spec: JobSpec, pool: Pool, index: int, *, attempt: int, rollback_s
             *volumes_extra,
         ],
     }
+    if spec.service_account:
+        pod_spec["serviceAccountName"] = spec.service_account
     for key, field_name in (("schedulerName", "schedulerName"), ("priorityClassName", "priorityClassName")):
         if spec.scheduling.get(key):
             pod_spec[field_name] = spec.scheduling[key]

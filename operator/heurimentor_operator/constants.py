@@ -34,6 +34,10 @@ CONFIG_MOUNT_DIR = "/etc/heurimentor"
 CONFIG_FILE = "train.yaml"
 RDZV_PORT = 29400
 DEFAULT_IMAGE = "ghcr.io/heurimentor/trainer:0.1.0"
+# Trainer Prometheus endpoint (local rank 0 serves every rank of the pod); spec.metrics.prometheusPort: 0 disables.
+METRICS_PORT = 9400
+# prometheus_client multiprocess directory: an emptyDir per pod, shared by that pod's ranks.
+PROMETHEUS_DIR = "/var/run/heurimentor/prometheus"
 WORKER_CONTAINER = "trainer"
 
 FINISHED_PHASES = ("Succeeded", "Failed")

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from heurimentor_operator.constants import DEFAULT_IMAGE, MODEL_PRESETS
+from heurimentor_operator.constants import DEFAULT_IMAGE, METRICS_PORT, MODEL_PRESETS
 
 
 class SpecError(ValueError):
@@ -75,6 +75,8 @@ class JobSpec:
     run_policy: RunPolicy
     scheduling: dict[str, Any]
     raw: dict[str, Any]
+    metrics_port: int = METRICS_PORT  # 0: the trainer exports no Prometheus endpoint
+    service_account: str | None = None
 
     @property
     def ref(self) -> str:
@@ -175,4 +177,6 @@ def _parse(meta: dict[str, Any], spec: dict[str, Any], default_image: str) -> Jo
         run_policy=run_policy,
         scheduling=dict(spec.get("scheduling") or {}),
         raw=spec,
+        metrics_port=int((spec.get("metrics") or {}).get("prometheusPort", METRICS_PORT)),
+        service_account=spec.get("serviceAccountName"),
     )

@@ -13,7 +13,7 @@ from heurimentor_operator.builders import (
     rendezvous_endpoint,
     split_global_batch,
 )
-from heurimentor_operator.constants import LABEL_ATTEMPT, LABEL_JOB, LABEL_KUEUE_QUEUE, LABEL_POOL
+from heurimentor_operator.constants import LABEL_ATTEMPT, LABEL_JOB, LABEL_KUEUE_QUEUE, LABEL_POOL, PROMETHEUS_DIR
 from heurimentor_operator.spec import SpecError, parse_job
 
 from a2j_manifests import job
@@ -86,7 +86,8 @@ def test_config_map_holds_each_pools_share_of_the_global_batch():
     assert (a100["pool"], a100["preset"], a100["model"], a100["global_batch"], a100["steps"]) == ("a100", "debug", {}, 96, 100)
     assert a100["data"] == {"shard_root": "/data/shards", "mixture": "pretrain", "dmu_url": "http://dmu:8000"}
     assert a100["checkpoint"] == {"dir": "/ckpt", "interval": 10}
-    assert a100["metrics"] == {"tsm_url": "http://tsm:8000"}
+    # Port and multiprocess directory together, or local rank 0 would serve only its own series.
+    assert a100["metrics"] == {"tsm_url": "http://tsm:8000", "prometheus_port": 9400, "prometheus_dir": PROMETHEUS_DIR}
     assert a100["optim"] == {"lr": 1e-3}
 
 
@@ -100,6 +101,35 @@ def test_rendered_config_is_accepted_by_the_trainer(tmp_path):
         cfg = load_config(tmp_path / key, environ={})
         assert cfg.steps == 50 and cfg.seq_len == 128 and cfg.global_batch == 96
         assert cfg.data.mixture == "pretrain" and cfg.metrics.tsm_url == "http://tsm:8000"
+        assert (cfg.metrics.prometheus_port, cfg.metrics.prometheus_dir) == (9400, PROMETHEUS_DIR)
+
+
+def test_pod_env_for_torchrun_restarts_and_progress_reports():
+    spec = parse_job(job(serviceAccountName="trainer"))
+    pod = build_pod(spec, spec.pools[0], 0, attempt=0)
+    container = pod["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    # pytorch#135712: without it a torchrun restart of the worker group fails in Gloo connectFullMesh.
+    assert env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"]["value"] == "1"
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert pod["spec"]["serviceAccountName"] == "trainer"
+    # The multiprocess directory is a per-pod emptyDir mounted where the rendered config says.
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == PROMETHEUS_DIR)
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == mount["name"])
+    assert volume == {"name": mount["name"], "emptyDir": {}}
+    assert {"name": "metrics", "containerPort": 9400} in container["ports"]
+
+
+def test_metrics_port_zero_exports_nothing():
+    spec = parse_job(job(metrics={"prometheusPort": 0}))
+    metrics = yaml.safe_load(build_config_map(spec, pool_replicas={"a100": 1, "h800": 1})["data"]["train-a100.yaml"])["metrics"]
+    assert "prometheus_port" not in metrics and "prometheus_dir" not in metrics
+    pod = build_pod(spec, spec.pools[0], 0, attempt=0)
+    assert all(m["mountPath"] != PROMETHEUS_DIR for m in pod["spec"]["containers"][0]["volumeMounts"])
+    assert "serviceAccountName" not in pod["spec"]
+    custom = yaml.safe_load(build_config_map(parse_job(job(metrics={"prometheusPort": 9500})), pool_replicas={"a100": 1})["data"]["train-a100.yaml"])
+    assert custom["metrics"]["prometheus_port"] == 9500 and custom["metrics"]["prometheus_dir"] == PROMETHEUS_DIR
 
 
 def test_rollback_step_reaches_the_pods_env():
