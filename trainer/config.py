@@ -69,6 +69,7 @@ class MetricsConfig:
     prometheus_dir: str | None = None  # multiprocess directory shared by the node's ranks
     spool_dir: str | None = None  # undelivered TSM batches are saved here at exit and resent at start
     flush_interval_seconds: float = 2.0
+    progress_interval_steps: int = 10  # in a pod, rank 0 annotates it with its progress this often (and after checkpoints)
     peak_tflops_per_device: float | None = None  # None: looked up from the GPU name; unknown on CPU
 
 
@@ -95,7 +96,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         positive = {"steps": self.steps, "micro_batch": self.micro_batch, "checkpoint.interval": self.checkpoint.interval,
-                    "checkpoint.keep": self.checkpoint.keep, "metrics.eval_interval": self.metrics.eval_interval}
+                    "checkpoint.keep": self.checkpoint.keep, "metrics.eval_interval": self.metrics.eval_interval,
+                    "metrics.progress_interval_steps": self.metrics.progress_interval_steps}
         if self.global_batch is not None:
             positive["global_batch"] = self.global_batch
         if self.seq_len is not None:
@@ -138,6 +140,33 @@ class DistEnv:
         env = os.environ
         return cls(rank=int(env.get("RANK", 0)), local_rank=int(env.get("LOCAL_RANK", 0)),
                    world_size=int(env.get("WORLD_SIZE", 1)), restart_count=int(env.get("TORCHELASTIC_RESTART_COUNT", 0)))
+
+
+@dataclass(frozen=True)
+class PodEnv:
+    """What the operator tells a worker pod: its name (downward API) and the attempt's decisions."""
+
+    pod_name: str | None = None
+    namespace: str | None = None
+    attempt: str | None = None
+    rollback_to_step: int | None = None  # restart from the newest checkpoint at or before this step
+    kubeconfig: str | None = None  # outside a cluster: the credentials progress reports use
+
+    @classmethod
+    def from_env(cls, environ: typing.Mapping[str, str] | None = None) -> "PodEnv":
+        env = os.environ if environ is None else environ
+        raw = env.get("HEURIMENTOR_ROLLBACK_TO_STEP") or None
+        step = None
+        if raw is not None:
+            try:
+                step = int(raw)
+            except ValueError:
+                step = -1
+            if step < 0:
+                raise ConfigError(f"HEURIMENTOR_ROLLBACK_TO_STEP={raw!r} is not a step number (an integer >= 0)")
+        return cls(pod_name=env.get("POD_NAME") or None, namespace=env.get("POD_NAMESPACE") or None,
+                   attempt=env.get("HEURIMENTOR_ATTEMPT") or None, rollback_to_step=step,
+                   kubeconfig=env.get("KUBECONFIG") or None)
 
 
 def _coerce(value: Any, hint: Any, path: str) -> Any:

@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from dmu_service.shards import ShardFormatError
 from heurimentor.logs import configure_logging
 from trainer import checkpoint as ckpt, parallelize as par
-from trainer.config import ConfigError, DistEnv, TrainConfig, parse_args
+from trainer.config import ConfigError, DistEnv, PodEnv, TrainConfig, parse_args
 from trainer.data import MixtureDataLoader, MixturePoller, MixtureSampler, SampleLog, SourceSet, batch_slices, sync_mixture
 from trainer.evals import build_downstream, validation_loss
 from trainer.metrics import PrometheusMetrics, TSMSender, WeightStats, log_step, peak_flops
 from trainer.model import ModelConfigError, build_model
 from trainer.presets import get_preset
+from trainer.progress import ProgressReporter
 from tsm_service.schemas.ingest import EvalResult, StepPoint
 
 log = logging.getLogger("trainer.train")
@@ -79,7 +80,7 @@ def lr_at(step: int, *, base: float, warmup: int, total: int, min_ratio: float) 
 
 
 def train(cfg: TrainConfig) -> None:
-    env = DistEnv.from_env()
+    env, pod = DistEnv.from_env(), PodEnv.from_env()
     device = par.pick_device(cfg.device, env)
     par.init_distributed(env, device)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
@@ -126,6 +127,12 @@ def train(cfg: TrainConfig) -> None:
     m = cfg.metrics
     sender = TSMSender(m.tsm_url, cfg.job, rank, flush_interval=m.flush_interval_seconds, spool_dir=m.spool_dir) if m.tsm_url else None
     prom = PrometheusMetrics(cfg.job, rank, env.local_rank, port=m.prometheus_port, multiproc_dir=m.prometheus_dir)
+    progress = None
+    if rank == 0 and pod.pod_name and pod.namespace:
+        progress = ProgressReporter(pod.pod_name, pod.namespace, interval_steps=m.progress_interval_steps, kubeconfig=pod.kubeconfig)
+        if resume_from:  # the step and checkpoint a restart resumed at, before the first new step
+            progress.step(step, loss=None, mixture_version=sampler.version, tokens=tokens_seen)
+            progress.checkpoint(step, str(resume_from))
     weight_stats = WeightStats(model)
     peak = peak_flops(device, m.peak_tflops_per_device)
     flops_per_token = args.flops_per_token(seq_len)
@@ -195,13 +202,20 @@ def train(cfg: TrainConfig) -> None:
                     evals.append(EvalResult(step=step, kind="downstream", name=task.name, time=now,
                                             value=task.evaluate(model, device=device, autocast=autocast)))
             report(point, evals if rank == 0 else [], sender, prom, sampler.version)
+            if progress:
+                progress.step(step, loss=point.scalars["loss"], mixture_version=sampler.version, tokens=tokens_seen,
+                              force=step == last_step)
             if manager and (step % cfg.checkpoint.interval == 0 or step == last_step):
-                manager.save(step, model, optimizer, {
+                saved = manager.save(step, model, optimizer, {
                     "step": step, "tokens_seen": tokens_seen, "sampler": sampler.state_dict(), "world_size": world,
                     "model_args": vars(args), "global_batch": global_batch, "seq_len": seq_len,
                     "lr_schedule": {"base": base_lr, "warmup": cfg.optim.warmup_steps, "total": cfg.steps, "min_ratio": cfg.optim.min_lr_ratio},
                 })
+                if progress:
+                    progress.checkpoint(step, str(saved))
     finally:
+        if progress:
+            progress.close()
         if poller:
             poller.stop()
         if sender:

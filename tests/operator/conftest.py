@@ -67,6 +67,24 @@ def operator_kubeconfig(kube, a2j_crd) -> Path:
     return kube.user_kubeconfig(OPERATOR_USER)
 
 
+def worker_kubeconfig(kube, namespace: str) -> Path:
+    """A user bound in ``namespace`` to the chart's worker ClusterRole, as the workers' ServiceAccount would be."""
+    rendered = subprocess.run(
+        [str(kube.bin_dir / "helm"), "template", "hm", str(CHART), "--show-only", "templates/operator-rbac.yaml"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    role = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ClusterRole" and d["metadata"]["name"] == "hm-worker")
+    user = f"worker-{namespace}"
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "hm-worker", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "hm-worker"},
+        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([role, binding]))
+    return kube.user_kubeconfig(user)
+
+
 @contextlib.contextmanager
 def running_operator(kubeconfig: Path, *, metrics_port: int = 0, standalone: bool = True, peering: str | None = None,
                      priority: int = 0) -> Iterator[Any]:

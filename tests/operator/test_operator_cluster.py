@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from a2j_manifests import job
-from conftest import free_port, running_operator, wait_for
+from conftest import free_port, running_operator, wait_for, worker_kubeconfig
 
 METRICS_PORT = free_port()
 
@@ -165,6 +165,23 @@ def test_rollback_annotation_and_progress_reports(kube, jobs):
     assert env["HEURIMENTOR_ROLLBACK_TO_STEP"] == "20"
     assert jobs.status("rolling")["rollback"]["step"] == 20
     assert "Rollback" in {e["reason"] for e in jobs.events("rolling")}
+
+
+def test_status_follows_the_trainers_progress_reporter(kube, jobs):
+    """trainer.progress as the worker would run it (the chart's worker role, no more): .status follows."""
+    from trainer.progress import ProgressReporter
+
+    assert jobs.apply(small("reported", elastic={"replicas": 1}, hyperparameters={"steps": 100})).returncode == 0
+    wait_for("1 running", lambda: running_count(jobs, "reported") == 1)
+    reporter = ProgressReporter("reported-a100-0", jobs.ns, interval_steps=10, kubeconfig=str(worker_kubeconfig(kube, jobs.ns)))
+    reporter.step(29, loss=1.75, mixture_version=1, tokens=29 * 96 * 128)  # between intervals: recorded, not sent
+    reporter.step(30, loss=1.5, mixture_version=2, tokens=30 * 96 * 128)
+    reporter.checkpoint(30, "/ckpt/step-00000030")
+    reporter.close()
+    status = wait_for("step 30 and its checkpoint in status",
+                      lambda: (s := jobs.status("reported")).get("step") == 30 and s.get("lastCheckpoint") and s)
+    assert (status["loss"], status["mixtureVersion"], status["tokens"], status["progress"]) == (1.5, 2, 30 * 96 * 128, "30.0%")
+    assert status["lastCheckpoint"] == {"step": 30, "path": "/ckpt/step-00000030"}
 
 
 def test_metrics_count_jobs_and_reconciles():
