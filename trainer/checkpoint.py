@@ -7,6 +7,8 @@ Layout under ``checkpoint.dir``::
         rng.pt               every rank's RNG states
     step-00000200.partial/   being written (or left by a crash): never read
     latest                   the name of the newest complete step folder, replaced atomically
+    rolled-back-<time>/      complete checkpoints newer than a rollback's step, moved aside (never deleted)
+    rollbacks.json           the rollbacks applied here (each applied once, see ``rollback``)
 
 A save writes into ``step-N.partial``, renames it to ``step-N`` once every rank finished, and only
 then replaces ``latest`` (write a temporary file, fsync, rename): a crash at any point leaves the
@@ -23,6 +25,7 @@ import os
 import random
 import re
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from trainer.model import ModelArgs
 log = logging.getLogger(__name__)
 
 LATEST = "latest"
+ROLLBACKS_FILE = "rollbacks.json"
 STATE_FILE = "trainer_state.json"
 RNG_FILE = "rng.pt"
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
@@ -111,6 +115,48 @@ class CheckpointManager:
         target = self.folder / pointer.read_text().strip()
         if not (target / STATE_FILE).exists():
             raise CheckpointError(f"checkpoint {pointer}: points to {target}, which has no {STATE_FILE}")
+        return target
+
+    def rollback(self, to_step: int, *, request: str) -> Path | None:
+        """Make the newest complete checkpoint at or before ``to_step`` the one to resume from.
+
+        Newer complete checkpoints move into ``rolled-back-<UTC time>/`` (never deleted: the run can
+        be inspected or restored by hand). Applied once per ``request``: the operator keeps the
+        rollback in the env of every pod of that attempt, so a torchrun restart or a replaced pod
+        of the same attempt must resume from its own newer checkpoints, not roll back again.
+        Rank 0 only, before any rank reads ``latest``. Returns the checkpoint to resume from
+        (None: no checkpoint that old, training starts over from step 0).
+        """
+        record_path = self.folder / ROLLBACKS_FILE
+        try:
+            records = json.loads(record_path.read_text()) if record_path.exists() else []
+        except (OSError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"checkpoint {record_path}: cannot read the applied rollbacks: {e}") from e
+        if any(r.get("request") == request for r in records):
+            log.info("rollback already applied; resuming from the newest checkpoint", extra={"request": request, "to_step": to_step})
+            return self.latest()
+        complete = sorted(p for p in self.folder.iterdir() if _STEP_DIR.match(p.name) and (p / STATE_FILE).exists()) \
+            if self.folder.exists() else []
+        target = next((p for p in reversed(complete) if int(_STEP_DIR.match(p.name).group(1)) <= to_step), None)
+        newer = [p for p in complete if int(_STEP_DIR.match(p.name).group(1)) > to_step]
+        aside = None
+        if newer:
+            aside = self.folder / time.strftime("rolled-back-%Y%m%dT%H%M%SZ", time.gmtime())
+            aside.mkdir()  # fails rather than merge into an earlier rollback's folder of the same second
+            for path in newer:
+                os.replace(path, aside / path.name)
+            _fsync_dir(aside)
+        if target:
+            _atomic_write_text(self.folder / LATEST, target.name)
+        elif (self.folder / LATEST).exists():
+            os.remove(self.folder / LATEST)
+            _fsync_dir(self.folder)
+        records.append({"request": request, "to_step": to_step, "resume_from": target.name if target else None,
+                        "moved": [p.name for p in newer], "moved_to": aside.name if aside else None,
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(record_path, json.dumps(records, indent=1))
+        log.warning("rolling back", extra={**records[-1], "folder": str(self.folder)})
         return target
 
     def save(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, trainer_state: dict) -> Path:

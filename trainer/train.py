@@ -96,6 +96,13 @@ def train(cfg: TrainConfig) -> None:
     sources = SourceSet(cfg.data.shard_root, seq_len, names=cfg.data.sources, vocab_size=args.vocab_size,
                         val_samples_per_source=cfg.data.val_samples_per_source)
     manager = ckpt.CheckpointManager(cfg.checkpoint.dir, keep=cfg.checkpoint.keep) if cfg.checkpoint.dir else None
+    if pod.rollback_to_step is not None:
+        if not manager:
+            raise ConfigError(f"HEURIMENTOR_ROLLBACK_TO_STEP={pod.rollback_to_step} needs checkpoint.dir")
+        if rank == 0:  # one request per attempt: the operator sets the env on every pod of the rollback's attempt
+            manager.rollback(pod.rollback_to_step, request=f"attempt {pod.attempt or '-'}: step {pod.rollback_to_step}")
+        if dist.is_initialized():
+            dist.barrier()  # no rank reads "latest" before the rollback moved it
     resume_from = manager.latest() if manager and cfg.checkpoint.resume else None
     state = manager.read_state(resume_from, args) if resume_from else None  # shape checked before any work
     if state and state.get("seq_len") != seq_len:
