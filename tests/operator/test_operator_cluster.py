@@ -63,8 +63,10 @@ def test_pools_land_on_their_gpu_nodes_with_the_torchrun_contract(kube, jobs):
     assert {"Created", "Running"} <= reasons
     # The first pods are named in the Created event, or in a CreatedPods one when the first pass
     # created the config and service before the pods.
-    creations = " ".join(e["message"] for e in jobs.events("hetero") if e["reason"] in ("Created", "CreatedPods"))
-    assert "hetero-a100-0" in creations and "hetero-h800-1" in creations
+    def creations() -> str:
+        return " ".join(e["message"] for e in jobs.events("hetero") if e["reason"] in ("Created", "CreatedPods"))
+
+    wait_for("an Event naming the created pods", lambda: "hetero-a100-0" in creations() and "hetero-h800-1" in creations())
 
 
 def test_kubectl_scale_uses_the_scale_subresource(kube, jobs):
