@@ -150,6 +150,7 @@ class PodEnv:
     namespace: str | None = None
     attempt: str | None = None
     rollback_to_step: int | None = None  # restart from the newest checkpoint at or before this step
+    rollback_skip_steps: tuple[int, int] | None = None  # ... and skip the data of these steps (inclusive)
     kubeconfig: str | None = None  # outside a cluster: the credentials progress reports use
 
     @classmethod
@@ -164,8 +165,16 @@ class PodEnv:
                 step = -1
             if step < 0:
                 raise ConfigError(f"HEURIMENTOR_ROLLBACK_TO_STEP={raw!r} is not a step number (an integer >= 0)")
+        skip = None
+        raw_skip = env.get("HEURIMENTOR_ROLLBACK_SKIP_STEPS") or None
+        if raw_skip is not None:
+            first, _, last = raw_skip.partition("-")
+            if step is None or not (first.isdigit() and last.isdigit() and int(first) <= int(last)):
+                raise ConfigError(f"HEURIMENTOR_ROLLBACK_SKIP_STEPS={raw_skip!r}: expected FROM-TO (steps, FROM <= TO) "
+                                  f"together with HEURIMENTOR_ROLLBACK_TO_STEP")
+            skip = (int(first), int(last))
         return cls(pod_name=env.get("POD_NAME") or None, namespace=env.get("POD_NAMESPACE") or None,
-                   attempt=env.get("HEURIMENTOR_ATTEMPT") or None, rollback_to_step=step,
+                   attempt=env.get("HEURIMENTOR_ATTEMPT") or None, rollback_to_step=step, rollback_skip_steps=skip,
                    kubeconfig=env.get("KUBECONFIG") or None)
 
 

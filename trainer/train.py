@@ -79,6 +79,24 @@ def lr_at(step: int, *, base: float, warmup: int, total: int, min_ratio: float) 
     return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def pending_data_skip(pod: PodEnv, resumed_at: int, applied: list[str]) -> tuple[int, int, str] | None:
+    """(step, batches, request) of a rollback's data skip still to do in this launch, if any.
+
+    The data of steps FROM..TO of the first run is skipped once: at the first step this run trains
+    in that range, the sampler moves past the batches the range has left. Whether it was done is
+    recorded in the checkpoints written after it, so a restart from before it skips again, one from
+    after it does not.
+    """
+    if not pod.rollback_skip_steps:
+        return None
+    first, last = pod.rollback_skip_steps
+    request = f"attempt {pod.attempt or '-'}: steps {first}-{last}"
+    start = max(first, resumed_at + 1)
+    if request in applied or start > last:
+        return None
+    return start, last - start + 1, request
+
+
 def train(cfg: TrainConfig) -> None:
     env, pod = DistEnv.from_env(), PodEnv.from_env()
     device = par.pick_device(cfg.device, env)
@@ -124,6 +142,8 @@ def train(cfg: TrainConfig) -> None:
         manager.load(resume_from, model, optimizer, seed=cfg.seed)
         sampler.load_state_dict(state["sampler"])
         step, tokens_seen = state["step"], state["tokens_seen"]
+    data_skips = list(state.get("data_skips", [])) if state else []  # applied ones travel with the sampler state
+    skip = pending_data_skip(pod, step, data_skips)
     poller = None
     if cfg.data.mixture and rank == 0:
         poller = MixturePoller(cfg.data.dmu_url, cfg.data.mixture, wait=cfg.data.poll_wait_seconds, token=cfg.data.dmu_token)
@@ -153,6 +173,10 @@ def train(cfg: TrainConfig) -> None:
             step += 1
             started = time.perf_counter()
             sync_mixture(sampler, poller, step, device=device)
+            if skip and step == skip[0]:
+                sampler.plan(skip[1] * global_batch)  # advances the stream past those steps' samples
+                data_skips.append(skip[2])
+                log.warning("skipping data", extra={"at_step": step, "skipped_batches": skip[1], "request": skip[2]})
             batch = loader.next_batch(step)
             if sample_log:
                 sample_log.write(batch)
@@ -214,7 +238,7 @@ def train(cfg: TrainConfig) -> None:
                               force=step == last_step)
             if manager and (step % cfg.checkpoint.interval == 0 or step == last_step):
                 saved = manager.save(step, model, optimizer, {
-                    "step": step, "tokens_seen": tokens_seen, "sampler": sampler.state_dict(), "world_size": world,
+                    "step": step, "tokens_seen": tokens_seen, "sampler": sampler.state_dict(), "data_skips": data_skips, "world_size": world,
                     "model_args": vars(args), "global_batch": global_batch, "seq_len": seq_len,
                     "lr_schedule": {"base": base_lr, "warmup": cfg.optim.warmup_steps, "total": cfg.steps, "min_ratio": cfg.optim.min_lr_ratio},
                 })

@@ -233,11 +233,13 @@ def _torchrun_command(spec: JobSpec) -> list[str]:
     ]
 
 
-def build_pod(spec: JobSpec, pool: Pool, index: int, *, attempt: int, rollback_step: int | None = None) -> dict[str, Any]:
+def build_pod(spec: JobSpec, pool: Pool, index: int, *, attempt: int, rollback_step: int | None = None,
+              rollback_skip: tuple[int, int] | None = None) -> dict[str, Any]:
     """One worker pod (one torchrun agent driving nprocPerNode ranks).
 
     ``rollback_step``: this attempt restarts from the checkpoint of that step (the TSM's or a
-    person's rollback); the trainer reads it from HEURIMENTOR_ROLLBACK_TO_STEP.
+    person's rollback); the trainer reads it from HEURIMENTOR_ROLLBACK_TO_STEP, and the steps whose
+    data it skips (``rollback_skip``, inclusive) from HEURIMENTOR_ROLLBACK_SKIP_STEPS.
     """
     name = pod_name(spec, pool.name, index)
     is_rdzv_host = pool.name == spec.pools[0].name and index == 0
@@ -272,6 +274,8 @@ def build_pod(spec: JobSpec, pool: Pool, index: int, *, attempt: int, rollback_s
         # group fails in Gloo connectFullMesh ("Connection refused"): pytorch#135712.
         {"name": "TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "value": "1"},
         *([{"name": "HEURIMENTOR_ROLLBACK_TO_STEP", "value": str(rollback_step)}] if rollback_step is not None else []),
+        *([{"name": "HEURIMENTOR_ROLLBACK_SKIP_STEPS", "value": f"{rollback_skip[0]}-{rollback_skip[1]}"}]
+          if rollback_step is not None and rollback_skip else []),
         *spec.env,
     ]
     container: dict[str, Any] = {

@@ -25,6 +25,9 @@ LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 
 # Set by the TSM (or a person) on the job: restart every worker from the checkpoint of this step.
 ANNOTATION_ROLLBACK = f"{GROUP}/rollback-to-step"
+# Optional, read with a new rollback-to-step: "FROM-TO", the steps whose data the restarted run skips
+# (the TSM recommendation's skip_from_step..skip_to_step, PaLM's recipe).
+ANNOTATION_ROLLBACK_SKIP = f"{GROUP}/rollback-skip-steps"
 # Set by trainer rank 0 on its own pod: JSON {"step", "loss", "mixtureVersion", "tokens", "checkpoint": {"step", "path"}}.
 ANNOTATION_PROGRESS = f"{GROUP}/progress"
 # On pods: hash of the spec fields that shape a pod; a change restarts the job with the new template.

@@ -247,7 +247,8 @@ async def _ensure_config(memo: kopf.Memo, spec: Any, decided: Plan, state: dict[
 async def _act(memo: kopf.Memo, body: dict[str, Any], spec: Any, decided: Plan, expected: Expectations) -> None:
     kube: Kube = memo.kube
     pools = {p.name: p for p in spec.pools}
-    manifests = [build_pod(spec, pools[pool], index, attempt=decided.attempt, rollback_step=decided.rollback_step)
+    manifests = [build_pod(spec, pools[pool], index, attempt=decided.attempt, rollback_step=decided.rollback_step,
+                           rollback_skip=decided.rollback_skip)
                  for pool, index in decided.create]
 
     async def create(manifest: dict[str, Any]) -> bool:

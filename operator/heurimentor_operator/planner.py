@@ -19,6 +19,7 @@ from heurimentor_operator.conditions import get_condition, is_true, parse_time, 
 from heurimentor_operator.constants import (
     ANNOTATION_PROGRESS,
     ANNOTATION_ROLLBACK,
+    ANNOTATION_ROLLBACK_SKIP,
     ANNOTATION_TEMPLATE_HASH,
     FINISHED_PHASES,
     LABEL_ATTEMPT,
@@ -66,6 +67,7 @@ class Plan:
     pool_replicas: dict[str, int] = field(default_factory=dict)  # for the rendered config
     attempt: int = 0
     rollback_step: int | None = None  # this attempt restarts from that checkpoint step
+    rollback_skip: tuple[int, int] | None = None  # ... and skips the data of these steps (inclusive)
     requeue_after: float | None = None
     delete_job: bool = False
     counters: list[str] = field(default_factory=list)  # metrics to bump: restarted/succeeded/failed
@@ -215,6 +217,8 @@ class _Planner:
         rollback = self.status.get("rollback") or {}
         if rollback.get("attempt") == self.attempt and "step" in rollback:
             self.plan.rollback_step = int(rollback["step"])
+            if rollback.get("skipSteps"):
+                self.plan.rollback_skip = tuple(rollback["skipSteps"])
         return self.plan
 
     def deadline_exceeded(self) -> bool:
@@ -250,9 +254,10 @@ class _Planner:
         return False
 
     def apply_rollback(self) -> None:
-        requested = ((self.body.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_ROLLBACK)
+        annotations = (self.body.get("metadata") or {}).get("annotations") or {}
+        requested, skip_raw = annotations.get(ANNOTATION_ROLLBACK), annotations.get(ANNOTATION_ROLLBACK_SKIP)
         rollback = self.status.get("rollback") or {}
-        if requested is None or requested == rollback.get("requested"):
+        if requested is None or (requested, skip_raw) == (rollback.get("requested"), rollback.get("requestedSkip")):
             return
         try:
             step = int(requested)
@@ -262,8 +267,20 @@ class _Planner:
             self.status["rollback"] = {"requested": requested, "error": "not a non-negative step number"}
             self.event("Warning", "InvalidRollback", f"ignoring {ANNOTATION_ROLLBACK}={requested!r} on {self.spec.ref}: not a step number")
             return
+        skip = None
+        if skip_raw is not None:
+            first, _, last = skip_raw.partition("-")
+            if not (first.strip().isdigit() and last.strip().isdigit() and int(first) <= int(last)):
+                self.status["rollback"] = {"requested": requested, "requestedSkip": skip_raw,
+                                           "error": f"{ANNOTATION_ROLLBACK_SKIP} is not FROM-TO"}
+                self.event("Warning", "InvalidRollback", f"ignoring the rollback of {self.spec.ref}: "
+                           f"{ANNOTATION_ROLLBACK_SKIP}={skip_raw!r} is not FROM-TO (steps, FROM <= TO)")
+                return
+            skip = [int(first), int(last)]
         self.attempt += 1
         self.status["rollback"] = {"requested": requested, "step": step, "attempt": self.attempt, "time": rfc3339(self.now)}
+        if skip:
+            self.status["rollback"].update(requestedSkip=skip_raw, skipSteps=skip)
         self.cond("Restarting", True, "Rollback", f"restarting every worker from the checkpoint at step {step}")
         self.event("Warning", "Rollback", f"restarting {self.spec.ref} from the checkpoint at step {step} ({ANNOTATION_ROLLBACK})")
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from heurimentor_operator.builders import build_pod
 from heurimentor_operator.conditions import get_condition, rfc3339
-from heurimentor_operator.constants import ANNOTATION_PROGRESS, ANNOTATION_ROLLBACK
+from heurimentor_operator.constants import ANNOTATION_PROGRESS, ANNOTATION_ROLLBACK, ANNOTATION_ROLLBACK_SKIP
 from heurimentor_operator.planner import plan
 from heurimentor_operator.spec import parse_job
 
@@ -196,6 +196,24 @@ def test_rollback_annotation_restarts_all_workers_once_from_that_step():
     body["metadata"]["annotations"] = {ANNOTATION_ROLLBACK: "soon"}
     bad = step(body, [])
     assert "InvalidRollback" in reasons(bad) and bad.attempt == 1
+
+
+def test_rollback_with_a_data_range_to_skip():
+    body = job(elastic={"replicas": 1})
+    step(body, [])
+    body["metadata"]["annotations"] = {ANNOTATION_ROLLBACK: "1200", ANNOTATION_ROLLBACK_SKIP: "1200-1450"}
+    rolled = step(body, running(body, "a100-0"))
+    assert (rolled.attempt, rolled.rollback_step, rolled.rollback_skip) == (1, 1200, (1200, 1450))
+    assert body["status"]["rollback"]["skipSteps"] == [1200, 1450]
+    assert step(body, []).rollback_skip == (1200, 1450)  # pods recreated in the same attempt get it too
+    # A range that is not FROM-TO refuses the whole rollback (no restart with half of it).
+    body["metadata"]["annotations"] = {ANNOTATION_ROLLBACK: "900", ANNOTATION_ROLLBACK_SKIP: "950-900"}
+    bad = step(body, [])
+    assert "InvalidRollback" in reasons(bad) and bad.attempt == 1 and "FROM-TO" in body["status"]["rollback"]["error"]
+    # Correcting only the range is a new request.
+    body["metadata"]["annotations"][ANNOTATION_ROLLBACK_SKIP] = "900-950"
+    fixed = step(body, [])
+    assert (fixed.attempt, fixed.rollback_step, fixed.rollback_skip) == (2, 900, (900, 950))
 
 
 def test_template_change_restarts_with_the_new_template():

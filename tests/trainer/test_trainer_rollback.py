@@ -84,3 +84,33 @@ def test_a_bad_rollback_step_is_refused_before_any_work(tmp_path, monkeypatch, v
     with pytest.raises(SystemExit, match=rf"HEURIMENTOR_ROLLBACK_TO_STEP='{value}' is not a step number"):
         main(["--config", str(write_config(tmp_path / "train.yaml", config))])
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_rollback_skips_the_named_data_range_once(tmp_path, monkeypatch, capfd):
+    config = base_config(tmp_path, make_sources(tmp_path / "shards"), steps=10, **{"checkpoint.interval": 2, "checkpoint.keep": 10})
+    run(tmp_path, config, capfd)
+    first = consumed_samples(tmp_path / "samples")
+    # The TSM's recommendation: resume at or before 5, skip the data of steps 5..6 (the spike's batches).
+    monkeypatch.setenv("HEURIMENTOR_ROLLBACK_TO_STEP", "5")
+    monkeypatch.setenv("HEURIMENTOR_ROLLBACK_SKIP_STEPS", "5-6")
+    monkeypatch.setenv("HEURIMENTOR_ATTEMPT", "1")
+    logs = run(tmp_path, {**config, "stop_at_step": 6}, capfd)
+    [skipped] = log_records(logs, "skipping data")
+    assert (skipped["at_step"], skipped["skipped_batches"]) == (5, 2)
+    # A restart of the same attempt resumes at 6, after the skip: it is not skipped twice.
+    logs = run(tmp_path, config, capfd)
+    assert not log_records(logs, "skipping data") and log_records(logs, "training")[0]["resumed_at"] == 6
+    after = consumed_samples(tmp_path / "samples")
+    # Steps 5.. train on what the first run trained on from step 7 on; steps 5 and 6's samples are never seen.
+    assert [after[s] for s in (5, 6, 7, 8)] == [first[s] for s in (7, 8, 9, 10)]
+    seen = {i for s in range(5, 11) for i in after[s]}
+    assert not seen & {i for s in (5, 6) for i in first[s]} - {i for s in range(7, 11) for i in first[s]}
+    state = json.loads((tmp_path / "ckpt" / "step-00000010" / "trainer_state.json").read_text())
+    assert state["data_skips"] == ["attempt 1: steps 5-6"]
+
+
+def test_a_skip_range_needs_a_rollback_step(tmp_path, monkeypatch):
+    config = base_config(tmp_path, make_sources(tmp_path / "shards"), steps=2)
+    monkeypatch.setenv("HEURIMENTOR_ROLLBACK_SKIP_STEPS", "5-6")
+    with pytest.raises(SystemExit, match="HEURIMENTOR_ROLLBACK_SKIP_STEPS='5-6': expected FROM-TO .* together with HEURIMENTOR_ROLLBACK_TO_STEP"):
+        main(["--config", str(write_config(tmp_path / "train.yaml", config))])
