@@ -1,5 +1,5 @@
 """Rank 0 annotates its own pod with its progress (heurimentor.io/progress), against the real
-apiserver, as a certificate user holding only the chart's worker ClusterRole; an unreachable API
+apiserver, as the chart's worker ServiceAccount (bound only to the chart's worker ClusterRole); an unreachable API
 never stops training."""
 
 from __future__ import annotations
@@ -19,22 +19,27 @@ from trainer.train import main
 CHART = REPO / "charts" / "heurimentor"
 
 
-def worker_user_kubeconfig(kube, namespace: str) -> Path:
-    """A user bound in ``namespace`` to exactly the chart's worker ClusterRole (as the workers' ServiceAccount would be)."""
+def worker_service_account_kubeconfig(kube, namespace: str, tmp_path: Path) -> Path:
+    """The chart's worker ServiceAccount in ``namespace`` (helm --set worker.namespaces={ns}), bound to
+    the chart's worker ClusterRole; a kubeconfig holding a token the apiserver issued for it."""
     rendered = subprocess.run(
-        [str(kube.bin_dir / "helm"), "template", "hm", str(CHART), "--show-only", "templates/operator-rbac.yaml"],
+        [str(kube.bin_dir / "helm"), "template", "hm", str(CHART), "--set", f"worker.namespaces={{{namespace}}}",
+         "--show-only", "templates/operator-rbac.yaml", "--show-only", "templates/worker-rbac.yaml"],
         capture_output=True, text=True, check=True,
     ).stdout
-    role = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ClusterRole" and d["metadata"]["name"] == "hm-worker")
-    user = f"worker-{namespace}"
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "hm-worker", "namespace": namespace},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "hm-worker"},
-        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
-    }
-    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([role, binding]))
-    return kube.user_kubeconfig(user)
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    worker = [d for d in docs if d["metadata"]["name"] in ("hm-worker", "heurimentor-worker")]
+    assert sorted(d["kind"] for d in worker) == ["ClusterRole", "RoleBinding", "ServiceAccount"], [d["kind"] for d in docs]
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(worker))
+    token = kube.kubectl("create", "token", "heurimentor-worker", "-n", namespace, "--duration=10m").stdout.strip()
+    path = tmp_path / "worker.kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "worker",
+        "clusters": [{"name": "c", "cluster": {"server": kube.server, "certificate-authority": str(kube.ca.cert)}}],
+        "users": [{"name": "worker", "user": {"token": token}}],
+        "contexts": [{"name": "worker", "context": {"cluster": "c", "user": "worker"}}],
+    }))
+    return path
 
 
 def fake_worker_pod(kube, namespace: str, name: str) -> None:
@@ -58,7 +63,7 @@ def namespace(kube):
 
 def test_rank0_reports_step_loss_tokens_and_checkpoint_on_its_pod(kube, namespace, tmp_path, monkeypatch, capfd):
     fake_worker_pod(kube, namespace, "job-a100-0")
-    kubeconfig = worker_user_kubeconfig(kube, namespace)
+    kubeconfig = worker_service_account_kubeconfig(kube, namespace, tmp_path)
     # The worker user may patch pods but not, say, delete them: the role is as narrow as the chart says.
     denied = kube.kubectl("delete", "pod", "job-a100-0", "-n", namespace, kubeconfig=kubeconfig, check=False)
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
