@@ -176,7 +176,8 @@ def train(cfg: TrainConfig) -> None:
             if skip and step == skip[0]:
                 sampler.plan(skip[1] * global_batch)  # advances the stream past those steps' samples
                 data_skips.append(skip[2])
-                log.warning("skipping data", extra={"at_step": step, "skipped_batches": skip[1], "request": skip[2]})
+                if rank == 0:
+                    log.warning("skipping data", extra={"at_step": step, "skipped_batches": skip[1], "request": skip[2]})
             batch = loader.next_batch(step)
             if sample_log:
                 sample_log.write(batch)
