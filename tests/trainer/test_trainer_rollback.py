@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from trainer_testlib import base_config, consumed_samples, log_records, make_sources, step_losses, write_config
+from trainer_testlib import base_config, consumed_samples, log_records, make_sources, run_torchrun, step_losses, write_config
 
 from trainer.checkpoint import CheckpointManager
 from trainer.train import main
@@ -114,3 +114,16 @@ def test_a_skip_range_needs_a_rollback_step(tmp_path, monkeypatch):
     monkeypatch.setenv("HEURIMENTOR_ROLLBACK_SKIP_STEPS", "5-6")
     with pytest.raises(SystemExit, match="HEURIMENTOR_ROLLBACK_SKIP_STEPS='5-6': expected FROM-TO .* together with HEURIMENTOR_ROLLBACK_TO_STEP"):
         main(["--config", str(write_config(tmp_path / "train.yaml", config))])
+
+
+def test_two_ranks_under_torchrun_roll_back_together(tmp_path, monkeypatch):
+    """Rank 0 moves the checkpoints; rank 1 reads "latest" only after it (a barrier), both resume at 2."""
+    config = base_config(tmp_path, make_sources(tmp_path / "shards"), steps=6, **{"checkpoint.interval": 2, "checkpoint.keep": 10})
+    path = write_config(tmp_path / "train.yaml", config)
+    first = step_losses(run_torchrun(path, nproc=2))
+    monkeypatch.setenv("HEURIMENTOR_ROLLBACK_TO_STEP", "3")
+    monkeypatch.setenv("HEURIMENTOR_ATTEMPT", "1")
+    logs = run_torchrun(path, nproc=2)
+    assert sorted((r["rank"], r["resumed_at"]) for r in log_records(logs, "training")) == [(0, 2), (1, 2)]
+    assert len(log_records(logs, "rolling back")) == 1
+    assert step_losses(logs) == pytest.approx({s: first[s] for s in (3, 4, 5, 6)}, rel=1e-5)
