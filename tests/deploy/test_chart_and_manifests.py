@@ -21,6 +21,11 @@ def test_helm_installs_the_chart_and_every_example_job_is_accepted(kube):
                      "--set", "operator.replicas=1", "--wait", "--timeout", "120s")
     assert installed.returncode == 0, installed.stderr
     try:
+        # Strict field validation catches schema slips such as a YAML flow-mapping comma inside a description.
+        for crd_file in sorted((CHART / "crds").glob("*.yaml")):
+            strict = kube.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server",
+                                  "--validate=strict", "-f", str(crd_file), check=False)
+            assert strict.returncode == 0, f"{crd_file.name}: {strict.stderr}"
         crd = json.loads(kube.kubectl("get", "crd", "aquila2trainingjobs.heurimentor.io", "-o", "json").stdout)
         assert crd["spec"]["names"]["kind"] == "Aquila2TrainingJob"
         deployments = json.loads(kube.kubectl("get", "deployments", "-n", namespace, "-o", "json").stdout)["items"]
