@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from heurimentor.fsutil import atomic_write_bytes
+
 MAGIC = b"HMSHARD\0"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -118,26 +120,8 @@ class Manifest:
         body = asdict(self)
         body["documents"] = sum(s.documents for s in self.shards)
         body["tokens"] = sum(s.tokens for s in self.shards)
-        _atomic_write_bytes(path, json.dumps(body, indent=2, ensure_ascii=False).encode())
+        atomic_write_bytes(path, json.dumps(body, indent=2, ensure_ascii=False).encode())
         return path
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_shard(path: str | os.PathLike, documents: Sequence[Sequence[int]] | Iterable[np.ndarray], vocab_size: int) -> ShardInfo:
@@ -156,7 +140,7 @@ def write_shard(path: str | os.PathLike, documents: Sequence[Sequence[int]] | It
     header = HEADER.pack(MAGIC, FORMAT_VERSION, _dtype_code(dtype), len(arrays), n_tokens)
     pad = _offsets_position(n_tokens, dtype.itemsize) - (HEADER.size + n_tokens * dtype.itemsize)
     data = header + tokens.tobytes() + b"\0" * pad + offsets.tobytes()
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
     return ShardInfo(path=path.name, documents=len(arrays), tokens=n_tokens, sha256=hashlib.sha256(data).hexdigest())
 
 

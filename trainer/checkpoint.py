@@ -35,6 +35,7 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
+from heurimentor.fsutil import atomic_write_bytes, fsync_dir
 from trainer.model import ModelArgs
 
 log = logging.getLogger(__name__)
@@ -57,24 +58,6 @@ def _barrier() -> None:
 
 def _rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def rng_state() -> dict:
@@ -145,17 +128,17 @@ class CheckpointManager:
             aside.mkdir()  # fails rather than merge into an earlier rollback's folder of the same second
             for path in newer:
                 os.replace(path, aside / path.name)
-            _fsync_dir(aside)
+            fsync_dir(aside)
         if target:
-            _atomic_write_text(self.folder / LATEST, target.name)
+            atomic_write_bytes(self.folder / LATEST, target.name.encode())
         elif (self.folder / LATEST).exists():
             os.remove(self.folder / LATEST)
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
         records.append({"request": request, "to_step": to_step, "resume_from": target.name if target else None,
                         "moved": [p.name for p in newer], "moved_to": aside.name if aside else None,
                         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         self.folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(record_path, json.dumps(records, indent=1))
+        atomic_write_bytes(record_path, json.dumps(records, indent=1).encode())
         log.warning("rolling back", extra={**records[-1], "folder": str(self.folder)})
         return target
 
@@ -175,12 +158,12 @@ class CheckpointManager:
             rngs = [rng_state()]
         if _rank() == 0:
             torch.save(rngs, partial / RNG_FILE)
-            _atomic_write_text(partial / STATE_FILE, json.dumps(trainer_state, indent=1))
+            atomic_write_bytes(partial / STATE_FILE, json.dumps(trainer_state, indent=1).encode())
             if final.exists():  # the same step saved again after a resume: the new one replaces it
                 shutil.rmtree(final)
             os.replace(partial, final)
-            _fsync_dir(self.folder)
-            _atomic_write_text(self.folder / LATEST, final.name)
+            fsync_dir(self.folder)
+            atomic_write_bytes(self.folder / LATEST, final.name.encode())
             self._retain(final)
             log.info("checkpoint saved", extra={"step": step, "path": str(final)})
         _barrier()
