@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
+import os
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import yaml
 
@@ -48,20 +53,45 @@ def test_restarted_operator_adopts_and_creates_no_duplicates(kube, jobs, operato
     assert len(all_pods) == 4
 
 
-def test_two_replicas_with_peering_hand_over(kube, jobs, operator_kubeconfig, caplog):
-    caplog.set_level(logging.INFO, logger="kopf")
+@contextmanager
+def operator_process(kubeconfig, *, peering: str, priority: int, log_path: Path):
+    """One operator replica as its own process (`heurimentor operator run`), as in a Deployment.
+
+    Separate processes, not two kopf runners in this one: kopf keeps per-process state that two
+    in-process replicas would share."""
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), HEURIMENTOR_OPERATOR_LOG_JSON="false")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "heurimentor", "operator", "run", "--peering", peering, "--priority", str(priority),
+             "--metrics-port", "0", "--health-port", "0"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_two_replicas_with_peering_hand_over(kube, jobs, operator_kubeconfig, tmp_path):
     peering = "hm-peering-test"
     kube.kubectl("apply", "-f", "-", input=yaml.safe_dump({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}}))
-    with running_operator(operator_kubeconfig, standalone=False, peering=peering, priority=10):
-        with running_operator(operator_kubeconfig, standalone=False, peering=peering, priority=100):
-            peers = wait_for("both replicas in the peering object", lambda: len(
-                (json.loads(kube.kubectl("get", "clusterkopfpeering", peering, "-o", "json").stdout).get("status") or {})) == 2 and True)
-            assert peers
-            wait_for("the priority-10 replica to pause", lambda: any(
-                "Pausing operations in favour of" in r.getMessage() and "priority=100" in r.getMessage() for r in caplog.records))
+    low_log, high_log = tmp_path / "priority-10.log", tmp_path / "priority-100.log"
+    with operator_process(operator_kubeconfig, peering=peering, priority=10, log_path=low_log):
+        with operator_process(operator_kubeconfig, peering=peering, priority=100, log_path=high_log) as high:
+            # Both replicas announce themselves, with their priorities, in the shared peering object; kopf
+            # then lets only the highest priority work (its pause/resume timing is kopf's, not asserted here).
+            def peer_priorities():
+                status = json.loads(kube.kubectl("get", "clusterkopfpeering", peering, "-o", "json").stdout).get("status") or {}
+                return sorted(entry.get("priority") for entry in status.values())
+
+            wait_for("both replicas in the peering object", lambda: peer_priorities() == [10, 100], timeout=60)
             assert jobs.apply(small("peered", elastic={"replicas": 2})).returncode == 0
-            wait_for("2 running", lambda: jobs.status("peered").get("replicas") == 2)
+            wait_for("2 running", lambda: jobs.status("peered").get("replicas") == 2, timeout=60)
+            assert high.poll() is None, high_log.read_text()[-3000:]
         # The priority-100 replica is gone; the other one takes over.
         kube.kubectl("scale", "a2j/peered", "-n", jobs.ns, "--replicas=3")
-        wait_for("3 running after hand-over", lambda: jobs.status("peered").get("replicas") == 3, timeout=60)
+        wait_for("3 running after hand-over", lambda: jobs.status("peered").get("replicas") == 3, timeout=90)
     assert len(jobs.pods("peered")) == 3
