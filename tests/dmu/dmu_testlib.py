@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import random
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import uvicorn
 
+from hack.testenv.asgi import serve_app
 from dmu_service.api.main import create_app
 from dmu_service.config import Settings
 from dmu_service.migrate import upgrade
@@ -30,23 +27,8 @@ def live_server(settings: Settings, *, migrate: bool = True) -> Iterator[str]:
     """Serve a DMU app with uvicorn on a free loopback port; yields its base URL."""
     if migrate:
         upgrade(settings.sqlalchemy_url)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"DMU test server on port {port} did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_app(create_app(settings), name="DMU") as url:
+        yield url
 
 
 def auth() -> dict[str, str]:

@@ -8,7 +8,6 @@ import subprocess
 import time
 
 import httpx
-import pytest
 from trainer_testlib import (DMU_TOKEN, REPO, base_config, consumed_samples, dmu_app, free_port, make_sources, serve_app,
                              stop_torchrun, torchrun_cmd, worker_env, write_config)
 

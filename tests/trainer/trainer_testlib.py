@@ -7,16 +7,13 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from dmu_service.shards import Manifest, write_shard
+from hack.testenv.asgi import serve_app  # noqa: F401 (the trainer tests serve the DMU and TSM with it)
 
 REPO = Path(__file__).resolve().parents[2]
 VOCAB = 512  # the debug preset's vocabulary
@@ -147,27 +144,6 @@ def consumed_samples(sample_dir: Path) -> dict[int, list[str]]:
         if r["run"] == latest_run[r["step"]]:
             by_step.setdefault(r["step"], []).append((r["rank"], r["ids"]))
     return {step: [i for _, ids in sorted(rows) for i in ids] for step, rows in sorted(by_step.items())}
-
-
-@contextmanager
-def serve_app(app, port: int | None = None) -> Iterator[str]:
-    """Serve a FastAPI app with uvicorn on loopback in a thread; yields the base URL."""
-    import uvicorn  # not on the GPU machine, whose tests need no server
-
-    port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"test server on port {port} did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 DMU_TOKEN = "trainer-test-token-5d1e"

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from tsm_testlib import point, serve_in_thread, tsm_settings
+from tsm_testlib import point, serve_app, tsm_settings
 from typer.testing import CliRunner
 
 from heurimentor.cli import app as cli
@@ -55,7 +55,7 @@ def test_migrate_command_then_ready(postgres_url):
 
 def test_events_and_rollbacks_commands(postgres_url):
     upgrade(postgres_url)
-    with serve_in_thread(create_app(tsm_settings(postgres_url))) as url:
+    with serve_app(create_app(tsm_settings(postgres_url))) as url:
         points = [point(s, loss=float("nan") if s == 5 else 2.0) for s in range(10)]
         body = MetricBatch.model_validate({"batch_id": "b", "points": points}).model_dump_json()
         assert httpx.post(f"{url}/v1/jobs/job-a/metrics", content=body, headers={"Content-Type": "application/json"}).status_code == 200

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tsm_testlib import serve_in_thread, tsm_settings
+from tsm_testlib import serve_app, tsm_settings
 
 from tsm_service.api.main import create_app
 from tsm_service.migrations import upgrade
@@ -79,7 +79,7 @@ def _short_run() -> list[str]:
 def fed_tsm(postgres_url):
     upgrade(postgres_url)
     app = create_app(tsm_settings(postgres_url))
-    with serve_in_thread(app) as url:
+    with serve_app(app) as url:
         for body in _short_run():
             response = httpx.post(f"{url}/v1/jobs/{JOB}/metrics", content=body, headers={"Content-Type": "application/json"})
             assert response.status_code == 200, response.text

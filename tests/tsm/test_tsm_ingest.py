@@ -117,7 +117,7 @@ def test_concurrent_retries_and_ranks_on_postgresql(postgres_url):
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
-    from tsm_testlib import serve_in_thread, tsm_settings
+    from tsm_testlib import serve_app, tsm_settings
 
     from tsm_service.api.main import create_app
     from tsm_service.migrations import upgrade
@@ -127,7 +127,7 @@ def test_concurrent_retries_and_ranks_on_postgresql(postgres_url):
     same = MetricBatch.model_validate({"batch_id": "same", "points": [point(s, rank=9, loss=1.0) for s in range(200)]})
     ranks = [MetricBatch.model_validate({"batch_id": f"rank-{r}", "points": [point(s, rank=r, loss=2.0, step_time_seconds=1.0)
                                                                               for s in range(200)]}) for r in range(4)]
-    with serve_in_thread(create_app(tsm_settings(postgres_url))) as url:
+    with serve_app(create_app(tsm_settings(postgres_url))) as url:
         def post(batch):
             return httpx.post(f"{url}/v1/jobs/job-a/metrics", content=batch.model_dump_json(),
                               headers={"Content-Type": "application/json"}, timeout=60)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from tsm_testlib import point, send, serve_in_thread, tsm_client
+from tsm_testlib import point, send, serve_app, tsm_client
 
 from dmu_service.api.main import create_app as create_dmu_app
 from dmu_service.client import MixtureClient
@@ -28,7 +28,7 @@ def dmu_url(pg_server, request) -> Iterator[str]:
     url = pg_server.create_database(name)
     upgrade_dmu(url)
     app = create_dmu_app(load_dmu_settings(database_url=url, auth_token=TOKEN))
-    with serve_in_thread(app) as base:
+    with serve_app(app) as base:
         auth = {"Authorization": f"Bearer {TOKEN}"}
         for source in SOURCES:
             created = httpx.post(f"{base}/sources", json={"name": source, "language": "en"}, headers=auth)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from hack.testenv.asgi import serve_app  # noqa: F401 (the TSM tests serve apps with it)
 from tsm_service.api.main import create_app
 from tsm_service.config import Settings, load_settings
 from tsm_service.migrations import upgrade
@@ -28,25 +25,6 @@ def tsm_client(database_url: str, mixture_client_factory=None, **overrides) -> I
     app = create_app(tsm_settings(database_url, **overrides), mixture_client_factory=mixture_client_factory)
     with TestClient(app) as client:
         yield client
-
-
-@contextmanager
-def serve_in_thread(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` under uvicorn on a free loopback port; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def point(step: int, *, rank: int = 0, time: float | None = None, tokens: int | None = None, **scalars) -> dict:
