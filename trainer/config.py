@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tsm_service.schemas.jobs import JOB_NAME_PATTERN
 
 DEFAULT_CONFIG_PATH = "/etc/heurimentor/train.yaml"
 ENV_PREFIX = "HEURIMENTOR_TRAIN__"
@@ -113,6 +116,9 @@ class TrainConfig:
             raise ConfigError(f"optim.min_lr_ratio must be in [0, 1], got {self.optim.min_lr_ratio}")
         if not self.data.shard_root:
             raise ConfigError("data.shard_root is required: the folder holding one tokenized source per subfolder")
+        if self.metrics.tsm_url and not re.fullmatch(JOB_NAME_PATTERN, self.job):
+            raise ConfigError(f"job={self.job!r} cannot name a job on the TSM (metrics.tsm_url): use lower-case letters, "
+                              "digits, '.', '-' and '_', starting and ending with a letter or digit (no '/')")
         if self.data.mixture and not self.data.dmu_url:
             raise ConfigError(f"data.mixture={self.data.mixture!r} needs data.dmu_url")
         for source, weight in self.data.static_weights.items():

@@ -147,7 +147,7 @@ def render_training_config(spec: JobSpec, *, pool: str, pool_replicas: dict[str,
     if hp.get("warmupSteps") is not None:
         optim["warmup_steps"] = int(hp["warmupSteps"])
     config: dict[str, Any] = {
-        "job": f"{spec.namespace}/{spec.name}",
+        "job": spec.job_id,
         "preset": preset,
         "model": model,
         "steps": train_steps(spec),

@@ -28,6 +28,9 @@ ANNOTATION_ROLLBACK = f"{GROUP}/rollback-to-step"
 # Optional, read with a new rollback-to-step: "FROM-TO", the steps whose data the restarted run skips
 # (the TSM recommendation's skip_from_step..skip_to_step, PaLM's recipe).
 ANNOTATION_ROLLBACK_SKIP = f"{GROUP}/rollback-skip-steps"
+# Optional, read with a new rollback-to-step: who asked (e.g. "tsm/17"); a new value asks again even
+# for the same step and range (the TSM can recommend the same rollback twice).
+ANNOTATION_ROLLBACK_ID = f"{GROUP}/rollback-id"
 # Set by trainer rank 0 on its own pod: JSON {"step", "loss", "mixtureVersion", "tokens", "checkpoint": {"step", "path"}}.
 ANNOTATION_PROGRESS = f"{GROUP}/progress"
 # On pods: hash of the spec fields that shape a pod; a change restarts the job with the new template.

@@ -21,11 +21,12 @@ from heurimentor_operator import metrics
 from heurimentor_operator.builders import build_config_map, build_pod, build_service
 from heurimentor_operator.conditions import set_condition
 from heurimentor_operator.config import OperatorSettings, load_settings
-from heurimentor_operator.constants import GROUP, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, PLURAL, VERSION
+from heurimentor_operator.constants import FINISHED_PHASES, GROUP, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, PLURAL, VERSION
 from heurimentor_operator.expectations import Expectations
-from heurimentor_operator.k8s import Conflict, Kube, client_configuration, make_api_client
+from heurimentor_operator.k8s import Conflict, Kube, client_configuration, make_api_client, merge_patch
 from heurimentor_operator.planner import Plan, plan
-from heurimentor_operator.spec import SpecError, parse_job
+from heurimentor_operator.spec import JobSpec, SpecError, parse_job
+from heurimentor_operator.tsm import TSMClient, TSMError, plan_rollback, rollback_annotations
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,49 @@ async def run_job(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, w
         memo.wakeups.forget(namespace, name)
 
 
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0, initial_delay=0)
+async def follow_tsm_rollbacks(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """For a job with spec.tsm.autoRollback, apply its TSM's rollback recommendations as they come."""
+    while not stopped:
+        try:
+            spec = parse_job(copy.deepcopy(dict(body)), default_image=memo.cfg.default_image)
+        except SpecError:
+            spec = None  # run_job says why
+        if spec is not None and spec.auto_rollback and (body.get("status") or {}).get("phase") not in FINISHED_PHASES:
+            try:
+                await apply_tsm_rollback(memo, spec, body)
+            except (TSMError, Conflict) as e:
+                log.warning("cannot follow the TSM's rollback recommendations for %s: %s", spec.ref, e)
+                metrics.TSM_RECOMMENDATIONS.labels(outcome="error").inc()
+            except Exception:  # e.g. the apiserver refused the patch: keep polling, say so
+                log.exception("following the TSM's rollback recommendations for %s failed; retrying", spec.ref)
+                metrics.TSM_RECOMMENDATIONS.labels(outcome="error").inc()
+        await stopped.wait(memo.cfg.tsm_poll_interval_s)
+
+
+async def apply_tsm_rollback(memo: kopf.Memo, spec: JobSpec, body: kopf.Body) -> None:
+    """Annotate the job with one rollback answering the open recommendations, then close them."""
+    tsm = TSMClient(spec.tsm["url"], timeout_s=memo.cfg.request_timeout_s)
+    request, superseded = plan_rollback(await _call(memo, tsm.open_rollbacks, spec.job_id))
+    if request is None:
+        return
+    wanted = rollback_annotations(request)
+    current = body.get("metadata", {}).get("annotations") or {}
+    if any(current.get(k) != v for k, v in wanted.items()):
+        await _call(memo, memo.kube.patch_job_annotations, spec.namespace, spec.name, spec.uid, wanted)
+        reasons = "; ".join(f"{r.id}: {r.reason}" for r in request.answers)
+        message = (f"resume before step {request.resume_before_step}, skip steps {request.skip_from_step}-{request.skip_to_step}, "
+                   f"answering TSM recommendations {reasons}")
+        kopf.event(body, type="Normal", reason="TSMRollback", message=message[:1000])
+        log.info("applying TSM rollback %s to %s: resume before step %d", request.request_id, spec.ref, request.resume_before_step)
+    for rec in request.answers:
+        await _call(memo, tsm.close, spec.job_id, rec, "acknowledged")
+        metrics.TSM_RECOMMENDATIONS.labels(outcome="acknowledged").inc()
+    for rec in superseded:
+        await _call(memo, tsm.close, spec.job_id, rec, "dismissed")
+        metrics.TSM_RECOMMENDATIONS.labels(outcome="dismissed").inc()
+
+
 SLOW_CALL_S = 5.0
 
 
@@ -201,14 +245,17 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
     # so no restart is counted twice. Plain creates are safe in any order (deterministic names), and
     # pods may exist before their ConfigMap (the kubelet waits for it), so those go out together.
     old = body.get("status") or {}
-    ordered = bool(decided.delete) or decided.attempt != old.get("attempt", 0)
+    # A new job's first decision is ordered too: its Created event names the first pods, and were
+    # the pods created while the status write lost a race (kopf adding its finalizer), the next
+    # pass would find them made and name none.
+    ordered = bool(decided.delete) or decided.attempt != old.get("attempt", 0) or "created" in decided.counters
     if ordered and from_watch:
         # Never delete on the strength of a possibly stale copy: decide again from a fresh read.
         state["fresh"] = False
         return 0.0
     together = []
     if decided.status != old:
-        patch = {**{k: None for k in old if k not in decided.status}, **decided.status}
+        patch = merge_patch(old, decided.status)
         write_status = _call(memo, kube.patch_job_status, namespace, name, body["metadata"]["resourceVersion"], patch)
         if ordered:
             await write_status
@@ -218,10 +265,14 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
                                    _act(memo, body, spec, decided, expected), return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     # Events and counters belong to the recorded decision: once the status holds it, they go out
-    # even if some pod operation failed (the next pass retries those, not the decision).
-    if not (together and isinstance(results[0], BaseException)):
-        for ev in decided.events:
+    # even if some pod operation failed (the next pass retries those, not the decision). Pods
+    # created while the status write failed are made all the same: say so, as nothing else will.
+    recorded = not (together and isinstance(results[0], BaseException))
+    acted = not isinstance(results[-1], BaseException)
+    for ev in decided.events:
+        if recorded or (acted and ev.reason == "CreatedPods"):
             kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
+    if recorded:
         for counter in decided.counters:
             metrics.COUNTERS[counter].inc()
     if errors:

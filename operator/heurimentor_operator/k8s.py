@@ -62,12 +62,22 @@ class Kube:
 
     def patch_job_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> None:
         """Merge-patch .status, failing with Conflict if the job moved past ``resource_version``."""
-        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        self._patch_job(self.custom.patch_namespaced_custom_object_status, namespace, name,
+                        {"metadata": {"resourceVersion": resource_version}, "status": status},
+                        conflict=f"changed since resourceVersion {resource_version}")
+
+    def patch_job_annotations(self, namespace: str, name: str, uid: str, annotations: dict[str, str | None]) -> None:
+        """Merge-patch metadata.annotations (None removes a key) of that exact job (UID precondition)."""
+        self._patch_job(self.custom.patch_namespaced_custom_object, namespace, name,
+                        {"metadata": {"uid": uid, "annotations": annotations}}, conflict=f"was replaced (uid {uid})")
+
+    def _patch_job(self, patch: Any, namespace: str, name: str, body: dict[str, Any], *, conflict: str) -> None:
         try:
-            self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout, _preload_content=False)
+            patch(GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout, _preload_content=False)
         except ApiException as e:
-            if e.status == 409:
-                raise Conflict(f"Aquila2TrainingJob {namespace}/{name} changed since resourceVersion {resource_version}") from e
+            # A stale resourceVersion is a 409; a uid that is not the live object's, a 422 on metadata.uid.
+            if e.status == 409 or (e.status == 422 and "metadata.uid" in _invalid_fields(e)):
+                raise Conflict(f"Aquila2TrainingJob {namespace}/{name} {conflict}") from e
             raise
 
     def delete_job(self, namespace: str, name: str, uid: str) -> None:
@@ -130,6 +140,28 @@ class Kube:
         except ApiException as e:
             if e.status != 409:
                 raise RuntimeError(f"cannot create service {meta['namespace']}/{meta['name']}: {e.status}: {_message(e)}") from e
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns ``old`` into ``new``: keys gone from ``new`` are
+    set to null at every depth, since a merge patch keeps what it does not name, nested keys too."""
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif key not in old or value != before:
+            patch[key] = value
+    return patch
+
+
+def _invalid_fields(e: ApiException) -> set[str]:
+    try:
+        return {c.get("field") for c in (json.loads(e.body or "{}").get("details") or {}).get("causes") or []}
+    except (ValueError, AttributeError):
+        return set()
 
 
 def _message(e: ApiException) -> str:

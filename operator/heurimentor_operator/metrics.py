@@ -8,6 +8,9 @@ JOBS_CREATED = Counter("heurimentor_operator_jobs_created_total", "Aquila2Traini
 JOBS_SUCCEEDED = Counter("heurimentor_operator_jobs_succeeded_total", "Aquila2TrainingJobs that finished with every worker exiting 0")
 JOBS_FAILED = Counter("heurimentor_operator_jobs_failed_total", "Aquila2TrainingJobs marked Failed (backoff limit, deadline)")
 JOBS_RESTARTED = Counter("heurimentor_operator_jobs_restarted_total", "Worker restarts (gang or elastic) after pod failures")
+JOBS_ROLLED_BACK = Counter("heurimentor_operator_rollbacks_total", "Rollbacks applied (every worker restarted from an earlier checkpoint)")
+TSM_RECOMMENDATIONS = Counter("heurimentor_operator_tsm_rollback_recommendations_total",
+                              "TSM rollback recommendations handled, by outcome", ["outcome"])
 PODS_CREATED = Counter("heurimentor_operator_pods_created_total", "Worker pods created")
 PODS_DELETED = Counter("heurimentor_operator_pods_deleted_total", "Worker pods deleted")
 RECONCILE_ERRORS = Counter("heurimentor_operator_reconcile_errors_total", "Reconciles that raised", ["kind"])
@@ -22,6 +25,7 @@ COUNTERS = {
     "succeeded": JOBS_SUCCEEDED,
     "failed": JOBS_FAILED,
     "restarted": JOBS_RESTARTED,
+    "rolled_back": JOBS_ROLLED_BACK,
 }
 
 

@@ -19,6 +19,7 @@ from heurimentor_operator.conditions import get_condition, is_true, parse_time, 
 from heurimentor_operator.constants import (
     ANNOTATION_PROGRESS,
     ANNOTATION_ROLLBACK,
+    ANNOTATION_ROLLBACK_ID,
     ANNOTATION_ROLLBACK_SKIP,
     ANNOTATION_TEMPLATE_HASH,
     FINISHED_PHASES,
@@ -254,35 +255,45 @@ class _Planner:
         return False
 
     def apply_rollback(self) -> None:
+        """A new rollback request (annotations) starts a new attempt from that step's checkpoint.
+
+        ``status.rollback`` keeps the last applied rollback (step, attempt: pods recreated in that
+        attempt get it too) and the last request seen (requested*, and error if it was refused).
+        """
         annotations = (self.body.get("metadata") or {}).get("annotations") or {}
-        requested, skip_raw = annotations.get(ANNOTATION_ROLLBACK), annotations.get(ANNOTATION_ROLLBACK_SKIP)
+        asked = {"requested": annotations.get(ANNOTATION_ROLLBACK), "requestedSkip": annotations.get(ANNOTATION_ROLLBACK_SKIP),
+                 "requestId": annotations.get(ANNOTATION_ROLLBACK_ID)}
         rollback = self.status.get("rollback") or {}
-        if requested is None or (requested, skip_raw) == (rollback.get("requested"), rollback.get("requestedSkip")):
+        requested, skip_raw, request_id = asked.values()
+        if requested is None or all(rollback.get(k) == v for k, v in asked.items()):
             return
+        asked = {k: v for k, v in asked.items() if v is not None}
+        applied = {k: rollback[k] for k in ("step", "attempt", "time", "skipSteps") if k in rollback}
         try:
             step = int(requested)
             if step < 0:
                 raise ValueError("negative step")
         except ValueError:
-            self.status["rollback"] = {"requested": requested, "error": "not a non-negative step number"}
+            self.status["rollback"] = {**applied, **asked, "error": f"{ANNOTATION_ROLLBACK} is not a non-negative step number"}
             self.event("Warning", "InvalidRollback", f"ignoring {ANNOTATION_ROLLBACK}={requested!r} on {self.spec.ref}: not a step number")
             return
         skip = None
         if skip_raw is not None:
             first, _, last = skip_raw.partition("-")
             if not (first.strip().isdigit() and last.strip().isdigit() and int(first) <= int(last)):
-                self.status["rollback"] = {"requested": requested, "requestedSkip": skip_raw,
-                                           "error": f"{ANNOTATION_ROLLBACK_SKIP} is not FROM-TO"}
+                self.status["rollback"] = {**applied, **asked, "error": f"{ANNOTATION_ROLLBACK_SKIP} is not FROM-TO"}
                 self.event("Warning", "InvalidRollback", f"ignoring the rollback of {self.spec.ref}: "
                            f"{ANNOTATION_ROLLBACK_SKIP}={skip_raw!r} is not FROM-TO (steps, FROM <= TO)")
                 return
             skip = [int(first), int(last)]
         self.attempt += 1
-        self.status["rollback"] = {"requested": requested, "step": step, "attempt": self.attempt, "time": rfc3339(self.now)}
+        self.status["rollback"] = {**asked, "step": step, "attempt": self.attempt, "time": rfc3339(self.now)}
         if skip:
-            self.status["rollback"].update(requestedSkip=skip_raw, skipSteps=skip)
-        self.cond("Restarting", True, "Rollback", f"restarting every worker from the checkpoint at step {step}")
-        self.event("Warning", "Rollback", f"restarting {self.spec.ref} from the checkpoint at step {step} ({ANNOTATION_ROLLBACK})")
+            self.status["rollback"]["skipSteps"] = skip
+        self.plan.counters.append("rolled_back")
+        by = f", requested by {request_id}" if request_id else ""
+        self.cond("Restarting", True, "Rollback", f"restarting every worker from the checkpoint at step {step}{by}")
+        self.event("Warning", "Rollback", f"restarting {self.spec.ref} from the checkpoint at step {step} ({ANNOTATION_ROLLBACK}{by})")
 
     def apply_template_change(self) -> None:
         want = self.spec.template_hash()

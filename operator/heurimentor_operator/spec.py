@@ -83,6 +83,16 @@ class JobSpec:
         return f"{self.namespace}/{self.name}"
 
     @property
+    def job_id(self) -> str:
+        """The job's name for the TSM and in metric labels: unique across namespaces and free of
+        '/', since it is a URL path segment (namespaces hold no '.', so it splits back unambiguously)."""
+        return f"{self.namespace}.{self.name}"
+
+    @property
+    def auto_rollback(self) -> bool:
+        return bool(self.tsm.get("url")) and bool(self.tsm.get("autoRollback"))
+
+    @property
     def global_batch_size(self) -> int:
         return int(self.hyperparameters["globalBatchSize"])
 
@@ -92,6 +102,8 @@ class JobSpec:
         Replicas, suspend and the restart/deadline knobs are left out: they never need new pods.
         """
         shaping = {k: v for k, v in self.raw.items() if k not in ("elastic", "runPolicy")}
+        if "autoRollback" in (self.raw.get("tsm") or {}):  # the operator's switch, not the workers'
+            shaping["tsm"] = {k: v for k, v in self.raw["tsm"].items() if k != "autoRollback"}
         shaping["elastic"] = {k: self.raw["elastic"].get(k) for k in ("minReplicas", "maxReplicas")}
         shaping["maxRestarts"] = self.run_policy.max_restarts
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()

@@ -98,7 +98,7 @@ def running_operator(kubeconfig: Path, *, metrics_port: int = 0, standalone: boo
     handlers.SETTINGS = OperatorSettings(
         kubeconfig=kubeconfig, metrics_port=metrics_port, health_port=0, resync_interval_s=5.0, debounce_s=0.2,
         standalone=standalone, peering_name=peering or "heurimentor-operator", priority=priority,
-        watch_server_timeout_s=60, watch_client_timeout_s=70, log_json=False,
+        watch_server_timeout_s=60, watch_client_timeout_s=70, log_json=False, tsm_poll_interval_s=0.5,
     )
     args = ["run", "--all-namespaces", "--verbose", "-m", "heurimentor_operator.handlers"]
     args += ["--standalone"] if standalone else ["--peering", peering or "heurimentor-operator", "--priority", str(priority)]

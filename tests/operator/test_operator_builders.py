@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -15,6 +17,7 @@ from heurimentor_operator.builders import (
 )
 from heurimentor_operator.constants import LABEL_ATTEMPT, LABEL_JOB, LABEL_KUEUE_QUEUE, LABEL_POOL, PROMETHEUS_DIR
 from heurimentor_operator.spec import SpecError, parse_job
+from tsm_service.schemas.jobs import JOB_NAME_PATTERN
 
 from a2j_manifests import job
 
@@ -101,6 +104,8 @@ def test_rendered_config_is_accepted_by_the_trainer(tmp_path):
         cfg = load_config(tmp_path / key, environ={})
         assert cfg.steps == 50 and cfg.seq_len == 128 and cfg.global_batch == 96
         assert cfg.data.mixture == "pretrain" and cfg.metrics.tsm_url == "http://tsm:8000"
+        # The job's name on the TSM is a URL path segment: namespace and name, no '/'.
+        assert cfg.job == "ns.job-a" and re.fullmatch(JOB_NAME_PATTERN, cfg.job)
         assert (cfg.metrics.prometheus_port, cfg.metrics.prometheus_dir) == (9400, PROMETHEUS_DIR)
 
 
@@ -158,6 +163,9 @@ def test_template_hash_ignores_replicas_but_not_the_image():
     assert parse_job(job(elastic={"replicas": 4})).template_hash() == base
     assert parse_job(job(runPolicy={"suspend": True})).template_hash() == base
     assert parse_job(job(image="trainer:other")).template_hash() != base
+    # Switching the operator's TSM rollback-following on or off leaves the workers alone.
+    assert parse_job(job(tsm={"url": "http://tsm:8000", "autoRollback": True})).template_hash() == base
+    assert parse_job(job(tsm={"url": "http://tsm2:8000", "autoRollback": True})).template_hash() != base
 
 
 @pytest.mark.parametrize(

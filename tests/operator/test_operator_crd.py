@@ -26,6 +26,7 @@ from a2j_manifests import job
         (lambda s: s["hyperparameters"].update(globalBatchSize=16), "must give every rank at least one sequence"),
         (lambda s: s["pools"][0].update(relativeThroughput=0), "relativeThroughput must be positive"),
         (lambda s: s["runPolicy"].update(restartMode="sometimes"), 'supported values: "gang", "elastic"'),
+        (lambda s: s.update(tsm={"autoRollback": True}), "tsm.autoRollback needs tsm.url"),
     ],
 )
 def test_invalid_spec_is_rejected_with_a_readable_message(kube, a2j_crd, namespace, change, message):

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from heurimentor_operator.builders import build_pod
 from heurimentor_operator.conditions import get_condition, rfc3339
-from heurimentor_operator.constants import ANNOTATION_PROGRESS, ANNOTATION_ROLLBACK, ANNOTATION_ROLLBACK_SKIP
+from heurimentor_operator.constants import ANNOTATION_PROGRESS, ANNOTATION_ROLLBACK, ANNOTATION_ROLLBACK_ID, ANNOTATION_ROLLBACK_SKIP
 from heurimentor_operator.planner import plan
 from heurimentor_operator.spec import parse_job
 
@@ -196,6 +196,25 @@ def test_rollback_annotation_restarts_all_workers_once_from_that_step():
     body["metadata"]["annotations"] = {ANNOTATION_ROLLBACK: "soon"}
     bad = step(body, [])
     assert "InvalidRollback" in reasons(bad) and bad.attempt == 1
+    # Refused once, not on every pass; pods recreated in attempt 1 still get the applied rollback.
+    quiet = step(body, [])
+    assert "InvalidRollback" not in reasons(quiet) and quiet.rollback_step == 1200
+    assert "rolled_back" in rolled.counters and "rolled_back" not in quiet.counters
+
+
+def test_a_new_request_id_asks_again_for_the_same_step():
+    """The TSM may recommend the same rollback twice (a second spike after the first restart)."""
+    body = job(elastic={"replicas": 1})
+    step(body, [])
+    body["metadata"]["annotations"] = {ANNOTATION_ROLLBACK: "300", ANNOTATION_ROLLBACK_SKIP: "300-340", ANNOTATION_ROLLBACK_ID: "tsm/1"}
+    first = step(body, running(body, "a100-0"))
+    assert first.attempt == 1 and body["status"]["rollback"]["requestId"] == "tsm/1"
+    assert "requested by tsm/1" in first.events[-1].message
+    assert step(body, []).attempt == 1  # the same request is applied once
+    body["metadata"]["annotations"][ANNOTATION_ROLLBACK_ID] = "tsm/2"
+    second = step(body, [pod(body, "a100", 0, attempt=1)])
+    assert (second.attempt, second.rollback_step, second.rollback_skip) == (2, 300, (300, 340))
+    assert [n for n, _, _ in second.delete] == ["job-a-a100-0"]
 
 
 def test_rollback_with_a_data_range_to_skip():

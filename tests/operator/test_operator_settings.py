@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from heurimentor_operator import handlers
 from heurimentor_operator.config import OperatorSettings, load_settings
-from heurimentor_operator.k8s import Conflict, Kube
+from heurimentor_operator.k8s import Conflict, Kube, merge_patch
 
 from a2j_manifests import job
 from conftest import CHART, REPO
@@ -73,6 +73,35 @@ def test_status_write_with_a_stale_resource_version_is_a_conflict(kube, a2j_crd,
     assert "status" not in fresh or fresh["status"].get("phase") != "Running"
     admin.patch_job_status(namespace, "racy", fresh["metadata"]["resourceVersion"], {"phase": "Running"})
     assert admin.get_job(namespace, "racy")["status"]["phase"] == "Running"
+
+
+def test_status_merge_patch_removes_nested_keys_on_the_real_apiserver(kube, a2j_crd, namespace):
+    """A merge patch keeps what it does not name: a refused rollback's error must not outlive it."""
+    admin = Kube(kube.api_client())
+    kube.kubectl("create", "-f", "-", input=yaml.safe_dump(job(name="patched", namespace=namespace)))
+    old = {"phase": "Running", "rollback": {"requested": "soon", "error": "not a step", "step": 20}, "eta": "5m"}
+    rv = admin.get_job(namespace, "patched")["metadata"]["resourceVersion"]
+    admin.patch_job_status(namespace, "patched", rv, old)
+    new = {"phase": "Running", "rollback": {"requested": "10", "step": 10}}
+    patch = merge_patch(old, new)
+    assert patch == {"eta": None, "rollback": {"error": None, "requested": "10", "step": 10}}
+    rv = admin.get_job(namespace, "patched")["metadata"]["resourceVersion"]
+    admin.patch_job_status(namespace, "patched", rv, patch)
+    assert admin.get_job(namespace, "patched")["status"] == new
+
+
+def test_annotation_patch_is_refused_for_a_replaced_job(kube, a2j_crd, namespace):
+    admin = Kube(kube.api_client())
+    kube.kubectl("create", "-f", "-", input=yaml.safe_dump(job(name="replaced", namespace=namespace)))
+    first_uid = admin.get_job(namespace, "replaced")["metadata"]["uid"]
+    kube.kubectl("delete", "a2j", "replaced", "-n", namespace)
+    kube.kubectl("create", "-f", "-", input=yaml.safe_dump(job(name="replaced", namespace=namespace)))
+    with pytest.raises(Conflict, match="was replaced"):
+        admin.patch_job_annotations(namespace, "replaced", first_uid, {"heurimentor.io/rollback-to-step": "5"})
+    live = admin.get_job(namespace, "replaced")
+    assert "heurimentor.io/rollback-to-step" not in (live["metadata"].get("annotations") or {})
+    admin.patch_job_annotations(namespace, "replaced", live["metadata"]["uid"], {"heurimentor.io/rollback-to-step": "5"})
+    assert admin.get_job(namespace, "replaced")["metadata"]["annotations"]["heurimentor.io/rollback-to-step"] == "5"
 
 
 def test_cli_render_prints_what_the_operator_would_create():
