@@ -18,7 +18,7 @@ from typing import Any
 import kopf
 
 from heurimentor_operator import metrics
-from heurimentor_operator.builders import build_config_map, build_pod, build_service
+from heurimentor_operator.builders import build_config_map, build_pod, build_service, pod_name
 from heurimentor_operator.conditions import set_condition
 from heurimentor_operator.config import OperatorSettings, load_settings
 from heurimentor_operator.constants import FINISHED_PHASES, GROUP, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, PLURAL, VERSION
@@ -245,10 +245,7 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
     # so no restart is counted twice. Plain creates are safe in any order (deterministic names), and
     # pods may exist before their ConfigMap (the kubelet waits for it), so those go out together.
     old = body.get("status") or {}
-    # A new job's first decision is ordered too: its Created event names the first pods, and were
-    # the pods created while the status write lost a race (kopf adding its finalizer), the next
-    # pass would find them made and name none.
-    ordered = bool(decided.delete) or decided.attempt != old.get("attempt", 0) or "created" in decided.counters
+    ordered = bool(decided.delete) or decided.attempt != old.get("attempt", 0)
     if ordered and from_watch:
         # Never delete on the strength of a possibly stale copy: decide again from a fresh read.
         state["fresh"] = False
@@ -265,16 +262,17 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
                                    _act(memo, body, spec, decided, expected), return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     # Events and counters belong to the recorded decision: once the status holds it, they go out
-    # even if some pod operation failed (the next pass retries those, not the decision). Pods
-    # created while the status write failed are made all the same: say so, as nothing else will.
-    recorded = not (together and isinstance(results[0], BaseException))
-    acted = not isinstance(results[-1], BaseException)
-    for ev in decided.events:
-        if recorded or (acted and ev.reason == "CreatedPods"):
+    # even if some pod operation failed (the next pass retries those, not the decision).
+    if not (together and isinstance(results[0], BaseException)):
+        for ev in decided.events:
             kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
-    if recorded:
         for counter in decided.counters:
             metrics.COUNTERS[counter].inc()
+    elif decided.create and not isinstance(results[-1], BaseException):
+        # The status write lost a race (kopf adding its finalizer, a user's edit) but the pods were
+        # made: the next pass finds them and would name none, so name them now.
+        names = [pod_name(spec, pool, index) for pool, index in decided.create]
+        kopf.event(body, type="Normal", reason="CreatedPods", message=f"created {len(names)} worker pods: {', '.join(names)}")
     if errors:
         raise errors[0]
     if decided.delete_job:

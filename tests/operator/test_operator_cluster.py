@@ -69,6 +69,28 @@ def test_pools_land_on_their_gpu_nodes_with_the_torchrun_contract(kube, jobs):
     wait_for("an Event naming the created pods", lambda: "hetero-a100-0" in creations() and "hetero-h800-1" in creations())
 
 
+def test_pods_made_while_the_status_write_lost_a_race_are_named(kube, jobs, monkeypatch):
+    """Pods go out together with the status write; when that write loses a race (kopf adding its
+    finalizer, a user's edit), the next pass finds the pods made, so the lost pass names them."""
+    from heurimentor_operator.k8s import Conflict, Kube
+
+    write_status, lost = Kube.patch_job_status, []
+
+    def first_write_loses(self, namespace, name, resource_version, status):
+        if name == "racing" and not lost:
+            lost.append(resource_version)
+            raise Conflict(f"{name} changed (lost on purpose by the test)")
+        return write_status(self, namespace, name, resource_version, status)
+
+    monkeypatch.setattr(Kube, "patch_job_status", first_write_loses)
+    assert jobs.apply(small("racing", elastic={"replicas": 2})).returncode == 0
+    wait_for("2 running", lambda: running_count(jobs, "racing") == 2)
+    assert lost, "the status write was never attempted"
+    named = wait_for("a CreatedPods event", lambda: [e["message"] for e in jobs.events("racing") if e["reason"] == "CreatedPods"])
+    assert "racing-a100-0" in named[0] and "racing-h800-0" in named[0]
+    assert wait_for("Created recorded", lambda: jobs.condition("racing", "Created").get("status") == "True")
+
+
 def test_kubectl_scale_uses_the_scale_subresource(kube, jobs):
     assert jobs.apply(small("scaled", elastic={"replicas": 1})).returncode == 0
     wait_for("1 running", lambda: running_count(jobs, "scaled") == 1)
