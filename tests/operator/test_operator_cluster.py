@@ -4,6 +4,7 @@ plane with KWOK GPU nodes of two types (A100, H800)."""
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 import uuid
 
@@ -270,6 +271,73 @@ def test_status_follows_the_trainers_progress_reporter(kube, jobs):
                       lambda: (s := jobs.status("reported")).get("step") == 30 and s.get("lastCheckpoint") and s)
     assert (status["loss"], status["mixtureVersion"], status["tokens"], status["progress"]) == (1.5, 2, 30 * 96 * 128, "30.0%")
     assert status["lastCheckpoint"] == {"step": 30, "path": "/ckpt/step-00000030"}
+
+
+def test_a_worker_pod_run_for_real_trains_reports_to_the_tsm_and_fills_the_status(kube, jobs, tmp_path):
+    """The operator's own pod object and ConfigMap, run as the kubelet would run them: the command
+    with $(VAR) expanded from the pod's env, the pool's config file, fieldRefs resolved. What
+    differs, because this machine has no container runtime or cluster DNS: the process runs here,
+    the rendezvous host is 127.0.0.1 and the mounted paths are temp folders (set in the spec)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+    import numpy as np
+
+    from dmu_service.shards import Manifest, write_shard
+    from hack.testenv.asgi import serve_app
+    from tsm_service.api.main import create_app
+    from tsm_service.config import load_settings
+    from tsm_service.migrations import upgrade
+
+    rng = np.random.default_rng(0)
+    for source in ("en", "zh"):
+        folder = tmp_path / "shards" / source
+        folder.mkdir(parents=True)
+        info = write_shard(folder / "00000.bin", [rng.integers(0, 500, size=int(rng.integers(30, 90))) for _ in range(40)], 512)
+        Manifest(source=source, tokenizer_id="test", vocab_size=512, shards=[info]).write(folder)
+    upgrade(f"sqlite:///{tmp_path / 'tsm.db'}")
+    tsm_app = create_app(load_settings(database_url=f"sqlite:///{tmp_path / 'tsm.db'}", evaluate_interval_seconds=0, log_json=False))
+    with serve_app(tsm_app, name="TSM") as tsm_url:
+        body = small("real", elastic={"minReplicas": 1, "maxReplicas": 1, "replicas": 1}, nprocPerNode=2,
+                     data={"shardRoot": str(tmp_path / "shards"), "dmuUrl": None, "mixture": None}, tsm={"url": tsm_url},
+                     checkpoint={"path": str(tmp_path / "ckpt"), "intervalSteps": 1}, metrics={"prometheusPort": 0},
+                     hyperparameters={"globalBatchSize": 4, "microBatchSize": 1, "steps": 2, "seqLen": 16, "learningRate": 1e-3})
+        body["spec"]["data"] = {k: v for k, v in body["spec"]["data"].items() if v is not None}
+        applied = jobs.apply(body)
+        assert applied.returncode == 0, applied.stderr
+        [pod] = wait_for("the worker pod running", lambda: [p for p in jobs.pods("real") if p["status"].get("phase") == "Running"])
+        config_map = json.loads(kube.kubectl("get", "configmap", "real-config", "-n", jobs.ns, "-o", "json").stdout)
+        [config_volume] = [v for v in pod["spec"]["volumes"] if v["name"] == "config"]
+        [item] = config_volume["configMap"]["items"]
+        (tmp_path / "train.yaml").write_text(config_map["data"][item["key"]])
+
+        [container] = pod["spec"]["containers"]
+        env: dict[str, str] = {}
+        for var in container["env"]:
+            if "valueFrom" in var:
+                path = var["valueFrom"]["fieldRef"]["fieldPath"]
+                env[var["name"]] = pod["metadata"][path.removeprefix("metadata.")]
+            else:
+                env[var["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), var["value"])
+        assert env["PET_RDZV_ENDPOINT"] == f"a100-0.real.{jobs.ns}.svc:29400"
+        env["PET_RDZV_ENDPOINT"] = f"127.0.0.1:{free_port()}"  # no cluster DNS here
+        command = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg) for arg in container["command"]]
+        assert command[0] == "torchrun" and command[-2:] == ["--config", "/etc/heurimentor/train.yaml"]
+        command = [str(Path(sys.executable).parent / "torchrun"), *command[1:-1], str(tmp_path / "train.yaml")]
+        process_env = {k: v for k, v in os.environ.items() if not k.startswith("HEURIMENTOR_")}
+        process_env.update(env, OMP_NUM_THREADS="1", KUBECONFIG=str(worker_kubeconfig(kube, jobs.ns)),
+                           PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        result = subprocess.run(command, env=process_env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-5000:]
+
+        # The trainer reported to the TSM under the job's TSM name, and its progress reached .status.
+        job = httpx.get(f"{tsm_url}/v1/jobs/{jobs.ns}.real").json()
+        assert job["last_step"] == 2 and job["tokens_seen"] == 2 * 4 * 16
+        status = wait_for("step 2 in status", lambda: (s := jobs.status("real")).get("step") == 2 and s)
+        assert status["lastCheckpoint"]["step"] == 2 and status["lastCheckpoint"]["path"].startswith(str(tmp_path / "ckpt"))
 
 
 def test_metrics_count_jobs_and_reconciles():
