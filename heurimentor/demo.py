@@ -143,7 +143,8 @@ def run_demo(config: DemoConfig) -> dict:
                HEURIMENTOR_DMU_DATA_DIR=str(work / "dmu"), HEURIMENTOR_DMU_AUTH_TOKEN=DEMO_TOKEN,
                HEURIMENTOR_DMU_PORT=str(dmu_port),
                HEURIMENTOR_TSM_DATABASE_URL=f"sqlite:///{work / 'tsm.sqlite3'}", HEURIMENTOR_TSM_PORT=str(tsm_port),
-               HEURIMENTOR_TSM_DMU_URL=dmu_url, HEURIMENTOR_TSM_DMU_TOKEN=DEMO_TOKEN,
+               HEURIMENTOR_TSM_DMU_URL=dmu_url, HEURIMENTOR_TSM_DMU_TOKEN=DEMO_TOKEN, HEURIMENTOR_TSM_AUTH_TOKEN=DEMO_TOKEN,
+               HEURIMENTOR_TRAIN__METRICS__TSM_TOKEN=DEMO_TOKEN,  # secrets by env, never in the config file
                HEURIMENTOR_TSM_EVALUATE_INTERVAL_SECONDS="2",
                HEURIMENTOR_TSM_POLICY__NAME=config.policy, HEURIMENTOR_TSM_POLICY__MIXTURE="demo",
                HEURIMENTOR_TSM_POLICY__WINDOW_STEPS="10",

@@ -65,6 +65,7 @@ class CheckpointConfig:
 @dataclass
 class MetricsConfig:
     tsm_url: str | None = None  # None: metrics are logged and exported to Prometheus only
+    tsm_token: str | None = None  # when the TSM requires auth for writes; pass it by env, not in the file
     eval_interval: int = 100  # weight statistics, validation loss and downstream evals
     eval_batches: int = 2  # micro batches of held-out samples per source
     downstream: list[dict[str, Any]] = field(default_factory=list)  # [{kind: multiple_choice, path: x.jsonl}]

@@ -103,13 +103,14 @@ class TSMSender:
     """Delivers metric points to the TSM off the training thread; buffered, retried, spooled at exit."""
 
     def __init__(self, base_url: str, job: str, rank: int, *, flush_interval: float = 2.0, spool_dir: str | None = None,
-                 max_points: int = 1000, timeout: float = 5.0):
+                 max_points: int = 1000, timeout: float = 5.0, token: str | None = None):
         self.url = f"{base_url.rstrip('/')}/v1/jobs/{job}/metrics"
         self.job, self.rank = job, rank
         self.flush_interval, self.max_points = flush_interval, min(max_points, MAX_POINTS_PER_BATCH)
         self.spool_dir = Path(spool_dir) if spool_dir else None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._outbox: deque[MetricBatch] = deque()  # built batches, oldest first; ids fixed
+        self._headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
         self._http = httpx.Client(timeout=timeout)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tsm-sender", daemon=True)
@@ -146,7 +147,7 @@ class TSMSender:
     def _send(self, batch: MetricBatch) -> bool:
         """True when the batch is done with (stored, duplicate, or rejected for good)."""
         try:
-            response = self._http.post(self.url, content=batch.model_dump_json(), headers={"Content-Type": "application/json"})
+            response = self._http.post(self.url, content=batch.model_dump_json(), headers=self._headers)
         except httpx.HTTPError as e:
             if self.reachable:
                 log.warning("TSM unreachable; metrics are buffered and retried", extra={"url": self.url, "error": repr(e)})
@@ -155,6 +156,12 @@ class TSMSender:
         if response.status_code >= 500 or response.status_code in (408, 429):
             self.reachable = False
             log.warning("TSM answered %s; retrying", response.status_code, extra={"url": self.url})
+            return False
+        if response.status_code in (401, 403):  # our token, not the batch: keep it until a fixed token delivers it
+            if self.reachable:
+                log.error("TSM refused our token (metrics.tsm_token); metrics are buffered and retried",
+                          extra={"url": self.url, "status": response.status_code})
+            self.reachable = False
             return False
         if not self.reachable:
             log.info("TSM reachable again; sending buffered metrics", extra={"url": self.url, "buffered": len(self._outbox)})

@@ -152,7 +152,8 @@ def train(cfg: TrainConfig) -> None:
     loader = MixtureDataLoader(sources, sampler, global_batch=global_batch, rank_slice=batch_slices(counts)[rank])
     sample_log = SampleLog(cfg.data.sample_log_dir, rank) if cfg.data.sample_log_dir else None
     m = cfg.metrics
-    sender = TSMSender(m.tsm_url, cfg.job, rank, flush_interval=m.flush_interval_seconds, spool_dir=m.spool_dir) if m.tsm_url else None
+    sender = (TSMSender(m.tsm_url, cfg.job, rank, flush_interval=m.flush_interval_seconds, spool_dir=m.spool_dir, token=m.tsm_token)
+              if m.tsm_url else None)
     prom = PrometheusMetrics(cfg.job, rank, env.local_rank, port=m.prometheus_port, multiproc_dir=m.prometheus_dir)
     progress = None
     if rank == 0 and pod.pod_name and pod.namespace:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -56,7 +57,10 @@ def _get(url: str | None, path: str, params: dict | None = None) -> list | dict:
         settings = load_settings()
         url = f"http://{settings.host}:{settings.port}"
     try:
-        response = httpx.get(f"{url.rstrip('/')}{path}", params=params, timeout=30)
+        # The service's own token (HEURIMENTOR_TSM_AUTH_TOKEN), needed when reads_require_auth is on.
+        token = os.environ.get("HEURIMENTOR_TSM_AUTH_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = httpx.get(f"{url.rstrip('/')}{path}", params=params, headers=headers, timeout=30)
     except httpx.HTTPError as e:
         raise typer.BadParameter(f"cannot reach the TSM at {url}: {e}") from e
     if response.status_code != 200:

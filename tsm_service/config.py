@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    auth_token: SecretStr | None = Field(default=None, description="bearer token for writes (metric ingest, job config, "
+                                         "rollback status); unset: writes are open (development only)")
+    reads_require_auth: bool = Field(default=False, description="reads (curves, events, rollbacks, jobs) need the token too")
     dmu_url: str | None = Field(default=None, description="DMU base URL; the mixture policy is off without it")
     dmu_token: SecretStr | None = None
     author: str = Field(default="tsm", description="author written on mixture versions")
@@ -107,6 +110,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> "Settings":
+        # With the operator following rollback recommendations, whoever can post metrics can restart jobs.
+        if self.environment == "production" and not self.auth_token:
+            raise ValueError("HEURIMENTOR_TSM_AUTH_TOKEN is required in production (metric ingest can trigger rollbacks)")
+        if self.environment == "production" and self.auth_token and self.auth_token.get_secret_value() in {"changeme", "dev"}:
+            raise ValueError("HEURIMENTOR_TSM_AUTH_TOKEN is a placeholder; set a real token in production")
+        if self.reads_require_auth and not self.auth_token:
+            raise ValueError("reads_require_auth needs auth_token")
         if self.environment == "production" and self.dmu_url and not self.dmu_token:
             raise ValueError("HEURIMENTOR_TSM_DMU_TOKEN is required in production when HEURIMENTOR_TSM_DMU_URL is set")
         if self.environment == "production" and self.dmu_token and self.dmu_token.get_secret_value() in {"changeme", "dev"}:

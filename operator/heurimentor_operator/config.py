@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from heurimentor_operator.constants import DEFAULT_IMAGE
@@ -35,6 +35,7 @@ class OperatorSettings(BaseSettings):
     resync_interval_s: float = Field(30.0, description="reconcile every job at least this often")
     debounce_s: float = Field(0.5, description="after a wake-up, gather further events this long before reconciling")
     tsm_poll_interval_s: float = Field(15.0, description="how often jobs with spec.tsm.autoRollback ask their TSM for rollback recommendations")
+    tsm_token: SecretStr | None = Field(None, description="bearer token for the TSM's writes (acknowledging recommendations)")
     metrics_port: int = Field(8080, description="Prometheus /metrics port; 0 disables")
     health_port: int = Field(8081, description="kopf liveness endpoint port; 0 disables")
     max_parallel_api_calls: int = 16

@@ -180,7 +180,8 @@ async def follow_tsm_rollbacks(namespace: str, name: str, body: kopf.Body, memo:
 
 async def apply_tsm_rollback(memo: kopf.Memo, spec: JobSpec, body: kopf.Body) -> None:
     """Annotate the job with one rollback answering the open recommendations, then close them."""
-    tsm = TSMClient(spec.tsm["url"], timeout_s=memo.cfg.request_timeout_s)
+    token = memo.cfg.tsm_token.get_secret_value() if memo.cfg.tsm_token else None
+    tsm = TSMClient(spec.tsm["url"], timeout_s=memo.cfg.request_timeout_s, token=token)
     request, superseded = plan_rollback(await _call(memo, tsm.open_rollbacks, spec.job_id))
     if request is None:
         return

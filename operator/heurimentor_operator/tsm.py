@@ -88,14 +88,15 @@ def rollback_annotations(request: RollbackRequest) -> dict[str, str | None]:
 class TSMClient:
     """Blocking HTTP calls to one TSM (the handlers run them in their thread pool)."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 10.0):
+    def __init__(self, base_url: str, *, timeout_s: float = 10.0, token: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json",
+                        **({"Authorization": f"Bearer {token}"} if token else {})}
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json", "Accept": "application/json"})
+        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method, headers=self.headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return response.status, json.loads(response.read() or b"null")

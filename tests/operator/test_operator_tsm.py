@@ -37,30 +37,37 @@ def test_annotations_carry_step_range_and_who_asked():
     assert rollback_annotations(request)[ANNOTATION_ROLLBACK_SKIP] is None
 
 
+TOKEN = "tsm-token-for-the-operator"
+
+
 @pytest.fixture
 def tsm_url(tmp_path):
+    """A real TSM that wants a bearer token for writes."""
     from tsm_service.api.main import create_app
     from tsm_service.config import load_settings
     from tsm_service.migrations import upgrade
 
     url = f"sqlite:///{tmp_path / 'tsm.db'}"
     upgrade(url)
-    settings = load_settings(database_url=url, evaluate_interval_seconds=0, log_json=False, detectors={"spike": {"rollback_margin_steps": 5}})
+    settings = load_settings(database_url=url, evaluate_interval_seconds=0, log_json=False, auth_token=TOKEN,
+                             detectors={"spike": {"rollback_margin_steps": 5}})
     with serve_app(create_app(settings), name="TSM") as base:
         yield base
 
 
 def test_client_reads_and_closes_recommendations_of_a_real_tsm(tsm_url):
-    client = TSMClient(tsm_url)
+    from tsm_service.schemas.ingest import MetricBatch
+
+    client = TSMClient(tsm_url, token=TOKEN)
     assert client.open_rollbacks("ns.unknown-job") == []  # the TSM has not heard of it: nothing to do
     points = [{"step": s, "rank": 0, "time": 1.7e9 + s, "tokens_seen": 10 * s,
                "scalars": {"loss": float("nan") if s == 20 else 2.0}} for s in range(25)]
-    from tsm_service.schemas.ingest import MetricBatch
-
     batch = MetricBatch.model_validate({"batch_id": uuid.uuid4().hex, "points": points})
     assert httpx.post(f"{tsm_url}/v1/jobs/ns.job-a/metrics", content=batch.model_dump_json(),
-                      headers={"Content-Type": "application/json"}).status_code == 200
+                      headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}).status_code == 200
     [open_one] = client.open_rollbacks("ns.job-a")
+    with pytest.raises(TSMError, match="HTTP 401"):  # without the token: said, not taken for done
+        TSMClient(tsm_url).close("ns.job-a", open_one, "acknowledged")
     assert (open_one.resume_before_step, open_one.skip_from_step, open_one.skip_to_step) == (15, 15, 20)
     client.close("ns.job-a", open_one, "acknowledged")
     client.close("ns.job-a", open_one, "acknowledged")  # again (a retry after a crash): fine

@@ -78,6 +78,22 @@ def test_undelivered_batches_are_spooled_at_exit_and_resent_by_the_next_start(tm
         assert [p["step"] for p in curve] == [1, 2, 3, 4, 5]
 
 
+def test_a_refused_token_keeps_the_metrics_until_the_right_one_delivers_them(tmp_path):
+    spool = tmp_path / "spool"
+    with serve_app(tsm_app(tmp_path, auth_token="tsm-secret")) as url:
+        refused = TSMSender(url, "auth-job", 0, flush_interval=0.05, spool_dir=str(spool), token="stale-secret")
+        for step in range(1, 6):
+            refused.add_point(_point(step))
+        _wait_for(lambda: not refused.reachable)
+        assert refused.delivered_batches == 0 and refused.buffered_batches >= 1  # kept, not dropped as invalid
+        refused.close(timeout=0.3)
+        assert list(spool.glob("auth-job-r0-*.json"))
+        fixed = TSMSender(url, "auth-job", 0, flush_interval=0.05, spool_dir=str(spool), token="tsm-secret")
+        _wait_for(lambda: fixed.buffered_batches == 0 and fixed.delivered_batches >= 1)
+        fixed.close()
+        assert sorted(_loss_curve(url, "auth-job")) == [1, 2, 3, 4, 5]
+
+
 def test_weight_stats_match_a_direct_computation():
     model = build_model(get_preset("debug").model, seed=0)
     stats = WeightStats(model)

@@ -160,7 +160,7 @@ def dmu_app(tmp: Path):
     return create_app(settings)
 
 
-def tsm_app(tmp: Path):
+def tsm_app(tmp: Path, **settings):
     """The real TSM app on a migrated SQLite database (detector loop off)."""
     from tsm_service.api.main import create_app
     from tsm_service.config import load_settings
@@ -168,4 +168,4 @@ def tsm_app(tmp: Path):
 
     url = f"sqlite:///{tmp / 'tsm.sqlite3'}"
     upgrade(url)
-    return create_app(load_settings(database_url=url, evaluate_interval_seconds=0, log_json=False))
+    return create_app(load_settings(database_url=url, evaluate_interval_seconds=0, log_json=False, **settings))

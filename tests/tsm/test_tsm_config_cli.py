@@ -33,7 +33,7 @@ def test_bad_settings_are_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_settings(config_file=tmp_path / "missing.yaml")
     with pytest.raises(ValidationError, match="DMU_TOKEN is required in production"):
-        load_settings(environment="production", dmu_url="http://dmu")
+        load_settings(environment="production", dmu_url="http://dmu", auth_token="a-real-tsm-token")
     monkeypatch.setenv("HEURIMENTOR_TSM_POLICY__NAME", "bogus")
     with pytest.raises(ValidationError, match="static', 'odm' or 'learning_progress"):
         load_settings()
@@ -55,11 +55,14 @@ def test_migrate_command_then_ready(postgres_url):
 
 def test_events_and_rollbacks_commands(postgres_url):
     upgrade(postgres_url)
-    with serve_app(create_app(tsm_settings(postgres_url))) as url:
+    with serve_app(create_app(tsm_settings(postgres_url, auth_token="cli-token", reads_require_auth=True))) as url:
         points = [point(s, loss=float("nan") if s == 5 else 2.0) for s in range(10)]
         body = MetricBatch.model_validate({"batch_id": "b", "points": points}).model_dump_json()
-        assert httpx.post(f"{url}/v1/jobs/job-a/metrics", content=body, headers={"Content-Type": "application/json"}).status_code == 200
-        runner = CliRunner()
+        assert httpx.post(f"{url}/v1/jobs/job-a/metrics", content=body,
+                          headers={"Content-Type": "application/json", "Authorization": "Bearer cli-token"}).status_code == 200
+        runner = CliRunner(env={"HEURIMENTOR_TSM_AUTH_TOKEN": "cli-token"})
+        refused = runner.invoke(cli, ["tsm", "events", "job-a", "--url", url], env={"HEURIMENTOR_TSM_AUTH_TOKEN": "wrong"})
+        assert refused.exit_code == 1 and "HTTP 401" in refused.output
         listed = runner.invoke(cli, ["tsm", "events", "job-a", "--url", url], env={"COLUMNS": "200"})
         assert listed.exit_code == 0, listed.output
         assert "divergence" in listed.output and "scalar/loss" in listed.output

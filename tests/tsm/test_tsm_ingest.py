@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tsm_testlib import point, send
+import pytest
+from tsm_testlib import point, send, tsm_client
 
 
 def _loss_curve(client, job="job-a", **params):
@@ -139,3 +140,34 @@ def test_concurrent_retries_and_ranks_on_postgresql(postgres_url):
         assert all(not r.json()["duplicate"] for r in results[4:])
         curve = httpx.get(f"{url}/v1/jobs/job-a/curves/scalar/loss", params={"step_min": 10, "step_max": 10}).json()
         assert curve["points"][0]["count"] == 5  # rank 9 once + ranks 0-3
+
+
+def test_writes_need_the_bearer_token_when_one_is_set(postgres_url):
+    """With the operator acting on rollback recommendations, posting metrics can restart a job."""
+    token = {"Authorization": "Bearer s3cret-tsm-token"}
+    with tsm_client(postgres_url, auth_token="s3cret-tsm-token") as tsm:
+        points = [point(s, loss=float("nan") if s == 5 else 2.0) for s in range(8)]
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            refused = send(tsm, "job-a", points, batch_id="b1", headers=headers)
+            assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+        assert tsm.get("/v1/jobs").json() == []  # nothing stored by the refused posts
+        assert send(tsm, "job-a", points, batch_id="b1", headers=token).status_code == 200
+        [rollback] = tsm.get("/v1/jobs/job-a/rollbacks").json()  # reads stay open by default
+        assert tsm.patch(f"/v1/jobs/job-a/rollbacks/{rollback['id']}", json={"status": "dismissed"}).status_code == 401
+        assert tsm.patch("/v1/jobs/job-a/config", json={"policy": {"name": "static"}}).status_code == 401
+        assert tsm.post("/v1/jobs/job-a/evaluate").status_code == 401
+        assert tsm.get("/v1/jobs/job-a/rollbacks").json()[0]["status"] == "open"
+        assert tsm.patch(f"/v1/jobs/job-a/rollbacks/{rollback['id']}", json={"status": "acknowledged"}, headers=token).status_code == 200
+    with tsm_client(postgres_url, auth_token="s3cret-tsm-token", reads_require_auth=True) as tsm:
+        assert tsm.get("/v1/jobs/job-a/rollbacks").status_code == 401
+        assert tsm.get("/v1/jobs/job-a/rollbacks", headers=token).status_code == 200
+        assert tsm.get("/healthz").status_code == 200 and tsm.get("/metrics").status_code == 200
+
+
+def test_production_refuses_to_start_without_a_real_token():
+    from tsm_service.config import load_settings
+
+    with pytest.raises(ValueError, match="HEURIMENTOR_TSM_AUTH_TOKEN is required in production"):
+        load_settings(environment="production")
+    with pytest.raises(ValueError, match="placeholder"):
+        load_settings(environment="production", auth_token="changeme")

@@ -32,8 +32,9 @@ def point(step: int, *, rank: int = 0, time: float | None = None, tokens: int | 
             "tokens_seen": step * 1000 if tokens is None else tokens, "scalars": scalars}
 
 
-def send(client: TestClient, job: str, points: list[dict], *, batch_id: str | None = None, evals: list[dict] | None = None):
+def send(client: TestClient, job: str, points: list[dict], *, batch_id: str | None = None, evals: list[dict] | None = None,
+         headers: dict[str, str] | None = None):
     batch = MetricBatch.model_validate({"batch_id": batch_id or uuid.uuid4().hex,
                                         "points": points, "evals": evals or []})
     return client.post(f"/v1/jobs/{job}/metrics", content=batch.model_dump_json(),
-                       headers={"Content-Type": "application/json"})
+                       headers={"Content-Type": "application/json", **(headers or {})})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Request
+from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from tsm_service.config import Settings
@@ -36,3 +38,28 @@ def get_existing_job(session: SessionDep, job: JobName) -> Job:
 
 
 JobDep = Annotated[Job, Depends(get_existing_job)]
+
+_bearer = HTTPBearer(auto_error=False)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _check_token(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
+    expected = settings.auth_token.get_secret_value().encode() if settings.auth_token else None
+    if expected is None:
+        return
+    if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), expected):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing or invalid bearer token",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_writer(settings: SettingsDep, credentials: BearerDep) -> None:
+    _check_token(settings, credentials)
+
+
+def require_reader(settings: SettingsDep, credentials: BearerDep) -> None:
+    if settings.reads_require_auth:
+        _check_token(settings, credentials)
+
+
+WriterDep = Depends(require_writer)
+ReaderDep = Depends(require_reader)

@@ -4,11 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from tsm_service.api.deps import JobDep, SessionDep
+from tsm_service.api.deps import JobDep, ReaderDep, SessionDep
 from tsm_service.crud.curves import list_series, read_curve
 from tsm_service.schemas.curves import CurvePublic, SeriesKind, SeriesPublic
 
-router = APIRouter(prefix="/v1/jobs/{job}", tags=["curves"])
+router = APIRouter(prefix="/v1/jobs/{job}", tags=["curves"], dependencies=[ReaderDep])
 
 
 @router.get("/series", response_model=list[SeriesPublic], summary="The curves a job has, with their last values")

@@ -5,11 +5,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from tsm_service.api.deps import JobDep, SessionDep
+from tsm_service.api.deps import JobDep, ReaderDep, SessionDep, WriterDep
 from tsm_service.crud.events import get_rollback, list_events, list_rollbacks, rollback_public
 from tsm_service.schemas.events import EventKind, EventPublic, RollbackPublic, RollbackStatus, RollbackUpdate
 
-router = APIRouter(prefix="/v1/jobs/{job}", tags=["events"])
+router = APIRouter(prefix="/v1/jobs/{job}", tags=["events"], dependencies=[ReaderDep])
 
 
 @router.get("/events", response_model=list[EventPublic],
@@ -26,7 +26,7 @@ def read_rollbacks(job: JobDep, session: SessionDep, status: RollbackStatus | No
     return list_rollbacks(session, job=job, status=status)
 
 
-@router.patch("/rollbacks/{rollback_id}", response_model=RollbackPublic,
+@router.patch("/rollbacks/{rollback_id}", response_model=RollbackPublic, dependencies=[WriterDep],
               summary="Acknowledge (acted on) or dismiss a recommendation")
 def patch_rollback(job: JobDep, rollback_id: int, update: RollbackUpdate, session: SessionDep) -> RollbackPublic:
     recommendation = get_rollback(session, job=job, rollback_id=rollback_id)

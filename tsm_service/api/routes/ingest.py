@@ -8,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from tsm_service.api.deps import JobName, SessionDep, SettingsDep
+from tsm_service.api.deps import JobName, SessionDep, SettingsDep, WriterDep
 from tsm_service.crud.ingest import ingest_batch
 from tsm_service.schemas.ingest import MAX_POINTS_PER_BATCH, IngestResult, MetricBatch
 
@@ -28,7 +28,7 @@ async def _read_bounded(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-@router.post("/v1/jobs/{job}/metrics", response_model=IngestResult,
+@router.post("/v1/jobs/{job}/metrics", response_model=IngestResult, dependencies=[WriterDep],
              responses={413: {"description": "request too large"}, 422: {"description": "invalid batch"}},
              summary="Ingest a batch of metric points from a trainer rank (idempotent by batch_id)")
 async def post_metrics(job: JobName, request: Request, session: SessionDep, settings: SettingsDep) -> IngestResult:

@@ -5,12 +5,12 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from tsm_service.api.deps import JobDep, JobName, SessionDep, SettingsDep
+from tsm_service.api.deps import JobDep, JobName, ReaderDep, SessionDep, SettingsDep, WriterDep
 from tsm_service.crud.jobs import get_or_create_job, job_public, list_jobs, update_job_config
 from tsm_service.schemas.jobs import JobConfigUpdate, JobPublic
 from tsm_service.schemas.events import EventPublic
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[ReaderDep])
 
 
 @router.get("", response_model=list[JobPublic], summary="Jobs that have sent metrics")
@@ -23,7 +23,7 @@ def read_job(job: JobDep, settings: SettingsDep) -> JobPublic:
     return job_public(job, settings=settings)
 
 
-@router.patch("/{job}/config", response_model=JobPublic,
+@router.patch("/{job}/config", response_model=JobPublic, dependencies=[WriterDep],
               summary="Override detector thresholds and/or the mixture policy of one job (before or while it trains)")
 def patch_job_config(job: JobName, update: JobConfigUpdate, session: SessionDep, settings: SettingsDep) -> JobPublic:
     found = get_or_create_job(session, name=job, now=time.time())  # the operator may configure a job before it starts
@@ -32,7 +32,7 @@ def patch_job_config(job: JobName, update: JobConfigUpdate, session: SessionDep,
     return job_public(found, settings=settings)
 
 
-@router.post("/{job}/evaluate", response_model=list[EventPublic],
+@router.post("/{job}/evaluate", response_model=list[EventPublic], dependencies=[WriterDep],
              summary="Run the detectors and the mixture policy on the job now; returns the new events")
 async def evaluate_job_now(job: JobDep, request: Request) -> list[EventPublic]:
     monitor = request.app.state.monitor
