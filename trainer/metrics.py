@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -99,6 +100,11 @@ class WeightStats:
         return result
 
 
+@dataclass(frozen=True)
+class _Completed:
+    step: int
+
+
 class TSMSender:
     """Delivers metric points to the TSM off the training thread; buffered, retried, spooled at exit."""
 
@@ -126,23 +132,35 @@ class TSMSender:
     def add_eval(self, result: EvalResult) -> None:
         self._queue.put(result)
 
+    def complete(self, step: int) -> None:
+        """The run reached its final step: say so after the last points (the TSM then reads the
+        job's silence as done, not stalled)."""
+        self._queue.put(_Completed(step))
+
     @property
     def buffered_batches(self) -> int:
         return len(self._outbox)
 
     def _drain(self) -> None:
-        points, evals = [], []
+        points, evals, completed = [], [], None
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            (points if isinstance(item, StepPoint) else evals).append(item)
+            if isinstance(item, _Completed):
+                completed = item.step
+            else:
+                (points if isinstance(item, StepPoint) else evals).append(item)
         while points or evals:
-            batch = MetricBatch(batch_id=f"{self.job}-r{self.rank}-{uuid.uuid4().hex}",
-                                points=points[: self.max_points], evals=evals[: self.max_points])
+            batch = MetricBatch(batch_id=self._batch_id(), points=points[: self.max_points], evals=evals[: self.max_points])
             points, evals = points[self.max_points :], evals[self.max_points :]
             self._outbox.append(batch)
+        if completed is not None:  # its own batch, after the last points
+            self._outbox.append(MetricBatch(batch_id=self._batch_id(), completed_step=completed))
+
+    def _batch_id(self) -> str:
+        return f"{self.job}-r{self.rank}-{uuid.uuid4().hex}"
 
     def _send(self, batch: MetricBatch) -> bool:
         """True when the batch is done with (stored, duplicate, or rejected for good)."""

@@ -246,6 +246,8 @@ def train(cfg: TrainConfig) -> None:
                 })
                 if progress:
                     progress.checkpoint(step, str(saved))
+        if sender and rank == 0 and step >= cfg.steps:
+            sender.complete(step)
     finally:
         if progress:
             progress.close()

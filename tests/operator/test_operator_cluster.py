@@ -335,7 +335,7 @@ def test_a_worker_pod_run_for_real_trains_reports_to_the_tsm_and_fills_the_statu
 
         # The trainer reported to the TSM under the job's TSM name, and its progress reached .status.
         job = httpx.get(f"{tsm_url}/v1/jobs/{jobs.ns}.real").json()
-        assert job["last_step"] == 2 and job["tokens_seen"] == 2 * 4 * 16
+        assert job["last_step"] == 2 and job["tokens_seen"] == 2 * 4 * 16 and job["completed_step"] == 2
         status = wait_for("step 2 in status", lambda: (s := jobs.status("real")).get("step") == 2 and s)
         assert status["lastCheckpoint"]["step"] == 2 and status["lastCheckpoint"]["path"].startswith(str(tmp_path / "ckpt"))
 

@@ -60,8 +60,9 @@ def baseline(tmp_path_factory):
             curves = {key: http.get(f"/v1/jobs/test-job/curves/{key}", params=params).json()
                       for key, params in [("scalar/loss", {}), ("scalar/step_time_seconds", {"rank": 1}),
                                           ("val_loss/en", {}), ("layer_weight_std/layers.0", {})]}
+            job = http.get("/v1/jobs/test-job").json()
     return SimpleNamespace(tmp=tmp, shards=shards, config=config, losses=step_losses(stderr),
-                           samples=consumed_samples(tmp / "samples"), curves=curves, scrapes=scrapes)
+                           samples=consumed_samples(tmp / "samples"), curves=curves, scrapes=scrapes, tsm_job=job)
 
 
 def test_uninterrupted_run_consumes_the_planned_stream_once(baseline):
@@ -84,6 +85,8 @@ def test_metrics_reach_the_tsm_from_every_rank(baseline):
     assert len(baseline.curves["scalar/step_time_seconds"]["points"]) == STEPS  # rank 1's own step times
     assert [p["step"] for p in baseline.curves["val_loss/en"]["points"]] == [4, 8, 12, 16]
     assert all(p["value"] > 0 for p in baseline.curves["layer_weight_std/layers.0"]["points"])
+    # The run reached its last step and said so: the TSM will not call its silence a stall.
+    assert baseline.tsm_job["completed_step"] == STEPS and baseline.tsm_job["last_step"] == STEPS
 
 
 def test_prometheus_multiprocess_files_aggregate_every_rank(baseline):

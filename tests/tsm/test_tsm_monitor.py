@@ -101,6 +101,26 @@ def test_straggler_stall_and_weight_change_through_the_api(pg_tsm):
     assert 'heurimentor_tsm_events_total{job_name="job-a",kind="straggler"} 1.0' in metrics
 
 
+def test_a_completed_run_is_not_a_stall_until_it_trains_on(pg_tsm):
+    from tsm_service.schemas.ingest import MetricBatch
+
+    for job in ("done", "quiet"):  # same crafted clock: both last stepped long ago
+        _feed(pg_tsm, job, range(0, 50), loss=lambda s: 2.0)
+    final = MetricBatch(batch_id="done-final", completed_step=49)
+    assert pg_tsm.post("/v1/jobs/done/metrics", content=final.model_dump_json(),
+                       headers={"Content-Type": "application/json"}).status_code == 200
+    assert pg_tsm.get("/v1/jobs/done").json()["completed_step"] == 49
+    assert [e["kind"] for e in _evaluate(pg_tsm, "quiet")] == ["stall"]
+    assert _evaluate(pg_tsm, "done") == []
+    metrics = pg_tsm.get("/metrics").text
+    assert 'heurimentor_tsm_job_completed{job_name="done"} 1.0' in metrics
+    assert 'heurimentor_tsm_job_completed{job_name="quiet"} 0.0' in metrics
+    # Resumed with more steps under the same name: training again, so its silence counts again.
+    _feed(pg_tsm, "done", range(50, 60), loss=lambda s: 2.0)
+    assert pg_tsm.get("/v1/jobs/done").json()["completed_step"] is None
+    assert [e["kind"] for e in _evaluate(pg_tsm, "done")] == ["stall"]
+
+
 def test_evaluate_unknown_job_is_404(pg_tsm):
     response = pg_tsm.post("/v1/jobs/nobody/evaluate")
     assert response.status_code == 404 and "has sent no metrics" in response.json()["detail"]

@@ -154,6 +154,10 @@ def _update_series_last(session: Session, *, sample_rows: dict) -> None:
 
 def _update_job_summary(job: Job, *, batch: MetricBatch, now: float) -> None:
     job.last_seen_at = now
+    if batch.completed_step is not None:
+        job.completed_step = batch.completed_step
+    elif job.completed_step is not None and any(p.step > job.completed_step for p in batch.points):
+        job.completed_step = None  # trained on past its end (more steps, same name): alive again
     if not batch.points:
         return
     newest = max(batch.points, key=lambda p: (p.step, p.time))

@@ -64,6 +64,8 @@ class MetricBatch(BaseModel):
     batch_id: str = Field(min_length=1, max_length=200)
     points: list[StepPoint] = Field(default_factory=list, max_length=MAX_POINTS_PER_BATCH)
     evals: list[EvalResult] = Field(default_factory=list, max_length=MAX_POINTS_PER_BATCH)
+    completed_step: int | None = Field(default=None, ge=0, description="sent by rank 0 once the run reached its final step: "
+                                       "the job is done, and its silence is not a stall")
 
 
 class IngestResult(BaseModel):

@@ -32,4 +32,5 @@ class JobPublic(BaseModel):
     step_time_seconds: float | None
     step_time_skew_ratio: float | None
     evaluated_step: int
+    completed_step: int | None = Field(description="the run reached its final step here; null while it trains")
     config: JobConfig
