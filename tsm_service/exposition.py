@@ -97,11 +97,14 @@ class JobStateCollector(Collector):
         version = GaugeMetricFamily(f"{PREFIX}_job_mixture_version", "Data mixture version the job trains on.", labels=["job_name"])
         completed = GaugeMetricFamily(f"{PREFIX}_job_completed", "1 once the run reached its final step (its silence is no stall).",
                                       labels=["job_name"])
+        suspended = GaugeMetricFamily(f"{PREFIX}_job_suspended", "1 while the operator has the job suspended (its silence is no stall).",
+                                      labels=["job_name"])
         written = {state.job_id: state.mixture_version for state in session.scalars(select(PolicyState))}
         for job in jobs.values():
             labels = [job.name]
             tokens.add_metric(labels, job.tokens_seen or 0)
             completed.add_metric(labels, 1.0 if job.completed_step is not None else 0.0)
+            suspended.add_metric(labels, 1.0 if job.suspended_at is not None else 0.0)
             if job.last_step is not None:
                 step.add_metric(labels, job.last_step)
                 last_step_time.add_metric(labels, job.last_step_time or 0.0)
@@ -111,7 +114,7 @@ class JobStateCollector(Collector):
             current = job.mixture_version if job.mixture_version is not None else written.get(job.id)
             if current is not None:
                 version.add_metric(labels, current)
-        yield from (step, last_step_time, tokens, step_time, skew, version, completed)
+        yield from (step, last_step_time, tokens, step_time, skew, version, completed, suspended)
 
         events = count_events(session)
         by_kind = CounterMetricFamily(f"{PREFIX}_events", "Detector findings and actions, by kind.", labels=["job_name", "kind"])

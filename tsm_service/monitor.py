@@ -63,7 +63,7 @@ class Monitor:
         steps, grad_norm = scalar_window(session, job_id=job.id, name="grad_norm", after_step=after)
         findings += detect_grad_norm_runaway(steps, grad_norm, detectors.divergence)
 
-        stall = None if job.completed_step is not None else detect_stall(
+        stall = None if job.completed_step is not None or job.suspended_at is not None else detect_stall(
             last_step=job.last_step, last_step_time=job.last_step_time, now=now, config=detectors.stall)
         if stall is not None:
             findings.append(stall)  # one per stalled step: the unique key drops repeats

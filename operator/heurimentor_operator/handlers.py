@@ -95,6 +95,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.cfg = cfg
     memo.wakeups = Wakeups()
     memo.executor = ThreadPoolExecutor(max_workers=cfg.max_parallel_api_calls, thread_name_prefix="k8s")
+    # TSM calls wait on other services: their own few threads, so they never hold up API calls.
+    memo.tsm_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tsm")
     memo.kube = Kube(make_api_client(cfg.kubeconfig, pool_size=cfg.max_parallel_api_calls), request_timeout_s=cfg.request_timeout_s)
     if cfg.metrics_port:
         metrics.serve(cfg.metrics_port)
@@ -103,6 +105,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 @kopf.on.cleanup()
 async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     memo.executor.shutdown(wait=False, cancel_futures=True)
+    memo.tsm_executor.shutdown(wait=False, cancel_futures=True)
     memo.kube.api.close()
 
 
@@ -159,30 +162,39 @@ async def run_job(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, w
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0, initial_delay=0)
-async def follow_tsm_rollbacks(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    """For a job with spec.tsm.autoRollback, apply its TSM's rollback recommendations as they come."""
+async def follow_tsm(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """For a job with spec.tsm.url: tell its TSM when the job is suspended (so its silence is no
+    stall) and, with spec.tsm.autoRollback, apply the TSM's rollback recommendations as they come."""
+    told_suspended: bool | None = None  # what the TSM last heard from this daemon; None: nothing yet
     while not stopped:
         try:
             spec = parse_job(copy.deepcopy(dict(body)), default_image=memo.cfg.default_image)
         except SpecError:
             spec = None  # run_job says why
-        if spec is not None and spec.auto_rollback and (body.get("status") or {}).get("phase") not in FINISHED_PHASES:
+        phase = (body.get("status") or {}).get("phase")
+        if spec is not None and spec.tsm.get("url") and phase not in FINISHED_PHASES:
+            token = memo.cfg.tsm_token.get_secret_value() if memo.cfg.tsm_token else None
+            tsm = TSMClient(spec.tsm["url"], timeout_s=memo.cfg.tsm_timeout_s, token=token)
+            suspended = phase == "Suspended"
             try:
-                await apply_tsm_rollback(memo, spec, body)
+                if suspended or told_suspended is not False:
+                    # Repeated while suspended: a report still in flight when it stopped clears it.
+                    await _call_tsm(memo, tsm.set_suspended, spec.job_id, suspended)
+                    told_suspended = suspended
+                if spec.auto_rollback and not suspended:
+                    await apply_tsm_rollback(memo, spec, body, tsm)
             except (TSMError, Conflict) as e:
-                log.warning("cannot follow the TSM's rollback recommendations for %s: %s", spec.ref, e)
-                metrics.TSM_RECOMMENDATIONS.labels(outcome="error").inc()
+                log.warning("cannot follow the TSM for %s: %s", spec.ref, e)
+                metrics.TSM_ERRORS.inc()
             except Exception:  # e.g. the apiserver refused the patch: keep polling, say so
-                log.exception("following the TSM's rollback recommendations for %s failed; retrying", spec.ref)
-                metrics.TSM_RECOMMENDATIONS.labels(outcome="error").inc()
+                log.exception("following the TSM for %s failed; retrying", spec.ref)
+                metrics.TSM_ERRORS.inc()
         await stopped.wait(memo.cfg.tsm_poll_interval_s)
 
 
-async def apply_tsm_rollback(memo: kopf.Memo, spec: JobSpec, body: kopf.Body) -> None:
+async def apply_tsm_rollback(memo: kopf.Memo, spec: JobSpec, body: kopf.Body, tsm: TSMClient) -> None:
     """Annotate the job with one rollback answering the open recommendations, then close them."""
-    token = memo.cfg.tsm_token.get_secret_value() if memo.cfg.tsm_token else None
-    tsm = TSMClient(spec.tsm["url"], timeout_s=memo.cfg.request_timeout_s, token=token)
-    request, superseded = plan_rollback(await _call(memo, tsm.open_rollbacks, spec.job_id))
+    request, superseded = plan_rollback(await _call_tsm(memo, tsm.open_rollbacks, spec.job_id))
     if request is None:
         return
     wanted = rollback_annotations(request)
@@ -195,11 +207,15 @@ async def apply_tsm_rollback(memo: kopf.Memo, spec: JobSpec, body: kopf.Body) ->
         kopf.event(body, type="Normal", reason="TSMRollback", message=message[:1000])
         log.info("applying TSM rollback %s to %s: resume before step %d", request.request_id, spec.ref, request.resume_before_step)
     for rec in request.answers:
-        await _call(memo, tsm.close, spec.job_id, rec, "acknowledged")
+        await _call_tsm(memo, tsm.close, spec.job_id, rec, "acknowledged")
         metrics.TSM_RECOMMENDATIONS.labels(outcome="acknowledged").inc()
     for rec in superseded:
-        await _call(memo, tsm.close, spec.job_id, rec, "dismissed")
+        await _call_tsm(memo, tsm.close, spec.job_id, rec, "dismissed")
         metrics.TSM_RECOMMENDATIONS.labels(outcome="dismissed").inc()
+
+
+async def _call_tsm(memo: kopf.Memo, fn: Any, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(memo.tsm_executor, fn, *args)
 
 
 SLOW_CALL_S = 5.0

@@ -117,6 +117,13 @@ class TSMClient:
         except (KeyError, TypeError, ValueError) as e:
             raise TSMError(f"GET rollbacks of {job!r} from {self.base_url}: unexpected recommendation: {e!r}") from e
 
+    def set_suspended(self, job: str, suspended: bool) -> None:
+        """Tell the TSM the job is suspended (its silence is then no stall) or not; a job the TSM
+        has not heard of (404) has nothing to pause."""
+        code, payload = self._request("PUT", f"/v1/jobs/{urllib.parse.quote(job)}/suspension", {"suspended": suspended})
+        if code not in (200, 404):
+            raise TSMError(f"PUT suspension of {job!r} on {self.base_url}: HTTP {code}: {payload}")
+
     def close(self, job: str, rec: Recommendation, status: str) -> None:
         """Mark ``rec`` acknowledged or dismissed; one already closed (409) is left as it is."""
         code, payload = self._request("PATCH", f"/v1/jobs/{urllib.parse.quote(job)}/rollbacks/{rec.id}", {"status": status})

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from a2j_manifests import job
-from conftest import free_port, running_operator, wait_for, worker_kubeconfig
+from operator_testlib import TSM_TOKEN, free_port, running_operator, wait_for, worker_kubeconfig
 
 METRICS_PORT = free_port()
 
@@ -200,60 +200,86 @@ def test_rollback_annotation_and_progress_reports(kube, jobs):
     assert "error" not in rollback and rollback["attempt"] == 2
 
 
-def test_tsm_rollback_recommendations_are_applied_and_acknowledged(kube, jobs, postgres_url):
-    """The loop the report ran by hand: a divergence reaches a real TSM, which recommends a rollback;
-    the operator restarts the workers from before it, skipping its data, and closes the recommendation."""
+@pytest.fixture
+def tsm(postgres_url):
+    """A real TSM on PostgreSQL that wants a token for writes (the operator's is set in conftest)."""
     import httpx
 
     from hack.testenv.asgi import serve_app
     from tsm_service.api.main import create_app
     from tsm_service.config import load_settings
     from tsm_service.migrations import upgrade
-    from tsm_service.schemas.ingest import MetricBatch
 
     upgrade(postgres_url)
-    settings = load_settings(database_url=postgres_url, evaluate_interval_seconds=0, log_json=False,
+    settings = load_settings(database_url=postgres_url, evaluate_interval_seconds=0, log_json=False, auth_token=TSM_TOKEN,
                              detectors={"spike": {"rollback_margin_steps": 10}})
-    with serve_app(create_app(settings), name="TSM") as tsm_url, httpx.Client(base_url=tsm_url) as tsm:
-        def report(steps, bad):
-            """Loss and grad norm per step; ``bad`` maps a step to the metric that turns non-finite there."""
-            points = [{"step": s, "rank": 0, "time": 1.7e9 + s, "tokens_seen": 1000 * s,
-                       "scalars": {"loss": 2.0, "grad_norm": 1.0, **({bad[s]: float("nan")} if s in bad else {})}} for s in steps]
-            batch = MetricBatch.model_validate({"batch_id": uuid.uuid4().hex, "points": points})
-            response = tsm.post(f"/v1/jobs/{jobs.ns}.spiky/metrics", content=batch.model_dump_json(),
-                                headers={"Content-Type": "application/json"})
-            assert response.status_code == 200, response.text
+    with serve_app(create_app(settings), name="TSM") as url, httpx.Client(base_url=url) as client:
+        yield client
 
-        def recommendations():
-            return {r["id"]: r for r in tsm.get(f"/v1/jobs/{jobs.ns}.spiky/rollbacks").json()}
 
-        body = small("spiky", elastic={"replicas": 1}, hyperparameters={"steps": 100}, tsm={"url": tsm_url, "autoRollback": True})
-        assert jobs.apply(body).returncode == 0
-        wait_for("1 running", lambda: running_count(jobs, "spiky") == 1)
-        assert jobs.status("spiky").get("attempt", 0) == 0  # a TSM that knows nothing of the job changes nothing
+def report(tsm, job, steps, bad=None):
+    """A trainer's loss and grad norm per step; ``bad`` maps a step to the metric that turns non-finite there."""
+    from tsm_service.schemas.ingest import MetricBatch
 
-        # An old divergence the run has left behind, then two in a row: three recommendations. One
-        # restart answers the two (before both, skipping both); the old one is superseded.
-        report(range(0, 42), bad={5: "lr", 40: "loss", 41: "grad_norm"})  # the TSM: one per series that went non-finite
-        by_step = {r["skip_to_step"]: r for r in recommendations().values()}
-        assert {s: r["resume_before_step"] for s, r in by_step.items()} == {5: 0, 40: 30, 41: 31}
-        pod = wait_for("pod of attempt 1", lambda: [p for p in jobs.pods("spiky") if p["metadata"]["labels"]["heurimentor.io/attempt"] == "1"])
-        env = {e["name"]: e.get("value") for e in pod[0]["spec"]["containers"][0]["env"]}
-        assert (env["HEURIMENTOR_ROLLBACK_TO_STEP"], env["HEURIMENTOR_ROLLBACK_SKIP_STEPS"]) == ("30", "30-41")
-        rollback = jobs.status("spiky")["rollback"]
-        answered = "+".join(str(i) for i in sorted((by_step[40]["id"], by_step[41]["id"])))
-        assert (rollback["step"], rollback["skipSteps"], rollback["requestId"]) == (30, [30, 41], f"tsm/{answered}")
-        closed = wait_for("recommendations closed", lambda: all(r["status"] != "open" for r in recommendations().values()) and recommendations())
-        assert {r["skip_to_step"]: r["status"] for r in closed.values()} == {5: "dismissed", 40: "acknowledged", 41: "acknowledged"}
-        assert {"TSMRollback", "Rollback"} <= {e["reason"] for e in jobs.events("spiky")}
+    bad = bad or {}
+    points = [{"step": s, "rank": 0, "time": 1.7e9 + s, "tokens_seen": 1000 * s,
+               "scalars": {"loss": 2.0, "grad_norm": 1.0, **({bad[s]: float("nan")} if s in bad else {})}} for s in steps]
+    batch = MetricBatch.model_validate({"batch_id": uuid.uuid4().hex, "points": points})
+    response = tsm.post(f"/v1/jobs/{job}/metrics", content=batch.model_dump_json(),
+                        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TSM_TOKEN}"})
+    assert response.status_code == 200, response.text
 
-        # A later divergence: its recommendation restarts the workers again.
-        report(range(42, 46), bad={45: "loss"})
-        third = max(recommendations())
-        assert recommendations()[third]["resume_before_step"] == 35
-        wait_for("pod of attempt 2", lambda: [p for p in jobs.pods("spiky") if p["metadata"]["labels"]["heurimentor.io/attempt"] == "2"])
-        assert wait_for("third acknowledged", lambda: recommendations()[third]["status"] == "acknowledged")
-        assert jobs.status("spiky")["restarts"] == 0  # rollbacks are not failures
+
+def test_a_suspended_job_is_paused_on_the_tsm_and_resumed(kube, jobs, tsm):
+    """Suspending stops the workers; without a word to the TSM their silence would read as a stall."""
+    body = small("napping", elastic={"replicas": 1}, tsm={"url": str(tsm.base_url)})
+    assert jobs.apply(body).returncode == 0
+    wait_for("1 running", lambda: running_count(jobs, "napping") == 1)
+    report(tsm, f"{jobs.ns}.napping", range(0, 5))
+    kube.kubectl("patch", "a2j", "napping", "-n", jobs.ns, "--type=merge", "-p", '{"spec":{"runPolicy":{"suspend":true}}}')
+    paused = wait_for("suspended on the TSM", lambda: tsm.get(f"/v1/jobs/{jobs.ns}.napping").json()["suspended_at"])
+    assert tsm.post(f"/v1/jobs/{jobs.ns}.napping/evaluate", headers={"Authorization": f"Bearer {TSM_TOKEN}"}).json() == []
+    assert paused > 0
+    kube.kubectl("patch", "a2j", "napping", "-n", jobs.ns, "--type=merge", "-p", '{"spec":{"runPolicy":{"suspend":false}}}')
+    wait_for("resumed on the TSM", lambda: tsm.get(f"/v1/jobs/{jobs.ns}.napping").json()["suspended_at"] is None)
+
+
+def test_tsm_rollback_recommendations_are_applied_and_acknowledged(kube, jobs, tsm):
+    """The loop the report ran by hand: a divergence reaches a real TSM, which recommends a rollback;
+    the operator restarts the workers from before it, skipping its data, and closes the recommendation."""
+    tsm_url = str(tsm.base_url)
+
+    def recommendations():
+        return {r["id"]: r for r in tsm.get(f"/v1/jobs/{jobs.ns}.spiky/rollbacks").json()}
+
+    body = small("spiky", elastic={"replicas": 1}, hyperparameters={"steps": 100}, tsm={"url": tsm_url, "autoRollback": True})
+    assert jobs.apply(body).returncode == 0
+    wait_for("1 running", lambda: running_count(jobs, "spiky") == 1)
+    assert jobs.status("spiky").get("attempt", 0) == 0  # a TSM that knows nothing of the job changes nothing
+
+    # An old divergence the run has left behind, then two in a row: three recommendations. One
+    # restart answers the two (before both, skipping both); the old one is superseded.
+    # (The TSM makes one recommendation per series that went non-finite in a batch.)
+    report(tsm, f"{jobs.ns}.spiky", range(0, 42), bad={5: "lr", 40: "loss", 41: "grad_norm"})
+    by_step = {r["skip_to_step"]: r for r in recommendations().values()}
+    assert {s: r["resume_before_step"] for s, r in by_step.items()} == {5: 0, 40: 30, 41: 31}
+    pod = wait_for("pod of attempt 1", lambda: [p for p in jobs.pods("spiky") if p["metadata"]["labels"]["heurimentor.io/attempt"] == "1"])
+    env = {e["name"]: e.get("value") for e in pod[0]["spec"]["containers"][0]["env"]}
+    assert (env["HEURIMENTOR_ROLLBACK_TO_STEP"], env["HEURIMENTOR_ROLLBACK_SKIP_STEPS"]) == ("30", "30-41")
+    rollback = jobs.status("spiky")["rollback"]
+    answered = "+".join(str(i) for i in sorted((by_step[40]["id"], by_step[41]["id"])))
+    assert (rollback["step"], rollback["skipSteps"], rollback["requestId"]) == (30, [30, 41], f"tsm/{answered}")
+    closed = wait_for("recommendations closed", lambda: all(r["status"] != "open" for r in recommendations().values()) and recommendations())
+    assert {r["skip_to_step"]: r["status"] for r in closed.values()} == {5: "dismissed", 40: "acknowledged", 41: "acknowledged"}
+    assert {"TSMRollback", "Rollback"} <= {e["reason"] for e in jobs.events("spiky")}
+
+    # A later divergence: its recommendation restarts the workers again.
+    report(tsm, f"{jobs.ns}.spiky", range(42, 46), bad={45: "loss"})
+    third = max(recommendations())
+    assert recommendations()[third]["resume_before_step"] == 35
+    wait_for("pod of attempt 2", lambda: [p for p in jobs.pods("spiky") if p["metadata"]["labels"]["heurimentor.io/attempt"] == "2"])
+    assert wait_for("third acknowledged", lambda: recommendations()[third]["status"] == "acknowledged")
+    assert jobs.status("spiky")["restarts"] == 0  # rollbacks are not failures
 
 
 def test_status_follows_the_trainers_progress_reporter(kube, jobs):

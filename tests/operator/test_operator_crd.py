@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from conftest import REPO
+from operator_testlib import REPO
 from a2j_manifests import job
 
 

@@ -16,7 +16,7 @@ from heurimentor_operator.builders import build_pod
 from heurimentor_operator.spec import parse_job
 
 from a2j_manifests import job
-from conftest import running_operator, wait_for
+from operator_testlib import running_operator, wait_for
 
 
 def small(name, **overrides):

@@ -15,7 +15,7 @@ from heurimentor_operator.config import OperatorSettings, load_settings
 from heurimentor_operator.k8s import Conflict, Kube, merge_patch
 
 from a2j_manifests import job
-from conftest import CHART, REPO
+from operator_testlib import CHART, REPO
 
 
 def test_settings_precedence_defaults_file_env_flags(tmp_path, monkeypatch):

@@ -68,6 +68,9 @@ def test_client_reads_and_closes_recommendations_of_a_real_tsm(tsm_url):
     [open_one] = client.open_rollbacks("ns.job-a")
     with pytest.raises(TSMError, match="HTTP 401"):  # without the token: said, not taken for done
         TSMClient(tsm_url).close("ns.job-a", open_one, "acknowledged")
+    client.set_suspended("ns.unknown-job", True)  # nothing to pause: fine
+    client.set_suspended("ns.job-a", True)
+    assert httpx.get(f"{tsm_url}/v1/jobs/ns.job-a").json()["suspended_at"] is not None
     assert (open_one.resume_before_step, open_one.skip_from_step, open_one.skip_to_step) == (15, 15, 20)
     client.close("ns.job-a", open_one, "acknowledged")
     client.close("ns.job-a", open_one, "acknowledged")  # again (a retry after a crash): fine

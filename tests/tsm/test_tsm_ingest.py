@@ -156,6 +156,7 @@ def test_writes_need_the_bearer_token_when_one_is_set(postgres_url):
         assert tsm.patch(f"/v1/jobs/job-a/rollbacks/{rollback['id']}", json={"status": "dismissed"}).status_code == 401
         assert tsm.patch("/v1/jobs/job-a/config", json={"policy": {"name": "static"}}).status_code == 401
         assert tsm.post("/v1/jobs/job-a/evaluate").status_code == 401
+        assert tsm.put("/v1/jobs/job-a/suspension", json={"suspended": True}).status_code == 401
         assert tsm.get("/v1/jobs/job-a/rollbacks").json()[0]["status"] == "open"
         assert tsm.patch(f"/v1/jobs/job-a/rollbacks/{rollback['id']}", json={"status": "acknowledged"}, headers=token).status_code == 200
     with tsm_client(postgres_url, auth_token="s3cret-tsm-token", reads_require_auth=True) as tsm:

@@ -121,6 +121,23 @@ def test_a_completed_run_is_not_a_stall_until_it_trains_on(pg_tsm):
     assert [e["kind"] for e in _evaluate(pg_tsm, "done")] == ["stall"]
 
 
+def test_a_suspended_job_is_not_a_stall_until_it_reports_again(pg_tsm):
+    for job in ("paused", "quiet"):  # same crafted clock: both last stepped long ago
+        _feed(pg_tsm, job, range(0, 50), loss=lambda s: 2.0)
+    assert pg_tsm.put("/v1/jobs/paused/suspension", json={"suspended": True}).status_code == 200
+    first = pg_tsm.get("/v1/jobs/paused").json()["suspended_at"]
+    again = pg_tsm.put("/v1/jobs/paused/suspension", json={"suspended": True}).json()  # the operator repeats it
+    assert first is not None and again["suspended_at"] == first
+    assert _evaluate(pg_tsm, "paused") == [] and [e["kind"] for e in _evaluate(pg_tsm, "quiet")] == ["stall"]
+    assert 'heurimentor_tsm_job_suspended{job_name="paused"} 1.0' in pg_tsm.get("/metrics").text
+    assert pg_tsm.put("/v1/jobs/nobody/suspension", json={"suspended": True}).status_code == 404
+    assert pg_tsm.put("/v1/jobs/paused/suspension", json={"suspended": "maybe"}).status_code == 422
+    # Resumed: its first report ends the suspension, and silence counts again.
+    _feed(pg_tsm, "paused", range(50, 55), loss=lambda s: 2.0)
+    assert pg_tsm.get("/v1/jobs/paused").json()["suspended_at"] is None
+    assert [e["kind"] for e in _evaluate(pg_tsm, "paused")] == ["stall"]
+
+
 def test_evaluate_unknown_job_is_404(pg_tsm):
     response = pg_tsm.post("/v1/jobs/nobody/evaluate")
     assert response.status_code == 404 and "has sent no metrics" in response.json()["detail"]

@@ -160,6 +160,8 @@ def _update_job_summary(job: Job, *, batch: MetricBatch, now: float) -> None:
         job.completed_step = None  # trained on past its end (more steps, same name): alive again
     if not batch.points:
         return
+    # Training again: a resumed job reports before the operator says so (it repeats "suspended" while it is).
+    job.suspended_at = None
     newest = max(batch.points, key=lambda p: (p.step, p.time))
     if job.last_step is None or newest.step >= job.last_step:
         job.last_step = newest.step

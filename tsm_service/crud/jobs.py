@@ -47,4 +47,5 @@ def job_public(job: Job, *, settings: Settings) -> JobPublic:
     return JobPublic(name=job.name, created_at=job.created_at, last_seen_at=job.last_seen_at, last_step=job.last_step,
                      last_step_time=job.last_step_time, tokens_seen=job.tokens_seen, mixture_version=job.mixture_version,
                      step_time_seconds=job.step_time_seconds, step_time_skew_ratio=job.step_time_skew_ratio,
-                     evaluated_step=job.evaluated_step, completed_step=job.completed_step, config=job_config(job, settings=settings))
+                     evaluated_step=job.evaluated_step, completed_step=job.completed_step,
+                     suspended_at=job.suspended_at, config=job_config(job, settings=settings))

@@ -25,6 +25,7 @@ class Job(Base):
     step_time_skew_ratio: Mapped[float | None] = mapped_column(Float, default=None, comment="slowest rank / median")
     evaluated_step: Mapped[int] = mapped_column(Integer, default=-1, comment="detectors have seen steps up to here")
     completed_step: Mapped[int | None] = mapped_column(Integer, default=None, comment="the run finished at this step (no stall after it)")
+    suspended_at: Mapped[float | None] = mapped_column(Float, default=None, comment="the operator suspended the job (no stall meanwhile)")
     config: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, comment="per-job detector/policy overrides")
 
 

@@ -21,6 +21,12 @@ class JobConfigUpdate(BaseModel):
     policy: PolicyConfig | None = None
 
 
+class JobSuspension(BaseModel):
+    """The operator's word that it suspended the job (its silence is then no stall) or resumed it."""
+
+    suspended: bool
+
+
 class JobPublic(BaseModel):
     name: str
     created_at: float
@@ -33,4 +39,5 @@ class JobPublic(BaseModel):
     step_time_skew_ratio: float | None
     evaluated_step: int
     completed_step: int | None = Field(description="the run reached its final step here; null while it trains")
+    suspended_at: float | None = Field(description="when the operator said the job is suspended; null once it trains again")
     config: JobConfig

@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from tsm_service.api.deps import JobDep, JobName, ReaderDep, SessionDep, SettingsDep, WriterDep
 from tsm_service.crud.jobs import get_or_create_job, job_public, list_jobs, update_job_config
-from tsm_service.schemas.jobs import JobConfigUpdate, JobPublic
+from tsm_service.schemas.jobs import JobConfigUpdate, JobPublic, JobSuspension
 from tsm_service.schemas.events import EventPublic
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[ReaderDep])
@@ -30,6 +30,17 @@ def patch_job_config(job: JobName, update: JobConfigUpdate, session: SessionDep,
     update_job_config(session, job=found, update=update)
     session.commit()
     return job_public(found, settings=settings)
+
+
+@router.put("/{job}/suspension", response_model=JobPublic, dependencies=[WriterDep],
+            summary="The operator suspended (or resumed) the job: no stall findings while it is suspended")
+def put_suspension(job: JobDep, suspension: JobSuspension, session: SessionDep, settings: SettingsDep) -> JobPublic:
+    if suspension.suspended and job.suspended_at is None:
+        job.suspended_at = time.time()
+    elif not suspension.suspended:
+        job.suspended_at = None
+    session.commit()
+    return job_public(job, settings=settings)
 
 
 @router.post("/{job}/evaluate", response_model=list[EventPublic], dependencies=[WriterDep],
