@@ -49,7 +49,7 @@ def test_migrate_command_then_ready(postgres_url):
         result = CliRunner().invoke(cli, ["tsm", "migrate", "--database-url", postgres_url])
         assert result.exit_code == 0, result.output
         assert "TSM schema at head" in result.output
-        assert client.get("/readyz").json() == {"status": "ready", "schema_revision": "0003"}
+        assert client.get("/readyz").json() == {"status": "ready", "schema_revision": "0002"}
         assert "/v1/jobs/{job}/metrics" in client.get("/openapi.json").json()["paths"]
 
 

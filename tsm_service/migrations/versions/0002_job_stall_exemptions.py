@@ -1,8 +1,9 @@
-"""jobs: suspended_at (the operator suspended the job; its silence is not a stall)
+"""jobs: completed_step and suspended_at (silence that is not a stall: the run finished, or the
+operator suspended the job)
 
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-01 04:15:00
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-01 04:00:00
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = '0002'
+down_revision = '0001'
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
     with op.batch_alter_table('tsm_jobs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('completed_step', sa.Integer(), nullable=True,
+                                      comment='the run finished at this step (no stall after it)'))
         batch_op.add_column(sa.Column('suspended_at', sa.Float(), nullable=True,
                                       comment='the operator suspended the job (no stall meanwhile)'))
 
@@ -25,3 +28,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('tsm_jobs', schema=None) as batch_op:
         batch_op.drop_column('suspended_at')
+        batch_op.drop_column('completed_step')
