@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from trainer.model import TransformerBlock, rope_cache  # noqa: E402
-from trainer.presets import get_preset  # noqa: E402
+from heurimentor_trainer.model import TransformerBlock, rope_cache  # noqa: E402
+from heurimentor_trainer.presets import get_preset  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets (SXM parts).
 PEAK_BF16_TFLOPS = {

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from trainer.hf import hf_config_dict, to_hf_state_dict  # noqa: E402
-from trainer.model import build_model  # noqa: E402
-from trainer.presets import get_preset  # noqa: E402
+from heurimentor_trainer.hf import hf_config_dict, to_hf_state_dict  # noqa: E402
+from heurimentor_trainer.model import build_model  # noqa: E402
+from heurimentor_trainer.presets import get_preset  # noqa: E402
 
 
 def build_pair(preset: str, seed: int):

@@ -12,7 +12,7 @@ loss on a fixed held-out target mixture, the same held-out samples for every run
 random source a junk source in the pool; `--target all` puts the random source in the target too
 (then its loss, which rises as the model sharpens, is part of the objective). The policies are not
 told the target: they start from the pool mixture and see only per-source training losses. Every run trains the trainer's Aquila2 model
-(trainer.model, `debug` preset) with the trainer's data path (SourceSet, MixtureSampler,
+(heurimentor_trainer.model, `debug` preset) with the trainer's data path (SourceSet, MixtureSampler,
 MixtureDataLoader), optimizer, LR schedule, per-source loss accounting and validation_loss,
 stepping the same loop body as trainer/train.py. The static run keeps the target mixture; adaptive
 runs let a TSM policy (tsm_service.policies, the same MixtureController + guardrails the service
@@ -45,13 +45,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from dmu_service.shards import Manifest, write_shard  # noqa: E402
-from trainer import parallelize as par  # noqa: E402
-from trainer.config import DataConfig, OptimConfig, TrainConfig  # noqa: E402
-from trainer.data import MixtureDataLoader, MixtureSampler, SourceSet  # noqa: E402
-from trainer.evals import validation_loss  # noqa: E402
-from trainer.model import build_model  # noqa: E402
-from trainer.presets import get_preset  # noqa: E402
-from trainer.train import build_optimizer, lr_at  # noqa: E402
+from heurimentor_trainer import parallelize as par  # noqa: E402
+from heurimentor_trainer.config import DataConfig, OptimConfig, TrainConfig  # noqa: E402
+from heurimentor_trainer.data import MixtureDataLoader, MixtureSampler, SourceSet  # noqa: E402
+from heurimentor_trainer.evals import validation_loss  # noqa: E402
+from heurimentor_trainer.model import build_model  # noqa: E402
+from heurimentor_trainer.presets import get_preset  # noqa: E402
+from heurimentor_trainer.train import build_optimizer, lr_at  # noqa: E402
 from tsm_service.config import GuardrailConfig  # noqa: E402
 from tsm_service.policies import MixtureController, make_policy  # noqa: E402
 

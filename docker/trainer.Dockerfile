@@ -1,4 +1,4 @@
-# The ATE worker: torchrun + trainer.train, started by the operator in every worker pod.
+# The ATE worker: torchrun + heurimentor_trainer.train, started by the operator in every worker pod.
 # CUDA wheels of torch come from PyPI (the cu12 runtime is bundled in the wheels).
 # Build from the repository root:  docker build -f docker/trainer.Dockerfile -t heurimentor/trainer .
 FROM python:3.11-slim
@@ -14,5 +14,5 @@ RUN pip install ".[trainer]" && useradd --uid 10001 --create-home trainer
 USER 10001
 # torchrun's c10d rendezvous store (pod 0 of the first pool hosts it).
 EXPOSE 29400
-# The operator sets the command (torchrun ... -m trainer.train --config /etc/heurimentor/train.yaml).
-CMD ["python", "-m", "trainer.train", "--help"]
+# The operator sets the command (torchrun ... -m heurimentor_trainer.train --config /etc/heurimentor/train.yaml).
+CMD ["python", "-m", "heurimentor_trainer.train", "--help"]

@@ -33,7 +33,7 @@ def _register() -> None:
     # Each deployable owns a typer app in its cli.py; imports there stay light (heavy ones lazy).
     from dmu_service.cli import app as dmu_app, mixture_app
     from heurimentor_operator.cli import app as operator_app
-    from trainer.cli import register as register_trainer
+    from heurimentor_trainer.cli import register as register_trainer
     from tsm_service.cli import app as tsm_app
 
     register_trainer(app)

@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 DEMO_TOKEN = "demo-token"  # development only: the services refuse placeholder tokens in production
-SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "trainer" / "sample_corpus"
+SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "trainer" / "heurimentor_trainer" / "sample_corpus"
 console = Console()
 
 
@@ -119,7 +119,7 @@ def write_raw_corpus(folder: Path, seed: int) -> dict[str, int]:
 
 def run_demo(config: DemoConfig) -> dict:
     """Run the demo and return what the services report afterwards (also printed)."""
-    from trainer.tokenizer import train_tokenizer
+    from heurimentor_trainer.tokenizer import train_tokenizer
 
     work = config.workdir
     if work.exists():
@@ -221,7 +221,7 @@ def _runs_table(runs: list[dict]) -> Table:
 
 
 def _model_vocab(tokenizer_json: Path) -> int:
-    from trainer.tokenizer import load_tokenizer, model_vocab_size
+    from heurimentor_trainer.tokenizer import load_tokenizer, model_vocab_size
 
     return model_vocab_size(load_tokenizer(tokenizer_json))
 

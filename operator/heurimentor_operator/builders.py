@@ -107,7 +107,7 @@ def rendezvous_endpoint(spec: JobSpec) -> str:
 
 DEFAULT_SHARD_ROOT = "/data/shards"
 
-# CRD field -> trainer.model.ModelArgs field.
+# CRD field -> heurimentor_trainer.model.ModelArgs field.
 MODEL_FIELDS = {
     "dim": "dim",
     "nLayers": "n_layers",
@@ -128,7 +128,7 @@ def train_steps(spec: JobSpec) -> int:
 
 
 def render_training_config(spec: JobSpec, *, pool: str, pool_replicas: dict[str, int]) -> dict[str, Any]:
-    """The training config one pool's workers read: trainer.config.TrainConfig's fields, nothing else
+    """The training config one pool's workers read: heurimentor_trainer.config.TrainConfig's fields, nothing else
     (the trainer rejects unknown fields)."""
     shares = split_global_batch(
         spec.global_batch_size,
@@ -226,7 +226,7 @@ def _torchrun_command(spec: JobSpec) -> list[str]:
         "--rdzv-id=$(PET_RDZV_ID)",
         "--max-restarts=$(PET_MAX_RESTARTS)",
         "-m",
-        "trainer.train",
+        "heurimentor_trainer.train",
         "--config",
         f"{CONFIG_MOUNT_DIR}/{CONFIG_FILE}",
         *spec.extra_args,

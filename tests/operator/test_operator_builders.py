@@ -68,15 +68,15 @@ def test_pod_carries_torchrun_contract_and_pool_template():
     assert env["PET_NPROC_PER_NODE"] == "8"
     assert env["PET_RDZV_ENDPOINT"] == "a100-0.job-a.ns.svc:29400" == rendezvous_endpoint(spec)
     assert env["PET_RDZV_ID"].endswith("-2")
-    assert container["command"][0] == "torchrun" and "trainer.train" in container["command"]
+    assert container["command"][0] == "torchrun" and "heurimentor_trainer.train" in container["command"]
     assert container["resources"] == {"limits": {"nvidia.com/gpu": "8"}}
     config_volume = next(v for v in pod_spec["volumes"] if v["name"] == "config")
     assert config_volume["configMap"]["items"] == [{"key": "train-h800.yaml", "path": "train.yaml"}]
 
 
 def test_command_override_replaces_torchrun():
-    spec = parse_job(job(command=["python", "-m", "trainer.train"]))
-    assert build_pod(spec, spec.pools[0], 0, attempt=0)["spec"]["containers"][0]["command"] == ["python", "-m", "trainer.train"]
+    spec = parse_job(job(command=["python", "-m", "heurimentor_trainer.train"]))
+    assert build_pod(spec, spec.pools[0], 0, attempt=0)["spec"]["containers"][0]["command"] == ["python", "-m", "heurimentor_trainer.train"]
 
 
 def test_config_map_holds_each_pools_share_of_the_global_batch():
@@ -96,7 +96,7 @@ def test_config_map_holds_each_pools_share_of_the_global_batch():
 
 def test_rendered_config_is_accepted_by_the_trainer(tmp_path):
     """The trainer rejects unknown fields: the operator's config must load through its own loader."""
-    from trainer.config import load_config
+    from heurimentor_trainer.config import load_config
 
     spec = parse_job(job(hyperparameters={"globalBatchSize": 96, "tokens": 96 * 128 * 50, "seqLen": 128, "steps": None}))
     for key, text in build_config_map(spec, pool_replicas={"a100": 1, "h800": 2})["data"].items():

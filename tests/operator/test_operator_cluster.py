@@ -283,8 +283,8 @@ def test_tsm_rollback_recommendations_are_applied_and_acknowledged(kube, jobs, t
 
 
 def test_status_follows_the_trainers_progress_reporter(kube, jobs):
-    """trainer.progress as the worker would run it (the chart's worker role, no more): .status follows."""
-    from trainer.progress import ProgressReporter
+    """heurimentor_trainer.progress as the worker would run it (the chart's worker role, no more): .status follows."""
+    from heurimentor_trainer.progress import ProgressReporter
 
     assert jobs.apply(small("reported", elastic={"replicas": 1}, hyperparameters={"steps": 100})).returncode == 0
     wait_for("1 running", lambda: running_count(jobs, "reported") == 1)

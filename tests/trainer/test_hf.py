@@ -11,8 +11,8 @@ import transformers
 from safetensors.torch import load_file, save_file
 from tiny_checkpoint import one_torch_thread  # noqa: F401 (autouse fixture)
 
-from trainer.hf import HFCheckpointError, INDEX_FILE, inspect_hf_checkpoint, load_hf_checkpoint, save_hf_checkpoint
-from trainer.model import ModelArgs
+from heurimentor_trainer.hf import HFCheckpointError, INDEX_FILE, inspect_hf_checkpoint, load_hf_checkpoint, save_hf_checkpoint
+from heurimentor_trainer.model import ModelArgs
 
 
 SHAPE = dict(hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
@@ -119,8 +119,8 @@ def test_training_checkpoint_exports_to_hf(tmp_path, tokens):
     from typer.testing import CliRunner
 
     from heurimentor.cli import app
-    from trainer.checkpoint import CheckpointManager
-    from trainer.model import build_model
+    from heurimentor_trainer.checkpoint import CheckpointManager
+    from heurimentor_trainer.model import build_model
 
     args = ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_hidden_dim=160, vocab_size=300, max_seq_len=64)
     model = build_model(args, seed=3)

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from tiny_checkpoint import CORPUS, one_torch_thread, shared_tiny_checkpoint  # noqa: F401 (autouse fixture)
-from trainer.hf import load_hf_checkpoint
-from trainer.quantize import (
+from heurimentor_trainer.hf import load_hf_checkpoint
+from heurimentor_trainer.quantize import (
     Int4Linear, QuantizationError, load_quantized, pack_int4, perplexity, quantize_gptq, quantize_model, quantize_rtn,
     save_quantized, token_windows, unpack_int4)
-from trainer.tokenizer import encode_files, load_tokenizer
+from heurimentor_trainer.tokenizer import encode_files, load_tokenizer
 
 
 def test_pack_unpack_round_trip():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from trainer.tokenizer import (
+from heurimentor_trainer.tokenizer import (
     REPORT_FILE, SAMPLE_CORPUS, TOKENIZER_FILE, TokenizerTrainingError, load_tokenizer, model_vocab_size, parse_ratio,
     sample_to_ratio, train_tokenizer)
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from trainer_testlib import base_config, make_sources, write_config
 
-from trainer.checkpoint import CheckpointError, CheckpointManager
-from trainer.model import build_model
-from trainer.presets import get_preset
-from trainer.train import main
+from heurimentor_trainer.checkpoint import CheckpointError, CheckpointManager
+from heurimentor_trainer.model import build_model
+from heurimentor_trainer.presets import get_preset
+from heurimentor_trainer.train import main
 
 ARGS = get_preset("debug").model
 

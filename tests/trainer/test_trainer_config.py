@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from trainer.config import ConfigError, load_config, parse_args
-from trainer.train import lr_at, rows_per_rank
+from heurimentor_trainer.config import ConfigError, load_config, parse_args
+from heurimentor_trainer.train import lr_at, rows_per_rank
 
 
 def _file(tmp_path, body: dict):

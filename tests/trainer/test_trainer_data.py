@@ -10,7 +10,7 @@ import pytest
 from trainer_testlib import make_sources
 
 from dmu_service.shards import ShardFormatError
-from trainer.data import MixtureDataLoader, MixtureSampler, SourceSet, batch_slices, uniform_draws
+from heurimentor_trainer.data import MixtureDataLoader, MixtureSampler, SourceSet, batch_slices, uniform_draws
 
 NAMES, SIZES = ["a", "b", "c"], [300, 200, 100]
 WEIGHTS = {"a": 0.5, "b": 0.3, "c": 0.2}

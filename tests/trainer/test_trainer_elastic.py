@@ -22,7 +22,7 @@ import pytest
 from trainer_testlib import (REPO, consumed_samples, free_port, log_records, make_sources, run_torchrun, serve_app, step_losses,
                              stop_torchrun, torchrun_cmd, tsm_app, worker_env, worker_pid, write_config, base_config)
 
-from trainer.data import MixtureSampler, SourceSet
+from heurimentor_trainer.data import MixtureSampler, SourceSet
 
 STEPS, RESUME_AT, GLOBAL_BATCH = 16, 8, 12
 LOSS_TOLERANCE = 1e-4  # float reduction order differs between world sizes; nothing else may

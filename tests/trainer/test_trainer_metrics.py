@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from trainer_testlib import free_port, make_sources, serve_app, tsm_app
 
-from trainer.data import SourceSet
-from trainer.evals import MultipleChoiceTask, build_downstream, validation_loss
-from trainer.metrics import TSMSender, WeightStats
-from trainer.model import build_model
-from trainer.presets import get_preset
+from heurimentor_trainer.data import SourceSet
+from heurimentor_trainer.evals import MultipleChoiceTask, build_downstream, validation_loss
+from heurimentor_trainer.metrics import TSMSender, WeightStats
+from heurimentor_trainer.model import build_model
+from heurimentor_trainer.presets import get_preset
 from tsm_service.schemas.ingest import EvalResult, StepPoint
 
 NO_AUTOCAST = torch.autocast("cpu", enabled=False)

@@ -11,7 +11,7 @@ import httpx
 from trainer_testlib import (DMU_TOKEN, REPO, base_config, consumed_samples, dmu_app, free_port, make_sources, serve_app,
                              stop_torchrun, torchrun_cmd, worker_env, write_config)
 
-from trainer.data import MixturePoller, MixtureSampler, sync_mixture
+from heurimentor_trainer.data import MixturePoller, MixtureSampler, sync_mixture
 
 AUTH = {"Authorization": f"Bearer {DMU_TOKEN}"}
 NAMES = ["code", "en", "zh"]
@@ -71,7 +71,7 @@ def test_unreachable_dmu_keeps_the_last_weights_and_recovers(tmp_path, caplog):
     url = f"http://127.0.0.1:{port}"
     poller = MixturePoller(url, "pretrain", wait=1)
     sampler = MixtureSampler(NAMES, SIZES, seed=1, weights={"en": 1, "code": 1})
-    with caplog.at_level(logging.WARNING, logger="trainer.data"):
+    with caplog.at_level(logging.WARNING, logger="heurimentor_trainer.data"):
         assert not poller.poll_once(wait=0)
     assert not poller.reachable
     assert any("DMU unreachable" in r.getMessage() for r in caplog.records)
@@ -93,7 +93,7 @@ def test_unreachable_dmu_keeps_the_last_weights_and_recovers(tmp_path, caplog):
 
 def test_mixture_that_names_no_source_of_the_job_is_refused(caplog):
     sampler = MixtureSampler(NAMES, SIZES, seed=1, weights={"en": 1})
-    with caplog.at_level(logging.WARNING, logger="trainer.data"):
+    with caplog.at_level(logging.WARNING, logger="heurimentor_trainer.data"):
         assert not sampler.set_mixture(5, 9, {"web": 1.0})
     assert sampler.version is None and sampler.weights["en"] == 1.0
     assert "no positive weight" in caplog.text
@@ -137,7 +137,7 @@ def test_a_published_version_without_usable_weights_is_refused_once(tmp_path, ca
         poller = MixturePoller(url, "pretrain", wait=0)
         assert poller.poll_once(wait=0)
     sampler = MixtureSampler(NAMES, SIZES, seed=1, weights={"en": 1})
-    with caplog.at_level(logging.WARNING, logger="trainer.data"):
+    with caplog.at_level(logging.WARNING, logger="heurimentor_trainer.data"):
         assert not sync_mixture(sampler, poller, 1, device=None)
         assert not sync_mixture(sampler, poller, 2, device=None)
     assert caplog.text.count("no positive weight") == 1  # refused once, not re-tried every step

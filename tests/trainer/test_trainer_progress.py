@@ -14,7 +14,7 @@ import pytest
 import yaml
 from trainer_testlib import REPO, base_config, log_records, make_sources, write_config
 
-from trainer.train import main
+from heurimentor_trainer.train import main
 
 CHART = REPO / "charts" / "heurimentor"
 
@@ -100,5 +100,5 @@ def test_unreachable_apiserver_warns_once_and_training_finishes(tmp_path, monkey
     warnings = [r for r in map(json.loads, filter(None, (line[line.find("{"):] for line in logs.splitlines())))
                 if r.get("level") == "warning"]
     assert len(warnings) == 1, warnings
-    assert warnings[0]["logger"] == "trainer.progress" and "nowhere/job-a100-0" in warnings[0]["msg"] and "Connection refused" in warnings[0]["msg"]
+    assert warnings[0]["logger"] == "heurimentor_trainer.progress" and "nowhere/job-a100-0" in warnings[0]["msg"] and "Connection refused" in warnings[0]["msg"]
     assert (tmp_path / "ckpt" / "latest").read_text() == "step-00000004"

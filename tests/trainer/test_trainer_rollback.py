@@ -9,8 +9,8 @@ import json
 import pytest
 from trainer_testlib import base_config, consumed_samples, log_records, make_sources, run_torchrun, step_losses, write_config
 
-from trainer.checkpoint import CheckpointManager
-from trainer.train import main
+from heurimentor_trainer.checkpoint import CheckpointManager
+from heurimentor_trainer.train import main
 
 
 def run(tmp_path, config, capfd) -> str:

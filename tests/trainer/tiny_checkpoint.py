@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.hf import save_hf_checkpoint
-from trainer.model import ModelArgs, build_model
-from trainer.tokenizer import SAMPLE_CORPUS, encode_files, load_tokenizer, model_vocab_size, train_tokenizer
+from heurimentor_trainer.hf import save_hf_checkpoint
+from heurimentor_trainer.model import ModelArgs, build_model
+from heurimentor_trainer.tokenizer import SAMPLE_CORPUS, encode_files, load_tokenizer, model_vocab_size, train_tokenizer
 
 CORPUS = [SAMPLE_CORPUS / "en.txt", SAMPLE_CORPUS / "zh.txt"]
 

@@ -72,7 +72,7 @@ def torchrun_cmd(config: Path, *, nproc: int, nnodes: str = "1", max_restarts: i
     return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", f"--nproc-per-node={nproc}",
             "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--rdzv-id=test",
             "--rdzv-conf=last_call_timeout=1,join_timeout=60", f"--max-restarts={max_restarts}", "--monitor-interval=0.2",
-            "-m", "trainer.train", "--config", str(config), *extra]
+            "-m", "heurimentor_trainer.train", "--config", str(config), *extra]
 
 
 def run_torchrun(config: Path, *, nproc: int, nnodes: str = "1", timeout: float = 240, extra: list[str] = ()) -> str:

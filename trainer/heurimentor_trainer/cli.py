@@ -35,11 +35,11 @@ def train(
 
     args = (["--config", config] if config else []) + [a for item in overrides or [] for a in ("--set", item)]
     if nproc_per_node <= 1:
-        from trainer.train import main
+        from heurimentor_trainer.train import main
 
         main(args)
         return
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc_per_node}", "-m", "trainer.train", *args]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc_per_node}", "-m", "heurimentor_trainer.train", *args]
     raise typer.Exit(subprocess.call(command))
 
 
@@ -54,10 +54,10 @@ def register(root: typer.Typer) -> None:
 @contextmanager
 def user_errors():
     """Known bad-input errors become one clear line and exit code 2."""
-    from trainer.hf import HFCheckpointError
-    from trainer.model import ModelConfigError
-    from trainer.quantize import QuantizationError
-    from trainer.tokenizer import TokenizerTrainingError
+    from heurimentor_trainer.hf import HFCheckpointError
+    from heurimentor_trainer.model import ModelConfigError
+    from heurimentor_trainer.quantize import QuantizationError
+    from heurimentor_trainer.tokenizer import TokenizerTrainingError
 
     try:
         yield
@@ -81,8 +81,8 @@ def model_info(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Parameter count and training FLOPs per token of a preset (built on the meta device: no memory)."""
-    from trainer.model import build_model
-    from trainer.presets import get_preset
+    from heurimentor_trainer.model import build_model
+    from heurimentor_trainer.presets import get_preset
 
     with user_errors():
         chosen = get_preset(preset)
@@ -112,7 +112,7 @@ def model_info(
 @model_app.command("list")
 def model_list() -> None:
     """The presets and their sizes."""
-    from trainer.presets import PRESETS
+    from heurimentor_trainer.presets import PRESETS
 
     table = Table("preset", "layers", "dim", "ffn", "heads", "kv heads", "max len", "parameters")
     table.columns[0].no_wrap = True
@@ -129,8 +129,8 @@ def model_check_hf(
     preset: Annotated[str | None, typer.Option(help="require exactly this preset's shape")] = None,
 ) -> None:
     """Validate a Hugging Face checkpoint's config and every tensor shape (reads headers only)."""
-    from trainer.hf import inspect_hf_checkpoint
-    from trainer.presets import get_preset
+    from heurimentor_trainer.hf import inspect_hf_checkpoint
+    from heurimentor_trainer.presets import get_preset
 
     with user_errors():
         expected = get_preset(preset).model if preset else None
@@ -148,7 +148,7 @@ def model_export_hf(
     """Export a training checkpoint as a Llama-format (Hugging Face) directory."""
     import torch
 
-    from trainer.hf import HFCheckpointError, export_training_checkpoint
+    from heurimentor_trainer.hf import HFCheckpointError, export_training_checkpoint
 
     with user_errors():
         if dtype not in ("float32", "bfloat16", "float16"):
@@ -170,7 +170,7 @@ def tokenizer_train(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Train the byte-level BPE tokenizer on an EN/ZH corpus and report chars/token on held-out text."""
-    from trainer.tokenizer import parse_ratio, read_documents, train_tokenizer
+    from heurimentor_trainer.tokenizer import parse_ratio, read_documents, train_tokenizer
 
     with user_errors():
         parsed = parse_ratio(ratio)
@@ -188,8 +188,8 @@ def tokenizer_train(
 
 # -------------------------------------------------------------------------------------- quantize
 def _text_windows(tokenizer_dir: Path, files: list[Path], seq_len: int, max_windows: int | None, vocab_size: int):
-    from trainer.quantize import QuantizationError, token_windows
-    from trainer.tokenizer import encode_files, load_tokenizer
+    from heurimentor_trainer.quantize import QuantizationError, token_windows
+    from heurimentor_trainer.tokenizer import encode_files, load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_dir)
     if tokenizer.get_vocab_size() > vocab_size:
@@ -199,7 +199,7 @@ def _text_windows(tokenizer_dir: Path, files: list[Path], seq_len: int, max_wind
 
 
 def _check_seq_len(seq_len: int, max_seq_len: int) -> None:
-    from trainer.quantize import QuantizationError
+    from heurimentor_trainer.quantize import QuantizationError
 
     if not 0 < seq_len <= max_seq_len:
         raise QuantizationError(f"--seq-len={seq_len} must be in 1..{max_seq_len} (the model's max_seq_len)")
@@ -208,7 +208,7 @@ def _check_seq_len(seq_len: int, max_seq_len: int) -> None:
 def _check_device(device: str) -> None:
     import torch
 
-    from trainer.quantize import QuantizationError
+    from heurimentor_trainer.quantize import QuantizationError
 
     try:
         kind = torch.device(device).type
@@ -243,9 +243,9 @@ def quantize_run(
     device: Annotated[str, typer.Option(help="where to run calibration and eval: cpu or cuda (the fp32 model must fit)")] = "cpu",
 ) -> None:
     """Quantize a trained checkpoint to packed int4 (group-wise); with --eval, print perplexity fp32 vs int4."""
-    from trainer.hf import inspect_hf_checkpoint, load_hf_checkpoint
-    from trainer.presets import get_preset
-    from trainer.quantize import METHODS, QuantizationError, perplexity, quantize_model, save_quantized
+    from heurimentor_trainer.hf import inspect_hf_checkpoint, load_hf_checkpoint
+    from heurimentor_trainer.presets import get_preset
+    from heurimentor_trainer.quantize import METHODS, QuantizationError, perplexity, quantize_model, save_quantized
 
     with user_errors():
         if method not in METHODS:
@@ -279,8 +279,8 @@ def quantize_eval(
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
 ) -> None:
     """Perplexity of the fp32 and int4 models on the same held-out tokens, and the retained ratio."""
-    from trainer.hf import inspect_hf_checkpoint, load_hf_checkpoint, read_hf_config
-    from trainer.quantize import QUANT_CONFIG, QuantizationError, load_quantized, perplexity
+    from heurimentor_trainer.hf import inspect_hf_checkpoint, load_hf_checkpoint, read_hf_config
+    from heurimentor_trainer.quantize import QUANT_CONFIG, QuantizationError, load_quantized, perplexity
 
     with user_errors():
         _check_device(device)

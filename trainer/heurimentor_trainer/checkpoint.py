@@ -36,7 +36,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from heurimentor.fsutil import atomic_write_bytes, fsync_dir
-from trainer.model import ModelArgs
+from heurimentor_trainer.model import ModelArgs
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from torch import nn
 from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
 from torch.nn.parallel import DistributedDataParallel
 
-from trainer.config import DistEnv
-from trainer.model import Transformer
+from heurimentor_trainer.config import DistEnv
+from heurimentor_trainer.model import Transformer
 
 log = logging.getLogger(__name__)
 

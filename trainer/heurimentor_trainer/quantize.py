@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.hf import CONFIG_NAME, hf_config_dict, read_hf_config
-from trainer.model import Transformer, build_model
+from heurimentor_trainer.hf import CONFIG_NAME, hf_config_dict, read_hf_config
+from heurimentor_trainer.model import Transformer, build_model
 
 logger = logging.getLogger(__name__)
 

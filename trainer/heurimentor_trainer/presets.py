@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from trainer.model import ModelArgs, ModelConfigError
+from heurimentor_trainer.model import ModelArgs, ModelConfigError
 
 
 @dataclass(frozen=True)

@@ -295,7 +295,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    parser = argparse.ArgumentParser(prog="python -m trainer.train", description="Train an Aquila2 model (one torchrun worker).")
+    parser = argparse.ArgumentParser(prog="python -m heurimentor_trainer.train", description="Train an Aquila2 model (one torchrun worker).")
     default_path = os.environ.get("HEURIMENTOR_TRAIN_CONFIG", DEFAULT_CONFIG_PATH)
     parser.add_argument("--config", default=None, help=f"YAML config file (default {default_path} when it exists)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",

@@ -1,4 +1,4 @@
-"""One elastic training worker: ``torchrun --nnodes=MIN:MAX --rdzv-backend=c10d … -m trainer.train --config …``.
+"""One elastic training worker: ``torchrun --nnodes=MIN:MAX --rdzv-backend=c10d … -m heurimentor_trainer.train --config …``.
 
 Each step: adopt a newly published mixture (at the step boundary, the same on every rank),
 plan the global batch, run this rank's micro batches with gradient accumulation, clip, step,
@@ -20,17 +20,17 @@ import torch.nn.functional as F
 
 from dmu_service.shards import ShardFormatError
 from heurimentor.logs import configure_logging
-from trainer import checkpoint as ckpt, parallelize as par
-from trainer.config import ConfigError, DistEnv, PodEnv, TrainConfig, parse_args
-from trainer.data import MixtureDataLoader, MixturePoller, MixtureSampler, SampleLog, SourceSet, batch_slices, sync_mixture
-from trainer.evals import build_downstream, validation_loss
-from trainer.metrics import PrometheusMetrics, TSMSender, WeightStats, log_step, peak_flops
-from trainer.model import ModelConfigError, build_model
-from trainer.presets import get_preset
-from trainer.progress import ProgressReporter
+from heurimentor_trainer import checkpoint as ckpt, parallelize as par
+from heurimentor_trainer.config import ConfigError, DistEnv, PodEnv, TrainConfig, parse_args
+from heurimentor_trainer.data import MixtureDataLoader, MixturePoller, MixtureSampler, SampleLog, SourceSet, batch_slices, sync_mixture
+from heurimentor_trainer.evals import build_downstream, validation_loss
+from heurimentor_trainer.metrics import PrometheusMetrics, TSMSender, WeightStats, log_step, peak_flops
+from heurimentor_trainer.model import ModelConfigError, build_model
+from heurimentor_trainer.presets import get_preset
+from heurimentor_trainer.progress import ProgressReporter
 from tsm_service.schemas.ingest import EvalResult, StepPoint
 
-log = logging.getLogger("trainer.train")
+log = logging.getLogger("heurimentor_trainer.train")
 
 
 def rows_per_rank(cfg: TrainConfig, global_batch: int, world_size: int) -> list[int]:

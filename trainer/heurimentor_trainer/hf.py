@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.model import ModelArgs, ModelConfigError, Transformer, build_model
+from heurimentor_trainer.model import ModelArgs, ModelConfigError, Transformer, build_model
 
 logger = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ def export_training_checkpoint(folder: str | Path, output: str | Path, *, dtype:
     used, or one ``step-N`` folder) -> a Llama-format directory for ``transformers`` or ``quantize``."""
     import torch.distributed.checkpoint as dcp
 
-    from trainer.checkpoint import LATEST, STATE_FILE
+    from heurimentor_trainer.checkpoint import LATEST, STATE_FILE
 
     folder = Path(folder)
     if (folder / LATEST).exists():

@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.data import SourceSet
+from heurimentor_trainer.data import SourceSet
 
 
 def _world() -> tuple[int, int]:

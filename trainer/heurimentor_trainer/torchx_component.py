@@ -1,6 +1,6 @@
 """TorchX component: launch the trainer the way the operator's pods do (torchrun, elastic, c10d).
 
-    torchx run -s local_cwd trainer/torchx_component.py:train --config deploy/train-debug.yaml --j 1x2
+    torchx run -s local_cwd trainer/heurimentor_trainer/torchx_component.py:train --config deploy/train-debug.yaml --j 1x2
 
 TorchX is the optional extra ``heurimentor[torchx]`` and we pin ``torchx-nightly``: torchx 0.7.0
 pins ``urllib3<1.27``, which fights the Kubernetes client, and a plain resolve silently falls
@@ -29,7 +29,7 @@ def train(
     rdzv_port: int = 29500,
     mounts: Optional[List[str]] = None,
 ) -> specs.AppDef:
-    """Elastic Aquila2 training: ``torchrun --nnodes MIN:MAX … -m trainer.train --config CONFIG``.
+    """Elastic Aquila2 training: ``torchrun --nnodes MIN:MAX … -m heurimentor_trainer.train --config CONFIG``.
 
     Args:
         script_args: extra trainer flags, e.g. ``--set steps=100``
@@ -48,7 +48,7 @@ def train(
     """
     # A restarted worker group must not reuse the rendezvous TCP store (pytorch/pytorch#135712).
     env = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", "OMP_NUM_THREADS": str(max(1, cpu // max(1, int(j.rsplit("x", 1)[-1])))), **(env or {})}
-    app = dist.torchrun("--config", config, *script_args, m="trainer.train", image=image, name=name, j=j, cpu=cpu, gpu=gpu,
+    app = dist.torchrun("--config", config, *script_args, m="heurimentor_trainer.train", image=image, name=name, j=j, cpu=cpu, gpu=gpu,
                         memMB=memMB, h=h, env=env, rdzv_backend="c10d", rdzv_port=rdzv_port, mounts=mounts)
     role = app.roles[0]
     # torchx's torchrun builder has no restart knob; the operator's pods pass --max-restarts too.
