@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from dmu_service.shards import Manifest, write_shard  # noqa: E402
+from heurimentor.contracts.shards import Manifest, write_shard  # noqa: E402
 from heurimentor_trainer import parallelize as par  # noqa: E402
 from heurimentor_trainer.config import DataConfig, OptimConfig, TrainConfig  # noqa: E402
 from heurimentor_trainer.data import MixtureDataLoader, MixtureSampler, SourceSet  # noqa: E402

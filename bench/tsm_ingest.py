@@ -38,7 +38,7 @@ from tsm_service.crud.jobs import get_or_create_job  # noqa: E402
 from tsm_service.db import make_engine, make_sessionmaker  # noqa: E402
 from tsm_service.migrations import upgrade  # noqa: E402
 from tsm_service.models import Sample, Series  # noqa: E402
-from tsm_service.schemas.ingest import MetricBatch  # noqa: E402
+from heurimentor.contracts.metrics import MetricBatch  # noqa: E402
 
 SCALARS = ("loss", "grad_norm", "lr", "step_time_seconds", "tokens_per_second", "mfu")
 SOURCES = ("web-en", "web-zh", "code", "books")

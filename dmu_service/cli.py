@@ -210,7 +210,7 @@ UrlOpt = Annotated[str | None, typer.Option("--url", help="DMU base URL (default
 
 
 def _client(config: Path | None, url: str | None):
-    from dmu_service.client import MixtureClient
+    from heurimentor.contracts.mixtures import MixtureClient
 
     settings = _settings(config)
     return MixtureClient(url or f"http://{settings.host}:{settings.port}", token=settings.auth_token.get_secret_value())
@@ -220,7 +220,7 @@ def _client(config: Path | None, url: str | None):
 def mixture_get(name: str, history: Annotated[bool, typer.Option("--history", help="all versions")] = False,
                 url: UrlOpt = None, config: ConfigOpt = None) -> None:
     """Print the current version of mixture NAME (JSON), or its whole history."""
-    from dmu_service.client import MixtureRequestError
+    from heurimentor.contracts.mixtures import MixtureRequestError
 
     with _client(config, url) as client:
         try:
@@ -246,7 +246,7 @@ def mixture_set(
     """Set all weights of mixture NAME (creates it when missing): `heurimentor mixture set web src-a=0.7 src-b=0.3`."""
     import httpx
 
-    from dmu_service.client import MixtureConflict, MixtureRequestError
+    from heurimentor.contracts.mixtures import MixtureConflict, MixtureRequestError
 
     parsed: dict[str, float] = {}
     for pair in weights:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tsm_service.crud.events import count_events, count_rollbacks
 from tsm_service.models import EVENT_KINDS, Job, PolicyState, Series
-from tsm_service.schemas.ingest import IngestResult
+from heurimentor.contracts.metrics import IngestResult
 
 log = logging.getLogger(__name__)
 disable_created_metrics()  # *_created series double the exposition and no dashboard uses them

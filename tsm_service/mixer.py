@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 from sqlalchemy.orm import Session
 
-from dmu_service.client import MixtureClient, MixtureConflict
+from heurimentor.contracts.mixtures import MixtureClient, MixtureConflict
 from tsm_service.config import PolicyConfig
 from tsm_service.crud.events import record_event
 from tsm_service.crud.windows import latest_event_step, source_losses

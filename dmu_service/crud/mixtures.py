@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from dmu_service.models import Mixture, MixtureVersion
 from dmu_service.models.base import utcnow
-from dmu_service.schemas.mixtures import MixtureVersionPublic, check_weights
+from heurimentor.contracts.mixtures import MixtureVersionPublic, check_weights
 
 
 class MixtureNotFound(LookupError):

@@ -1,4 +1,4 @@
-"""Run outputs, written per checkpoint step: token shards (dmu_service.shards format) and kept text.
+"""Run outputs, written per checkpoint step: token shards (heurimentor.contracts.shards format) and kept text.
 
 Names carry the run id and step, so a step written before a crash but never checkpointed can be
 found and deleted on resume, and a discarded run's files can be removed without touching others.
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
-from dmu_service.shards import Manifest, ShardInfo, source_folder, write_shard
+from heurimentor.contracts.shards import Manifest, ShardInfo, source_folder, write_shard
 
 
 def tokenizer_id(path: str | Path) -> str:

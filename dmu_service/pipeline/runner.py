@@ -33,7 +33,7 @@ from dmu_service.pipeline.dedup import DedupDecision, Deduplicator, write_segmen
 from dmu_service.pipeline.outputs import RunLayout, tokenizer_id, write_kept_part, write_shard_part, write_source_manifest
 from dmu_service.pipeline.process import DocumentProcessor, Processed
 from dmu_service.pipeline.readers import Record, read_records, resolve_inputs
-from dmu_service.shards import source_folder
+from heurimentor.contracts.shards import source_folder
 
 log = logging.getLogger(__name__)
 # (counts so far, index of the file being read, number of files); called after every batch.

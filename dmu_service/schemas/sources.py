@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dmu_service.schemas.mixtures import MIXTURE_NAME_PATTERN
+from heurimentor.contracts.mixtures import MIXTURE_NAME_PATTERN
 
 Language = Literal["en", "zh", "code", "mixed"]
 

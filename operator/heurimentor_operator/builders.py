@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from heurimentor.contracts import worker_env as env_names
 from heurimentor_operator.constants import (
     ANNOTATION_TEMPLATE_HASH,
     API_VERSION,
@@ -219,12 +220,12 @@ def build_service(spec: JobSpec) -> dict[str, Any]:
 def _torchrun_command(spec: JobSpec) -> list[str]:
     return [
         "torchrun",
-        "--nnodes=$(PET_NNODES)",
-        "--nproc-per-node=$(PET_NPROC_PER_NODE)",
-        "--rdzv-backend=$(PET_RDZV_BACKEND)",
-        "--rdzv-endpoint=$(PET_RDZV_ENDPOINT)",
-        "--rdzv-id=$(PET_RDZV_ID)",
-        "--max-restarts=$(PET_MAX_RESTARTS)",
+        f"--nnodes=$({env_names.PET_NNODES})",
+        f"--nproc-per-node=$({env_names.PET_NPROC_PER_NODE})",
+        f"--rdzv-backend=$({env_names.PET_RDZV_BACKEND})",
+        f"--rdzv-endpoint=$({env_names.PET_RDZV_ENDPOINT})",
+        f"--rdzv-id=$({env_names.PET_RDZV_ID})",
+        f"--max-restarts=$({env_names.PET_MAX_RESTARTS})",
         "-m",
         "heurimentor_trainer.train",
         "--config",
@@ -254,27 +255,27 @@ def build_pod(spec: JobSpec, pool: Pool, index: int, *, attempt: int, rollback_s
         labels[LABEL_KUEUE_QUEUE] = spec.scheduling["queueName"]
     # Kubeflow's PET_* contract: torchrun reads these, so a custom command works unchanged.
     env = [
-        {"name": "PET_NNODES", "value": f"{spec.elastic.min_replicas}:{spec.elastic.max_replicas}"},
-        {"name": "PET_NPROC_PER_NODE", "value": str(spec.nproc_per_node)},
-        {"name": "PET_RDZV_BACKEND", "value": "c10d"},
-        {"name": "PET_RDZV_ENDPOINT", "value": rendezvous_endpoint(spec)},
-        {"name": "PET_RDZV_ID", "value": f"{spec.name}-{spec.uid[:8]}-{attempt}"},
-        {"name": "PET_MAX_RESTARTS", "value": str(spec.run_policy.max_restarts)},
-        {"name": "HEURIMENTOR_JOB", "value": spec.name},
-        {"name": "HEURIMENTOR_NAMESPACE", "value": spec.namespace},
-        {"name": "HEURIMENTOR_POOL", "value": pool.name},
-        {"name": "HEURIMENTOR_REPLICA_INDEX", "value": str(index)},
-        {"name": "HEURIMENTOR_ATTEMPT", "value": str(attempt)},
-        {"name": "HEURIMENTOR_ACCELERATOR", "value": pool.accelerator_type or ""},
-        {"name": "HEURIMENTOR_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        # Trainer rank 0 annotates its own pod with its progress (trainer/progress.py).
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": env_names.PET_NNODES, "value": f"{spec.elastic.min_replicas}:{spec.elastic.max_replicas}"},
+        {"name": env_names.PET_NPROC_PER_NODE, "value": str(spec.nproc_per_node)},
+        {"name": env_names.PET_RDZV_BACKEND, "value": "c10d"},
+        {"name": env_names.PET_RDZV_ENDPOINT, "value": rendezvous_endpoint(spec)},
+        {"name": env_names.PET_RDZV_ID, "value": f"{spec.name}-{spec.uid[:8]}-{attempt}"},
+        {"name": env_names.PET_MAX_RESTARTS, "value": str(spec.run_policy.max_restarts)},
+        {"name": env_names.HEURIMENTOR_JOB, "value": spec.name},
+        {"name": env_names.HEURIMENTOR_NAMESPACE, "value": spec.namespace},
+        {"name": env_names.HEURIMENTOR_POOL, "value": pool.name},
+        {"name": env_names.HEURIMENTOR_REPLICA_INDEX, "value": str(index)},
+        {"name": env_names.HEURIMENTOR_ATTEMPT, "value": str(attempt)},
+        {"name": env_names.HEURIMENTOR_ACCELERATOR, "value": pool.accelerator_type or ""},
+        {"name": env_names.HEURIMENTOR_POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        # Trainer rank 0 annotates its own pod with its progress (heurimentor_trainer/progress.py).
+        {"name": env_names.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": env_names.POD_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         # torchrun otherwise hands its rendezvous TCPStore to the workers, and a restarted worker
         # group fails in Gloo connectFullMesh ("Connection refused"): pytorch#135712.
         {"name": "TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "value": "1"},
-        *([{"name": "HEURIMENTOR_ROLLBACK_TO_STEP", "value": str(rollback_step)}] if rollback_step is not None else []),
-        *([{"name": "HEURIMENTOR_ROLLBACK_SKIP_STEPS", "value": f"{rollback_skip[0]}-{rollback_skip[1]}"}]
+        *([{"name": env_names.HEURIMENTOR_ROLLBACK_TO_STEP, "value": str(rollback_step)}] if rollback_step is not None else []),
+        *([{"name": env_names.HEURIMENTOR_ROLLBACK_SKIP_STEPS, "value": env_names.format_step_range(*rollback_skip)}]
           if rollback_step is not None and rollback_skip else []),
         *spec.env,
     ]

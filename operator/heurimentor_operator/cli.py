@@ -9,7 +9,8 @@ import typer
 
 app = typer.Typer(no_args_is_help=True)
 
-CRD_PATH = Path(__file__).resolve().parents[2] / "charts" / "heurimentor" / "crds" / "aquila2trainingjobs.heurimentor.io.yaml"
+# Package data: links to the chart's crds/ in the source tree, the files themselves in a built wheel.
+CRD_PATH = Path(__file__).parent / "crds" / "aquila2trainingjobs.heurimentor.io.yaml"
 
 
 @app.command()

@@ -9,8 +9,6 @@ KIND = "Aquila2TrainingJob"
 SHORT_NAME = "a2j"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-MODEL_PRESETS = ("aquila2-7b", "aquila2-34b", "aquila2-70b", "debug", "tiny")
-
 # Labels on every object the operator makes. Label values must stay <= 63 characters, which is why
 # the CRD caps job names at 40 (pod names append "-<pool>-<index>").
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -31,8 +29,6 @@ ANNOTATION_ROLLBACK_SKIP = f"{GROUP}/rollback-skip-steps"
 # Optional, read with a new rollback-to-step: who asked (e.g. "tsm/17"); a new value asks again even
 # for the same step and range (the TSM can recommend the same rollback twice).
 ANNOTATION_ROLLBACK_ID = f"{GROUP}/rollback-id"
-# Set by trainer rank 0 on its own pod: JSON {"step", "loss", "mixtureVersion", "tokens", "checkpoint": {"step", "path"}}.
-ANNOTATION_PROGRESS = f"{GROUP}/progress"
 # On pods: hash of the spec fields that shape a pod; a change restarts the job with the new template.
 ANNOTATION_TEMPLATE_HASH = f"{GROUP}/template-hash"
 

@@ -8,16 +8,16 @@ killed at any point and restarted computes the same plan again. Pods have determ
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from heurimentor.contracts.progress import ANNOTATION_PROGRESS, parse_progress
+from heurimentor.contracts.worker_env import parse_step, parse_step_range
 from heurimentor_operator.builders import assign_pools, pod_name, selector_for, split_global_batch
 from heurimentor_operator.conditions import get_condition, is_true, parse_time, rfc3339, set_condition
 from heurimentor_operator.constants import (
-    ANNOTATION_PROGRESS,
     ANNOTATION_ROLLBACK,
     ANNOTATION_ROLLBACK_ID,
     ANNOTATION_ROLLBACK_SKIP,
@@ -101,9 +101,9 @@ def view_pod(pod: dict[str, Any]) -> PodView | None:
     raw = (meta.get("annotations") or {}).get(ANNOTATION_PROGRESS)
     if raw:
         try:
-            progress = json.loads(raw)
-        except ValueError:
-            log.warning("pod %s has an unreadable %s annotation", meta.get("name"), ANNOTATION_PROGRESS)
+            progress = parse_progress(raw)
+        except ValueError as e:
+            log.warning("pod %s has an unreadable progress annotation: %s", meta.get("name"), e)
     return PodView(
         name=meta["name"],
         uid=meta.get("uid", ""),
@@ -116,7 +116,7 @@ def view_pod(pod: dict[str, Any]) -> PodView | None:
         terminating=bool(meta.get("deletionTimestamp")),
         created=parse_time(meta.get("creationTimestamp")),
         exit_code=exit_code,
-        progress=progress if isinstance(progress, dict) else None,
+        progress=progress,
     )
 
 
@@ -270,22 +270,20 @@ class _Planner:
         asked = {k: v for k, v in asked.items() if v is not None}
         applied = {k: rollback[k] for k in ("step", "attempt", "time", "skipSteps") if k in rollback}
         try:
-            step = int(requested)
-            if step < 0:
-                raise ValueError("negative step")
+            step = parse_step(requested)
         except ValueError:
             self.status["rollback"] = {**applied, **asked, "error": f"{ANNOTATION_ROLLBACK} is not a non-negative step number"}
             self.event("Warning", "InvalidRollback", f"ignoring {ANNOTATION_ROLLBACK}={requested!r} on {self.spec.ref}: not a step number")
             return
         skip = None
         if skip_raw is not None:
-            first, _, last = skip_raw.partition("-")
-            if not (first.strip().isdigit() and last.strip().isdigit() and int(first) <= int(last)):
+            try:
+                skip = list(parse_step_range(skip_raw))
+            except ValueError:
                 self.status["rollback"] = {**applied, **asked, "error": f"{ANNOTATION_ROLLBACK_SKIP} is not FROM-TO"}
                 self.event("Warning", "InvalidRollback", f"ignoring the rollback of {self.spec.ref}: "
                            f"{ANNOTATION_ROLLBACK_SKIP}={skip_raw!r} is not FROM-TO (steps, FROM <= TO)")
                 return
-            skip = [int(first), int(last)]
         self.attempt += 1
         self.status["rollback"] = {**asked, "step": step, "attempt": self.attempt, "time": rfc3339(self.now)}
         if skip:

@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from heurimentor_operator.constants import DEFAULT_IMAGE, METRICS_PORT, MODEL_PRESETS
+from heurimentor.contracts.presets import PRESET_NAMES
+from heurimentor_operator.constants import DEFAULT_IMAGE, METRICS_PORT
 
 
 class SpecError(ValueError):
@@ -128,8 +129,8 @@ def _parse(meta: dict[str, Any], spec: dict[str, Any], default_image: str) -> Jo
     model = dict(spec["model"])
     if ("preset" in model) == ("config" in model):
         raise SpecError(f"Aquila2TrainingJob {ref}: set exactly one of spec.model.preset or spec.model.config")
-    if "preset" in model and model["preset"] not in MODEL_PRESETS:
-        raise SpecError(f"Aquila2TrainingJob {ref}: unknown model preset {model['preset']!r}; known: {', '.join(MODEL_PRESETS)}")
+    if "preset" in model and model["preset"] not in PRESET_NAMES:
+        raise SpecError(f"Aquila2TrainingJob {ref}: unknown model preset {model['preset']!r}; known: {', '.join(PRESET_NAMES)}")
     el = spec["elastic"]
     elastic = Elastic(
         min_replicas=int(el.get("minReplicas", 1)),

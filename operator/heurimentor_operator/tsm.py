@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from heurimentor.contracts.worker_env import format_step_range
 from heurimentor_operator.constants import ANNOTATION_ROLLBACK, ANNOTATION_ROLLBACK_ID, ANNOTATION_ROLLBACK_SKIP
 
 REQUEST_ID_PREFIX = "tsm/"
@@ -80,7 +81,7 @@ def plan_rollback(open_recommendations: list[Recommendation]) -> tuple[RollbackR
 
 def rollback_annotations(request: RollbackRequest) -> dict[str, str | None]:
     """The job annotations that ask the planner for ``request`` (None removes a stale skip range)."""
-    skip = f"{request.skip_from_step}-{request.skip_to_step}" if request.skip_from_step <= request.skip_to_step else None
+    skip = format_step_range(request.skip_from_step, request.skip_to_step) if request.skip_from_step <= request.skip_to_step else None
     return {ANNOTATION_ROLLBACK: str(request.resume_before_step), ANNOTATION_ROLLBACK_SKIP: skip,
             ANNOTATION_ROLLBACK_ID: request.request_id}
 

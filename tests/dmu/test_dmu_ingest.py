@@ -16,7 +16,7 @@ from dmu_service.migrate import upgrade
 from dmu_service.models import Run, Source
 from dmu_service.pipeline.outputs import tokenizer_id
 from dmu_service.pipeline.runner import RunError, discard_run, execute_run, start_run
-from dmu_service.shards import TokenizedSource, source_folder
+from heurimentor.contracts.shards import TokenizedSource, source_folder
 
 
 def _corpus(path: Path, language: str, seeds: range, *, extra: list[bytes] = ()) -> Path:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from dmu_testlib import add_sources, auth, live_server, settings_for
 
-from dmu_service.client import MixtureClient, MixtureConflict
+from heurimentor.contracts.mixtures import MixtureClient, MixtureConflict
 
 
 def _create(http: httpx.Client, weights: dict, name: str = "main") -> httpx.Response:

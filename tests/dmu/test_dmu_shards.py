@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dmu_service.shards import HEADER, Manifest, Shard, ShardFormatError, ShardInfo, TokenizedSource, dtype_for_vocab, write_shard
+from heurimentor.contracts.shards import HEADER, Manifest, Shard, ShardFormatError, ShardInfo, TokenizedSource, dtype_for_vocab, write_shard
 
 
 def _source(tmp_path, docs_per_shard, vocab_size=1000):

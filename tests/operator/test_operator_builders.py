@@ -17,7 +17,7 @@ from heurimentor_operator.builders import (
 )
 from heurimentor_operator.constants import LABEL_ATTEMPT, LABEL_JOB, LABEL_KUEUE_QUEUE, LABEL_POOL, PROMETHEUS_DIR
 from heurimentor_operator.spec import SpecError, parse_job
-from tsm_service.schemas.jobs import JOB_NAME_PATTERN
+from heurimentor.contracts.jobs import JOB_NAME_PATTERN
 
 from a2j_manifests import job
 

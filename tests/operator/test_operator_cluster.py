@@ -219,7 +219,7 @@ def tsm(postgres_url):
 
 def report(tsm, job, steps, bad=None):
     """A trainer's loss and grad norm per step; ``bad`` maps a step to the metric that turns non-finite there."""
-    from tsm_service.schemas.ingest import MetricBatch
+    from heurimentor.contracts.metrics import MetricBatch
 
     bad = bad or {}
     points = [{"step": s, "rank": 0, "time": 1.7e9 + s, "tokens_seen": 1000 * s,
@@ -312,7 +312,7 @@ def test_a_worker_pod_run_for_real_trains_reports_to_the_tsm_and_fills_the_statu
     import httpx
     import numpy as np
 
-    from dmu_service.shards import Manifest, write_shard
+    from heurimentor.contracts.shards import Manifest, write_shard
     from hack.testenv.asgi import serve_app
     from tsm_service.api.main import create_app
     from tsm_service.config import load_settings

@@ -56,7 +56,7 @@ def tsm_url(tmp_path):
 
 
 def test_client_reads_and_closes_recommendations_of_a_real_tsm(tsm_url):
-    from tsm_service.schemas.ingest import MetricBatch
+    from heurimentor.contracts.metrics import MetricBatch
 
     client = TSMClient(tsm_url, token=TOKEN)
     assert client.open_rollbacks("ns.unknown-job") == []  # the TSM has not heard of it: nothing to do

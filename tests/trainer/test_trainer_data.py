@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from trainer_testlib import make_sources
 
-from dmu_service.shards import ShardFormatError
+from heurimentor.contracts.shards import ShardFormatError
 from heurimentor_trainer.data import MixtureDataLoader, MixtureSampler, SourceSet, batch_slices, uniform_draws
 
 NAMES, SIZES = ["a", "b", "c"], [300, 200, 100]

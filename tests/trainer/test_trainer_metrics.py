@@ -16,7 +16,7 @@ from heurimentor_trainer.evals import MultipleChoiceTask, build_downstream, vali
 from heurimentor_trainer.metrics import TSMSender, WeightStats
 from heurimentor_trainer.model import build_model
 from heurimentor_trainer.presets import get_preset
-from tsm_service.schemas.ingest import EvalResult, StepPoint
+from heurimentor.contracts.metrics import EvalResult, StepPoint
 
 NO_AUTOCAST = torch.autocast("cpu", enabled=False)
 

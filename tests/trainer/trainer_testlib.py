@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from dmu_service.shards import Manifest, write_shard
+from heurimentor.contracts.shards import Manifest, write_shard
 from hack.testenv.asgi import serve_app  # noqa: F401 (the trainer tests serve the DMU and TSM with it)
 
 REPO = Path(__file__).resolve().parents[2]

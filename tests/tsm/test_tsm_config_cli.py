@@ -13,7 +13,7 @@ from heurimentor.cli import app as cli
 from tsm_service.api.main import create_app
 from tsm_service.config import load_settings
 from tsm_service.migrations import upgrade
-from tsm_service.schemas.ingest import MetricBatch
+from heurimentor.contracts.metrics import MetricBatch
 
 
 def test_precedence_defaults_file_env_flags(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from tsm_testlib import serve_app, tsm_settings
 
 from tsm_service.api.main import create_app
 from tsm_service.migrations import upgrade
-from tsm_service.schemas.ingest import MetricBatch
+from heurimentor.contracts.metrics import MetricBatch
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "heurimentor"
 RULES = CHART / "rules" / "tsm-alerts.yaml"

@@ -122,7 +122,7 @@ def test_concurrent_retries_and_ranks_on_postgresql(postgres_url):
 
     from tsm_service.api.main import create_app
     from tsm_service.migrations import upgrade
-    from tsm_service.schemas.ingest import MetricBatch
+    from heurimentor.contracts.metrics import MetricBatch
 
     upgrade(postgres_url)
     same = MetricBatch.model_validate({"batch_id": "same", "points": [point(s, rank=9, loss=1.0) for s in range(200)]})

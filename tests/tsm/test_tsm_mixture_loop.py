@@ -11,7 +11,7 @@ import pytest
 from tsm_testlib import point, send, serve_app, tsm_client
 
 from dmu_service.api.main import create_app as create_dmu_app
-from dmu_service.client import MixtureClient
+from heurimentor.contracts.mixtures import MixtureClient
 from dmu_service.config import load_settings as load_dmu_settings
 from dmu_service.migrate import upgrade as upgrade_dmu
 

@@ -102,7 +102,7 @@ def test_straggler_stall_and_weight_change_through_the_api(pg_tsm):
 
 
 def test_a_completed_run_is_not_a_stall_until_it_trains_on(pg_tsm):
-    from tsm_service.schemas.ingest import MetricBatch
+    from heurimentor.contracts.metrics import MetricBatch
 
     for job in ("done", "quiet"):  # same crafted clock: both last stepped long ago
         _feed(pg_tsm, job, range(0, 50), loss=lambda s: 2.0)

@@ -12,7 +12,7 @@ from hack.testenv.asgi import serve_app  # noqa: F401 (the TSM tests serve apps 
 from tsm_service.api.main import create_app
 from tsm_service.config import Settings, load_settings
 from tsm_service.migrations import upgrade
-from tsm_service.schemas.ingest import MetricBatch
+from heurimentor.contracts.metrics import MetricBatch
 
 
 def tsm_settings(database_url: str, **overrides) -> Settings:

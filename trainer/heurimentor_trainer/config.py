@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from tsm_service.schemas.jobs import JOB_NAME_PATTERN
+from heurimentor.contracts import worker_env as env_names
+from heurimentor.contracts.jobs import JOB_NAME_PATTERN
 
 DEFAULT_CONFIG_PATH = "/etc/heurimentor/train.yaml"
 ENV_PREFIX = "HEURIMENTOR_TRAIN__"
@@ -163,25 +164,25 @@ class PodEnv:
     @classmethod
     def from_env(cls, environ: typing.Mapping[str, str] | None = None) -> "PodEnv":
         env = os.environ if environ is None else environ
-        raw = env.get("HEURIMENTOR_ROLLBACK_TO_STEP") or None
+        raw = env.get(env_names.HEURIMENTOR_ROLLBACK_TO_STEP) or None
         step = None
         if raw is not None:
             try:
-                step = int(raw)
-            except ValueError:
-                step = -1
-            if step < 0:
-                raise ConfigError(f"HEURIMENTOR_ROLLBACK_TO_STEP={raw!r} is not a step number (an integer >= 0)")
+                step = env_names.parse_step(raw)
+            except ValueError as e:
+                raise ConfigError(f"{env_names.HEURIMENTOR_ROLLBACK_TO_STEP}={raw!r} is not a step number (an integer >= 0)") from e
         skip = None
-        raw_skip = env.get("HEURIMENTOR_ROLLBACK_SKIP_STEPS") or None
+        raw_skip = env.get(env_names.HEURIMENTOR_ROLLBACK_SKIP_STEPS) or None
         if raw_skip is not None:
-            first, _, last = raw_skip.partition("-")
-            if step is None or not (first.isdigit() and last.isdigit() and int(first) <= int(last)):
-                raise ConfigError(f"HEURIMENTOR_ROLLBACK_SKIP_STEPS={raw_skip!r}: expected FROM-TO (steps, FROM <= TO) "
-                                  f"together with HEURIMENTOR_ROLLBACK_TO_STEP")
-            skip = (int(first), int(last))
-        return cls(pod_name=env.get("POD_NAME") or None, namespace=env.get("POD_NAMESPACE") or None,
-                   attempt=env.get("HEURIMENTOR_ATTEMPT") or None, rollback_to_step=step, rollback_skip_steps=skip,
+            try:
+                if step is None:
+                    raise ValueError(f"{env_names.HEURIMENTOR_ROLLBACK_TO_STEP} is not set")
+                skip = env_names.parse_step_range(raw_skip)
+            except ValueError as e:
+                raise ConfigError(f"{env_names.HEURIMENTOR_ROLLBACK_SKIP_STEPS}={raw_skip!r}: expected FROM-TO (steps, FROM <= TO) "
+                                  f"together with {env_names.HEURIMENTOR_ROLLBACK_TO_STEP}") from e
+        return cls(pod_name=env.get(env_names.POD_NAME) or None, namespace=env.get(env_names.POD_NAMESPACE) or None,
+                   attempt=env.get(env_names.HEURIMENTOR_ATTEMPT) or None, rollback_to_step=step, rollback_skip_steps=skip,
                    kubeconfig=env.get("KUBECONFIG") or None)
 
 

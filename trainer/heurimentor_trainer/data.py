@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dmu_service.client import MixtureClient
-from dmu_service.shards import ShardFormatError, TokenizedSource
+from heurimentor.contracts.mixtures import MixtureClient
+from heurimentor.contracts.shards import ShardFormatError, TokenizedSource
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from tsm_service.schemas.ingest import MAX_POINTS_PER_BATCH, EvalResult, LayerStat, MetricBatch, StepPoint
+from heurimentor.contracts.metrics import MAX_POINTS_PER_BATCH, EvalResult, LayerStat, MetricBatch, StepPoint
 
 log = logging.getLogger(__name__)
 

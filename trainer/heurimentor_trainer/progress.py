@@ -1,8 +1,8 @@
 """Rank 0 reports its progress to the operator by annotating its own pod.
 
-The operator watches the job's pods anyway, so it reads ``heurimentor.io/progress`` (JSON
-``{"step", "loss", "mixtureVersion", "tokens", "checkpoint": {"step", "path"}}``) without any extra
-API call and fills the job's ``.status`` (step, loss, mixture version, ETA, last checkpoint).
+The operator watches the job's pods anyway, so it reads ``heurimentor.io/progress`` (the contract in
+``heurimentor.contracts.progress``) without any extra API call and fills the job's ``.status``
+(step, loss, mixture version, ETA, last checkpoint).
 
 Patches go out from a daemon thread; reports made while one is in flight are coalesced into the
 newest. Training never waits for the apiserver and never fails because of it: an unreachable API,
@@ -11,30 +11,14 @@ missing credentials or missing RBAC are logged once as a warning, and the next r
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Any
 
+from heurimentor.contracts.progress import ANNOTATION_PROGRESS, encode_progress
+from heurimentor_trainer.kube import PodPatcher
+
 log = logging.getLogger(__name__)
-
-# The operator's constant (heurimentor_operator.constants.ANNOTATION_PROGRESS); the trainer image
-# does not ship the operator package.
-ANNOTATION_PROGRESS = "heurimentor.io/progress"
-
-
-def _api_client(kubeconfig: str | None):
-    """In-cluster ServiceAccount credentials, else ``kubeconfig`` (None: ~/.kube/config)."""
-    from kubernetes import client, config
-
-    cfg = client.Configuration()  # our own, not the process-wide default
-    try:
-        config.load_incluster_config(client_configuration=cfg)
-    except config.ConfigException:
-        # Passed explicitly: the client's own default is $KUBECONFIG as it was when kubernetes was imported.
-        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-    cfg.retries = 0  # the next report is the retry (urllib3 would also log a warning per attempt)
-    return client.CoreV1Api(client.ApiClient(cfg))
 
 
 class ProgressReporter:
@@ -48,7 +32,7 @@ class ProgressReporter:
         self._closing = False
         self._failing = False
         self._warned = False
-        self._api = None
+        self._api: PodPatcher | None = None
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="progress-reporter", daemon=True)
         self._thread.start()
@@ -86,14 +70,16 @@ class ProgressReporter:
             if pending:
                 self._send(pending)
             if closing:
+                if self._api is not None:
+                    self._api.close()
                 return
 
     def _send(self, progress: dict[str, Any]) -> None:
-        body = {"metadata": {"annotations": {ANNOTATION_PROGRESS: json.dumps(progress, separators=(",", ":"))}}}
         try:
+            body = {"metadata": {"annotations": {ANNOTATION_PROGRESS: encode_progress(progress)}}}
             if self._api is None:
-                self._api = _api_client(self.kubeconfig)
-            self._api.patch_namespaced_pod(self.pod, self.namespace, body, _request_timeout=self.request_timeout_s)
+                self._api = PodPatcher(self.kubeconfig, timeout_s=self.request_timeout_s)
+            self._api.patch_pod(self.namespace, self.pod, body)
         except Exception as e:  # noqa: BLE001 - whatever the API does (refused, 403, no credentials), training goes on
             self._failing = True
             if not self._warned:

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from dmu_service.shards import ShardFormatError
+from heurimentor.contracts.shards import ShardFormatError
 from heurimentor.logs import configure_logging
 from heurimentor_trainer import checkpoint as ckpt, parallelize as par
 from heurimentor_trainer.config import ConfigError, DistEnv, PodEnv, TrainConfig, parse_args
@@ -28,7 +28,7 @@ from heurimentor_trainer.metrics import PrometheusMetrics, TSMSender, WeightStat
 from heurimentor_trainer.model import ModelConfigError, build_model
 from heurimentor_trainer.presets import get_preset
 from heurimentor_trainer.progress import ProgressReporter
-from tsm_service.schemas.ingest import EvalResult, StepPoint
+from heurimentor.contracts.metrics import EvalResult, StepPoint
 
 log = logging.getLogger("heurimentor_trainer.train")
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from tsm_service.config import Settings
 from tsm_service.crud.jobs import get_job
 from tsm_service.models import Job
-from tsm_service.schemas.jobs import JOB_NAME_PATTERN
+from heurimentor.contracts.jobs import JOB_NAME_PATTERN
 
 
 def get_settings(request: Request) -> Settings:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 
-from dmu_service.client import MixtureClient
+from heurimentor.contracts.mixtures import MixtureClient
 from tsm_service.api.routes import curves, events, health, ingest, jobs, metrics
 from tsm_service.config import Settings, load_settings
 from tsm_service.db import make_engine, make_sessionmaker

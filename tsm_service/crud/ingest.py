@@ -18,7 +18,7 @@ from tsm_service.crud._dialect import insert_for, is_postgresql
 from tsm_service.crud.events import record_event, recommend_rollback
 from tsm_service.crud.jobs import get_or_create_job
 from tsm_service.models import IngestBatch, Job, Sample, Series, StepRecord
-from tsm_service.schemas.ingest import IngestResult, MetricBatch
+from heurimentor.contracts.metrics import IngestResult, MetricBatch
 
 SeriesKey = tuple[str, str]  # (kind, name)
 MAX_EVIDENCE_OCCURRENCES = 20

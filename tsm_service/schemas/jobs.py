@@ -6,8 +6,6 @@ from pydantic import BaseModel, Field
 
 from tsm_service.config import DetectorConfig, PolicyConfig
 
-JOB_NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$"
-
 
 class JobConfig(BaseModel):
     """Thresholds and policy of one job; anything left out falls back to the service defaults."""

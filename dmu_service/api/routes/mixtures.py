@@ -21,7 +21,7 @@ from dmu_service.api.notify import MixtureNotifier
 from dmu_service.crud import mixtures as crud
 from dmu_service.crud.sources import source_names
 from dmu_service.models import MixtureVersion
-from dmu_service.schemas.mixtures import (
+from heurimentor.contracts.mixtures import (
     MixtureCreate,
     MixturePatch,
     MixtureSummary,

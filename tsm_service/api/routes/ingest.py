@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from tsm_service.api.deps import JobName, SessionDep, SettingsDep, WriterDep
 from tsm_service.crud.ingest import ingest_batch
-from tsm_service.schemas.ingest import MAX_POINTS_PER_BATCH, IngestResult, MetricBatch
+from heurimentor.contracts.metrics import MAX_POINTS_PER_BATCH, IngestResult, MetricBatch
 
 router = APIRouter(tags=["ingest"])
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Tokenized shard format: the one contract between the DMU (writer) and the trainer (reader).
+"""Tokenized shard format: the contract between the DMU (writer) and the trainer (reader).
 
 A tokenized source is a folder holding ``manifest.json`` and one or more shard files.
 Each shard file is memory-mappable and self-describing:

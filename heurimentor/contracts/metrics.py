@@ -1,4 +1,4 @@
-"""Metric ingest contract (TSM owns it; every trainer rank sends it).
+"""Metric ingest contract (the TSM serves it; every trainer rank sends it).
 
     POST /v1/jobs/{job}/metrics   MetricBatch -> 200 IngestResult
 
