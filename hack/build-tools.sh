@@ -26,9 +26,13 @@ if [ "$(printf '%s\n%s\n' "go${GO_MIN_VERSION}" "${go_version}" | sort -V | head
     exit 1
 fi
 
+# The control plane's wrappers only: hack/tools/kubeflow (the benchmark's peer, hack/build-kubeflow.sh)
+# and its KUBEFLOW_* pin have their own cache entry, so pinning it never rebuilds the control plane.
+plane_tools=(etcd helm kube kwok)
 hash=$(
-    cd "${hack_dir}"
-    { echo "${go_version}"; cat versions.env tools/*/go.mod tools/*/go.sum tools/*/*.go; } | sha256sum | cut -c1-16
+    cd "${hack_dir}/tools"
+    { echo "${go_version}"; grep -v KUBEFLOW ../versions.env
+      for f in go.mod go.sum '*.go'; do for t in "${plane_tools[@]}"; do cat ${t}/${f}; done; done; } | sha256sum | cut -c1-16
 )
 bin_dir=${cache}/bin/${hash}
 if [ "${1:-}" = "--bin-dir" ]; then
