@@ -21,14 +21,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "dmu"))
 
 NORMAL_DOCS = 4000
 GIANT_BYTES = 48 << 20
 
 
 def build(path: Path, gigabytes: float) -> None:
-    from dmu_testlib import make_doc
+    from tests.dmu.testlib import make_doc
 
     target = int(gigabytes * (1 << 30))
     written = 0

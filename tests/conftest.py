@@ -18,13 +18,11 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # hack/ is dev tooling, not an installed package
-    sys.path.insert(0, str(REPO_ROOT))
-
-from hack.testenv.kube import ControlPlane  # noqa: E402
-from hack.testenv.postgres import PostgresServer  # noqa: E402
-from hack.testenv.prometheus import PrometheusFactory  # noqa: E402
+# hack/ (dev tooling, not an installed package) and tests/ import from the repository root, which
+# pytest puts on sys.path (pythonpath in pyproject.toml).
+from hack.testenv.kube import ControlPlane
+from hack.testenv.postgres import PostgresServer
+from hack.testenv.prometheus import PrometheusFactory
 
 _db_counter = itertools.count()
 

@@ -1,4 +1,7 @@
-"""Streaming readers for JSONL, Parquet and plain text (optionally .gz / .zst), with bounded memory.
+"""Streaming readers for JSONL, Parquet, plain text, man pages and HTML (optionally .gz / .zst), with bounded memory.
+
+Man pages (``ls.1``, ``ls.1.gz``, any section ``.1``-``.9`` with a suffix such as ``.3pm``) and HTML
+(``.html``/``.htm``) are one document per file, converted to plain text (``markup.py``).
 
 Each reader yields ``Record``s numbered per file from 0; a run checkpoints (file, record index) and a
 resumed reader skips the records before it. A document larger than ``max_doc_bytes`` is never held
@@ -10,16 +13,21 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import zstandard
 
+from dmu_service.pipeline.markup import html_to_text, roff_to_text
+
 COMPRESSIONS = (".gz", ".zst", ".zstd")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 PARQUET_SUFFIXES = (".parquet",)
 TEXT_SUFFIXES = (".txt", ".text", ".md")
+HTML_SUFFIXES = (".html", ".htm", ".xhtml")
+MAN_PAGE = re.compile(r"\.[1-9][a-z0-9]{0,8}$")  # ls.1, printf.3, Moose.3pm, ssh_config.5
 DRAIN_CHUNK = 1 << 20
 
 
@@ -40,7 +48,12 @@ def input_format(path: Path) -> str:
         return "parquet"
     if name.endswith(TEXT_SUFFIXES):
         return "text"
-    raise ValueError(f"{path}: unknown input format (expected {JSONL_SUFFIXES + PARQUET_SUFFIXES + TEXT_SUFFIXES}, optionally {COMPRESSIONS})")
+    if name.endswith(HTML_SUFFIXES):
+        return "html"
+    if MAN_PAGE.search(name):
+        return "man"
+    known = JSONL_SUFFIXES + PARQUET_SUFFIXES + TEXT_SUFFIXES + HTML_SUFFIXES + (".1 … .9 (man pages)",)
+    raise ValueError(f"{path}: unknown input format (expected {known}, optionally {COMPRESSIONS})")
 
 
 def resolve_inputs(paths: list[str | Path]) -> list[Path]:
@@ -58,7 +71,7 @@ def resolve_inputs(paths: list[str | Path]) -> list[Path]:
                         continue
                     found.append(candidate)
             if not found:
-                raise ValueError(f"{path}: folder holds no JSONL, Parquet or text files")
+                raise ValueError(f"{path}: folder holds no JSONL, Parquet, text, HTML or man page files")
             files.extend(found)
         elif path.is_file():
             input_format(path)
@@ -182,8 +195,28 @@ def read_parquet(path: Path, *, text_field: str, max_doc_bytes: int, start: int 
                 index += 1
 
 
+def read_markup(path: Path, *, fmt: str, max_doc_bytes: int, start: int = 0) -> Iterator[Record]:
+    """A man page or HTML file as one plain-text document (``max_doc_bytes`` bounds the markup read)."""
+    if start > 0:
+        return
+    with open_binary(path) as stream:
+        data = stream.read(max_doc_bytes + 1)
+    if len(data) > max_doc_bytes:
+        yield Record(0, None, "too_long")
+        return
+    record = _decoded(0, data)
+    if record.text is None and fmt == "man":
+        # Old man pages are often Latin-1; roff itself is byte-oriented.
+        record = Record(0, data.decode("latin-1"))
+    if record.text is not None:
+        record = Record(0, roff_to_text(record.text) if fmt == "man" else html_to_text(record.text))
+    yield record
+
+
 def read_records(path: Path, *, text_field: str, text_split: str, max_doc_bytes: int, start: int = 0) -> Iterator[Record]:
     fmt = input_format(path)
+    if fmt in ("man", "html"):
+        return read_markup(path, fmt=fmt, max_doc_bytes=max_doc_bytes, start=start)
     if fmt == "jsonl":
         return read_jsonl(path, text_field=text_field, max_doc_bytes=max_doc_bytes, start=start)
     if fmt == "parquet":

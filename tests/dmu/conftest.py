@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dmu_testlib import live_server, settings_for, train_tokenizer
+from tests.dmu.testlib import live_server, settings_for, train_tokenizer
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from dmu_testlib import make_doc, sentences
+from tests.dmu.testlib import make_doc, sentences
 
 from dmu_service.pipeline import langid
 from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig, PipelineConfig

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from dmu_testlib import TOKEN, live_server, make_doc, settings_for
+from tests.dmu.testlib import TOKEN, live_server, make_doc, settings_for
 from typer.testing import CliRunner
 
 from heurimentor.cli import app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from dmu_testlib import make_doc
+from tests.dmu.testlib import make_doc
 
 from dmu_service.pipeline.config import DedupConfig
 from dmu_service.pipeline.dedup import Deduplicator, SortedKeySet, _components

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import zstandard
 import httpx
-from dmu_testlib import live_server, make_doc, settings_for
+from tests.dmu.testlib import live_server, make_doc, settings_for
 
 from dmu_service.db import make_engine, make_session_factory
 from dmu_service.migrate import upgrade

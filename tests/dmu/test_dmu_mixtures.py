@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from dmu_testlib import add_sources, auth, live_server, settings_for
+from tests.dmu.testlib import add_sources, auth, live_server, settings_for
 
 from heurimentor.contracts.mixtures import MixtureClient, MixtureConflict
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from dmu_testlib import make_doc
+from tests.dmu.testlib import make_doc
 from test_dmu_ingest import Env, kept_texts, shard_digests
 
 from dmu_service.pipeline.ray_backend import RayBackend

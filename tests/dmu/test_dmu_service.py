@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from alembic import command
-from dmu_testlib import add_sources, auth, live_server, settings_for
+from tests.dmu.testlib import add_sources, auth, live_server, settings_for
 from sqlalchemy import create_engine, inspect
 
 from dmu_service.config import load_settings

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from operator_testlib import CHART, CRD, OPERATOR_USER, Jobs
+from tests.operator.testlib import CHART, CRD, OPERATOR_USER, Jobs
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from heurimentor_operator.constants import LABEL_ATTEMPT, LABEL_JOB, LABEL_KUEUE
 from heurimentor_operator.spec import SpecError, parse_job
 from heurimentor.contracts.jobs import JOB_NAME_PATTERN
 
-from a2j_manifests import job
+from tests.operator.testlib_manifests import job
 
 
 def test_pools_fill_in_order_up_to_their_max():

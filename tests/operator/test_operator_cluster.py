@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from a2j_manifests import job
-from operator_testlib import TSM_TOKEN, free_port, running_operator, wait_for, worker_kubeconfig
+from tests.operator.testlib_manifests import job
+from tests.operator.testlib import TSM_TOKEN, free_port, running_operator, wait_for, worker_kubeconfig
 
 METRICS_PORT = free_port()
 

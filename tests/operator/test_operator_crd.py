@@ -7,8 +7,8 @@ import copy
 import pytest
 import yaml
 
-from operator_testlib import REPO
-from a2j_manifests import job
+from tests.operator.testlib import REPO
+from tests.operator.testlib_manifests import job
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from heurimentor_operator.expectations import Expectations
 from heurimentor_operator.planner import plan
 from heurimentor_operator.spec import parse_job
 
-from a2j_manifests import job
+from tests.operator.testlib_manifests import job
 
 
 class Clock:

@@ -11,7 +11,7 @@ from heurimentor_operator.constants import ANNOTATION_PROGRESS, ANNOTATION_ROLLB
 from heurimentor_operator.planner import plan
 from heurimentor_operator.spec import parse_job
 
-from a2j_manifests import job
+from tests.operator.testlib_manifests import job
 
 T0 = datetime(2026, 11, 30, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -14,8 +14,8 @@ from heurimentor_operator import handlers
 from heurimentor_operator.config import OperatorSettings, load_settings
 from heurimentor_operator.k8s import Conflict, Kube, merge_patch
 
-from a2j_manifests import job
-from operator_testlib import CHART, REPO
+from tests.operator.testlib_manifests import job
+from tests.operator.testlib import CHART, REPO
 
 
 def test_settings_precedence_defaults_file_env_flags(tmp_path, monkeypatch):

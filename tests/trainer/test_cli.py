@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from heurimentor.cli import app
-from tiny_checkpoint import CORPUS, one_torch_thread, shared_tiny_checkpoint  # noqa: F401 (autouse fixture)
+from tests.trainer.testlib_checkpoint import CORPUS, one_torch_thread, shared_tiny_checkpoint  # noqa: F401 (autouse fixture)
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file, save_file
-from tiny_checkpoint import one_torch_thread  # noqa: F401 (autouse fixture)
+from tests.trainer.testlib_checkpoint import one_torch_thread  # noqa: F401 (autouse fixture)
 
 from heurimentor_trainer.hf import HFCheckpointError, INDEX_FILE, inspect_hf_checkpoint, load_hf_checkpoint, save_hf_checkpoint
 from heurimentor_trainer.model import ModelArgs

@@ -6,7 +6,7 @@ import resource
 
 import pytest
 import torch
-from tiny_checkpoint import one_torch_thread  # noqa: F401 (autouse fixture)
+from tests.trainer.testlib_checkpoint import one_torch_thread  # noqa: F401 (autouse fixture)
 import torch.nn.functional as F
 
 from heurimentor_trainer.model import ModelArgs, ModelConfigError, Transformer, build_model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tiny_checkpoint import CORPUS, one_torch_thread, shared_tiny_checkpoint  # noqa: F401 (autouse fixture)
+from tests.trainer.testlib_checkpoint import CORPUS, one_torch_thread, shared_tiny_checkpoint  # noqa: F401 (autouse fixture)
 from heurimentor_trainer.hf import load_hf_checkpoint
 from heurimentor_trainer.quantize import (
     Int4Linear, QuantizationError, load_quantized, pack_int4, perplexity, quantize_gptq, quantize_model, quantize_rtn,

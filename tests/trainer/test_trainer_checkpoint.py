@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 
 import pytest
 import torch
-from trainer_testlib import base_config, make_sources, write_config
+from tests.trainer.testlib import base_config, make_sources, write_config
 
 from heurimentor_trainer.checkpoint import CheckpointError, CheckpointManager
 from heurimentor_trainer.model import build_model

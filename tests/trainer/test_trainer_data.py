@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from trainer_testlib import make_sources
+from tests.trainer.testlib import make_sources
 
 from heurimentor.contracts.shards import ShardFormatError
 from heurimentor_trainer.data import MixtureDataLoader, MixtureSampler, SourceSet, batch_slices, uniform_draws

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from trainer_testlib import (REPO, consumed_samples, free_port, log_records, make_sources, run_torchrun, serve_app, step_losses,
+from tests.trainer.testlib import (REPO, consumed_samples, free_port, log_records, make_sources, run_torchrun, serve_app, step_losses,
                              stop_torchrun, torchrun_cmd, tsm_app, worker_env, worker_pid, write_config, base_config)
 
 from heurimentor_trainer.data import MixtureSampler, SourceSet

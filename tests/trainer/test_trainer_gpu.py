@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 import torch
-from trainer_testlib import base_config, consumed_samples, log_records, make_sources, run_torchrun, step_losses, write_config
+from tests.trainer.testlib import base_config, consumed_samples, log_records, make_sources, run_torchrun, step_losses, write_config
 
 pytestmark = pytest.mark.gpu
 

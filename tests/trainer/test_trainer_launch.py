@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from trainer_testlib import REPO, base_config, consumed_samples, free_port, make_sources, worker_env, write_config
+from tests.trainer.testlib import REPO, base_config, consumed_samples, free_port, make_sources, worker_env, write_config
 
 from heurimentor_trainer.torchx_component import train
 

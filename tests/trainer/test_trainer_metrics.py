@@ -9,7 +9,7 @@ import httpx
 import pytest
 import torch
 import torch.nn.functional as F
-from trainer_testlib import free_port, make_sources, serve_app, tsm_app
+from tests.trainer.testlib import free_port, make_sources, serve_app, tsm_app
 
 from heurimentor_trainer.data import SourceSet
 from heurimentor_trainer.evals import MultipleChoiceTask, build_downstream, validation_loss

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import httpx
-from trainer_testlib import (DMU_TOKEN, REPO, base_config, consumed_samples, dmu_app, free_port, make_sources, serve_app,
+from tests.trainer.testlib import (DMU_TOKEN, REPO, base_config, consumed_samples, dmu_app, free_port, make_sources, serve_app,
                              stop_torchrun, torchrun_cmd, worker_env, write_config)
 
 from heurimentor_trainer.data import MixturePoller, MixtureSampler, sync_mixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from trainer_testlib import REPO, base_config, log_records, make_sources, write_config
+from tests.trainer.testlib import REPO, base_config, log_records, make_sources, write_config
 
 from heurimentor_trainer.train import main
 

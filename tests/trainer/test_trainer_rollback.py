@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from trainer_testlib import base_config, consumed_samples, log_records, make_sources, run_torchrun, step_losses, write_config
+from tests.trainer.testlib import base_config, consumed_samples, log_records, make_sources, run_torchrun, step_losses, write_config
 
 from heurimentor_trainer.checkpoint import CheckpointManager
 from heurimentor_trainer.train import main

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from tsm_testlib import tsm_client
+from tests.tsm.testlib import tsm_client
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from tsm_testlib import point, serve_app, tsm_settings
+from tests.tsm.testlib import point, serve_app, tsm_settings
 from typer.testing import CliRunner
 
 from heurimentor.cli import app as cli

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tsm_testlib import serve_app, tsm_settings
+from tests.tsm.testlib import serve_app, tsm_settings
 
 from tsm_service.api.main import create_app
 from tsm_service.migrations import upgrade

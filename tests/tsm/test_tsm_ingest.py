@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tsm_testlib import point, send, tsm_client
+from tests.tsm.testlib import point, send, tsm_client
 
 
 def _loss_curve(client, job="job-a", **params):
@@ -42,7 +42,7 @@ def test_negative_step_is_422_with_reason_and_stores_nothing(any_tsm):
 
 
 def test_oversized_request_is_413(postgres_url):
-    from tsm_testlib import tsm_client
+    from tests.tsm.testlib import tsm_client
 
     with tsm_client(postgres_url, max_request_bytes=2000) as client:
         big = [point(s, loss=1.0) for s in range(100)]
@@ -118,7 +118,7 @@ def test_concurrent_retries_and_ranks_on_postgresql(postgres_url):
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
-    from tsm_testlib import serve_app, tsm_settings
+    from tests.tsm.testlib import serve_app, tsm_settings
 
     from tsm_service.api.main import create_app
     from tsm_service.migrations import upgrade

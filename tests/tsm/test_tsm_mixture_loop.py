@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from tsm_testlib import point, send, serve_app, tsm_client
+from tests.tsm.testlib import point, send, serve_app, tsm_client
 
 from dmu_service.api.main import create_app as create_dmu_app
 from heurimentor.contracts.mixtures import MixtureClient

@@ -7,7 +7,7 @@ import math
 
 import time
 
-from tsm_testlib import point, send, tsm_client
+from tests.tsm.testlib import point, send, tsm_client
 
 
 def _feed(client, job, steps, *, loss, ranks=1, step_time=lambda step, rank: 1.0, layer_std=None):

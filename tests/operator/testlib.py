@@ -1,5 +1,4 @@
-"""Helpers of the operator tests (imported as ``operator_testlib``; pytest puts this directory on
-sys.path): the chart's paths, polling, the operator in-process, kubectl-level job helpers."""
+"""Helpers of the operator tests (``from tests.operator.testlib import ...``): the chart's paths, polling, the operator in-process, kubectl-level job helpers."""
 
 from __future__ import annotations
 

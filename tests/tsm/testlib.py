@@ -1,4 +1,4 @@
-"""Helpers shared by the TSM tests (imported as ``tsm_testlib``; pytest puts this directory on sys.path)."""
+"""Helpers shared by the TSM tests (``from tests.tsm.testlib import ...``)."""
 
 from __future__ import annotations
 
