@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 from heurimentor_operator.builders import build_pod
 from heurimentor_operator.conditions import get_condition, rfc3339
-from heurimentor_operator.constants import ANNOTATION_PROGRESS, ANNOTATION_ROLLBACK, ANNOTATION_ROLLBACK_ID, ANNOTATION_ROLLBACK_SKIP
+from heurimentor.contracts.progress import ANNOTATION_PROGRESS
+from heurimentor_operator.constants import ANNOTATION_ROLLBACK, ANNOTATION_ROLLBACK_ID, ANNOTATION_ROLLBACK_SKIP
 from heurimentor_operator.planner import plan
 from heurimentor_operator.spec import parse_job
 
