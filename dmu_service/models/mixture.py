@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from dmu_service.models.base import Base, utcnow
+from dmu_service.models.base import Base, BigInt, utcnow
 
 
 class Mixture(Base):
@@ -13,7 +13,7 @@ class Mixture(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
-    current_version: Mapped[int] = mapped_column(default=0)
+    current_version: Mapped[int] = mapped_column(BigInt, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -25,7 +25,7 @@ class MixtureVersion(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     mixture_id: Mapped[int] = mapped_column(ForeignKey("mixtures.id", ondelete="CASCADE"), index=True)
-    version: Mapped[int]
+    version: Mapped[int] = mapped_column(BigInt)
     raw_weights: Mapped[dict] = mapped_column(JSON)
     author: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(Text, default="")

@@ -6,6 +6,11 @@
 ``duplicate=true`` and counted once. Non-finite values travel as the JSON strings "NaN",
 "Infinity" and "-Infinity" (strict JSON has no such numbers); the TSM flags them as divergence
 instead of storing them as ordinary values. A negative step or an oversized batch is 422/413.
+
+Every field is bounded by what the TSM stores (``heurimentor.contracts.bounds``): steps, token
+counts and mixture versions are 64-bit, ranks 32-bit, names at most 200 characters without NUL
+or lone surrogates, times finite. A point repeated in one batch (same step and rank) is stored
+once, and ``accepted_points`` counts what was stored.
 """
 
 from __future__ import annotations
@@ -15,7 +20,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, PlainSerializer
 
+from heurimentor.contracts.bounds import FiniteFloat, Rank, Step, TokenCount, Version, bounded_text
+
 MAX_POINTS_PER_BATCH = 10_000
+MAX_SERIES_PER_POINT = 1000  # scalars, source losses or layers in one point
+
+SeriesName = bounded_text(200, min_length=1)  # the TSM's series name column
+BatchId = bounded_text(200, min_length=1)
 
 
 def _encode_float(value: float) -> float | str:
@@ -31,7 +42,7 @@ Scalar = Annotated[float, PlainSerializer(_encode_float, return_type=float | str
 
 
 class LayerStat(BaseModel):
-    layer: str
+    layer: SeriesName
     weight_std: Scalar
     update_norm: Scalar | None = None
 
@@ -39,32 +50,32 @@ class LayerStat(BaseModel):
 class StepPoint(BaseModel):
     """What one rank measured at one optimizer step."""
 
-    step: int = Field(ge=0)
-    rank: int = Field(ge=0)
-    time: float = Field(description="unix seconds")
-    tokens_seen: int = Field(default=0, ge=0, description="global tokens consumed up to this step")
-    mixture_version: int | None = None
+    step: Step
+    rank: Rank
+    time: FiniteFloat = Field(description="unix seconds")
+    tokens_seen: TokenCount = Field(default=0, description="global tokens consumed up to this step")
+    mixture_version: Version | None = None
     # loss, grad_norm, lr, tokens_per_second, mfu, step_time_seconds, ...
-    scalars: dict[str, Scalar] = Field(default_factory=dict)
-    source_losses: dict[str, Scalar] = Field(default_factory=dict)
-    layer_stats: list[LayerStat] = Field(default_factory=list)
+    scalars: dict[SeriesName, Scalar] = Field(default_factory=dict, max_length=MAX_SERIES_PER_POINT)
+    source_losses: dict[SeriesName, Scalar] = Field(default_factory=dict, max_length=MAX_SERIES_PER_POINT)
+    layer_stats: list[LayerStat] = Field(default_factory=list, max_length=MAX_SERIES_PER_POINT)
 
 
 class EvalResult(BaseModel):
     """A held-out validation loss (kind=val_loss, per source) or a downstream task score."""
 
-    step: int = Field(ge=0)
+    step: Step
     kind: Literal["val_loss", "downstream"]
-    name: str = Field(description="source name for val_loss, task name for downstream")
+    name: SeriesName = Field(description="source name for val_loss, task name for downstream")
     value: Scalar
-    time: float
+    time: FiniteFloat
 
 
 class MetricBatch(BaseModel):
-    batch_id: str = Field(min_length=1, max_length=200)
+    batch_id: BatchId
     points: list[StepPoint] = Field(default_factory=list, max_length=MAX_POINTS_PER_BATCH)
     evals: list[EvalResult] = Field(default_factory=list, max_length=MAX_POINTS_PER_BATCH)
-    completed_step: int | None = Field(default=None, ge=0, description="sent by rank 0 once the run reached its final step: "
+    completed_step: Step | None = Field(default=None, description="sent by rank 0 once the run reached its final step: "
                                        "the job is done, and its silence is not a stall")
 
 

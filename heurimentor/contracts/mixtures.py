@@ -16,8 +16,9 @@ Every response that carries a version sets ``ETag: "<version>"``. ``GET .../curr
 version exists or ``wait`` seconds pass (then 304). PUT and PATCH honour ``If-Match`` (412 when
 the current version differs), so a human edit and a TSM update never silently overwrite each
 other. Mutations need ``Authorization: Bearer <token>``. Invalid weights (negative, NaN, all zero,
-unknown source) are 422 with the reason, and no version is created. Weights are stored as given
-and served normalised to sum 1 in ``weights``.
+a sum too large for a float, unknown source) are 422 with the reason, and no version is created.
+Weights are stored as given and served normalised to sum 1 in ``weights``. Names, authors and
+reasons refuse NUL and lone surrogates; versions are 64-bit (``heurimentor.contracts.bounds``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ from datetime import datetime
 import httpx
 from pydantic import BaseModel, Field, field_validator
 
+from heurimentor.contracts.bounds import Version, bounded_text
+
 MIXTURE_NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+
+
+SourceName = bounded_text(63, min_length=1)
+Author = bounded_text(200)
+Reason = bounded_text(4000)
+MAX_SOURCES_PER_MIXTURE = 1000
 
 
 def check_weights(weights: dict[str, float], *, allow_zero_total: bool = False) -> dict[str, float]:
@@ -37,19 +46,27 @@ def check_weights(weights: dict[str, float], *, allow_zero_total: bool = False) 
             raise ValueError(f"weight of source {source!r} is {weight!r}; weights must be finite numbers")
         if weight < 0:
             raise ValueError(f"weight of source {source!r} is {weight}; weights must be >= 0")
-    if not allow_zero_total and sum(weights.values()) <= 0:
+    total = sum(weights.values())
+    if not math.isfinite(total):
+        # Normalising by an infinite sum would serve every weight as 0.0: the all-zero mixture
+        # this contract refuses, which a trainer ignores, so the change would silently never apply.
+        raise ValueError(f"weights sum to {total}, past the largest float; scale them down (only their ratios matter)")
+    if not allow_zero_total and total <= 0:
         raise ValueError("weights sum to 0; at least one source needs a positive weight")
     return weights
 
 
+Weights = dict[SourceName, float]
+
+
 class MixtureChange(BaseModel):
-    author: str = Field(default="anonymous", max_length=200, description="who made the change")
-    reason: str = Field(default="", max_length=4000, description="why (shown in the history)")
+    author: Author = Field(default="anonymous", description="who made the change")
+    reason: Reason = Field(default="", description="why (shown in the history)")
 
 
 class MixtureCreate(MixtureChange):
     name: str = Field(pattern=MIXTURE_NAME_PATTERN)
-    weights: dict[str, float] = Field(min_length=1)
+    weights: Weights = Field(min_length=1, max_length=MAX_SOURCES_PER_MIXTURE)
 
     _check = field_validator("weights")(check_weights)
 
@@ -57,7 +74,7 @@ class MixtureCreate(MixtureChange):
 class MixtureUpdate(MixtureChange):
     """PUT: the full new set of weights."""
 
-    weights: dict[str, float] = Field(min_length=1)
+    weights: Weights = Field(min_length=1, max_length=MAX_SOURCES_PER_MIXTURE)
 
     _check = field_validator("weights")(check_weights)
 
@@ -65,7 +82,7 @@ class MixtureUpdate(MixtureChange):
 class MixturePatch(MixtureChange):
     """PATCH: weights for some sources; the others keep theirs. A weight of 0 drops a source."""
 
-    weights: dict[str, float] = Field(min_length=1)
+    weights: Weights = Field(min_length=1, max_length=MAX_SOURCES_PER_MIXTURE)
 
     @field_validator("weights")
     @classmethod
@@ -75,7 +92,7 @@ class MixturePatch(MixtureChange):
 
 class MixtureVersionPublic(BaseModel):
     name: str
-    version: int
+    version: Version
     weights: dict[str, float] = Field(description="normalised to sum to 1")
     raw_weights: dict[str, float] = Field(description="as given by the author")
     author: str
@@ -85,7 +102,7 @@ class MixtureVersionPublic(BaseModel):
 
 class MixtureSummary(BaseModel):
     name: str
-    current_version: int
+    current_version: Version
     updated_at: datetime
 
 

@@ -29,8 +29,10 @@ def ingest_batch(session: Session, *, job_name: str, batch: MetricBatch, now: fl
     """Store ``batch`` for ``job_name``; the caller commits. A batch_id seen before is acknowledged, not stored."""
     job = get_or_create_job(session, name=job_name, now=now)
     samples, steps, non_finite = _flatten(batch)
+    # A (series, step, rank) repeated in the batch is stored once (the last value wins): count what is stored.
+    stored = len({(key, step, rank) for key, step, rank, *_ in samples})
     claimed = session.execute(insert_for(session, IngestBatch)
-                              .values(job_id=job.id, batch_id=batch.batch_id, received_at=now, points=len(samples),
+                              .values(job_id=job.id, batch_id=batch.batch_id, received_at=now, points=stored,
                                       evals=len(batch.evals), non_finite=len(non_finite))
                               .on_conflict_do_nothing(index_elements=["job_id", "batch_id"])
                               .returning(IngestBatch.batch_id)).scalar_one_or_none()
@@ -51,7 +53,7 @@ def ingest_batch(session: Session, *, job_name: str, batch: MetricBatch, now: fl
     _update_job_summary(job, batch=batch, now=now)
     if non_finite:
         _flag_divergence(session, job=job, non_finite=non_finite, now=now, margin_steps=rollback_margin_steps)
-    return IngestResult(batch_id=batch.batch_id, accepted_points=len(samples), accepted_evals=len(batch.evals),
+    return IngestResult(batch_id=batch.batch_id, accepted_points=len(sample_rows), accepted_evals=len(batch.evals),
                         non_finite=len(non_finite))
 
 
@@ -92,10 +94,10 @@ def _series_ids(session: Session, *, job_id: int, keys: set[SeriesKey]) -> dict[
 
 
 _PG_STAGING = """
-CREATE TEMPORARY TABLE IF NOT EXISTS tsm_samples_in (series_id integer, step integer, rank integer,
+CREATE TEMPORARY TABLE IF NOT EXISTS tsm_samples_in (series_id integer, step bigint, rank integer,
     value double precision, time double precision) ON COMMIT DELETE ROWS;
-CREATE TEMPORARY TABLE IF NOT EXISTS tsm_steps_in (job_id integer, step integer, rank integer,
-    time double precision, tokens_seen bigint, mixture_version integer) ON COMMIT DELETE ROWS;
+CREATE TEMPORARY TABLE IF NOT EXISTS tsm_steps_in (job_id integer, step bigint, rank integer,
+    time double precision, tokens_seen bigint, mixture_version bigint) ON COMMIT DELETE ROWS;
 """
 
 

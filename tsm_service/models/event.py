@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tsm_service.models.base import Base
+from tsm_service.models.base import Base, BigInt
 
 EVENT_KINDS = ("loss_spike", "divergence", "plateau", "stall", "straggler", "weight_change_anomaly",
                "mixture_update", "mixture_conflict")
@@ -22,7 +22,7 @@ class Event(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("tsm_jobs.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(40))
     severity: Mapped[str] = mapped_column(String(16))
-    step: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(BigInt)
     subject: Mapped[str] = mapped_column(String(200), default="", comment="metric, rank, layer or mixture concerned")
     message: Mapped[str] = mapped_column(Text)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -38,11 +38,11 @@ class RollbackRecommendation(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("tsm_jobs.id", ondelete="CASCADE"))
     event_id: Mapped[int] = mapped_column(ForeignKey("tsm_events.id", ondelete="CASCADE"), unique=True)
-    resume_before_step: Mapped[int] = mapped_column(Integer)
-    skip_from_step: Mapped[int] = mapped_column(Integer)
-    skip_to_step: Mapped[int] = mapped_column(Integer)
-    skip_from_tokens: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=None)
-    skip_to_tokens: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=None)
+    resume_before_step: Mapped[int] = mapped_column(BigInt)
+    skip_from_step: Mapped[int] = mapped_column(BigInt)
+    skip_to_step: Mapped[int] = mapped_column(BigInt)
+    skip_from_tokens: Mapped[int | None] = mapped_column(BigInt, default=None)
+    skip_to_tokens: Mapped[int | None] = mapped_column(BigInt, default=None)
     reason: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="open", comment="open | acknowledged | dismissed")
     created_at: Mapped[float] = mapped_column(Float)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tsm_service.models.base import Base
+from tsm_service.models.base import Base, BigInt
 
 
 class Job(Base):
@@ -17,14 +17,14 @@ class Job(Base):
     name: Mapped[str] = mapped_column(String(253), unique=True)
     created_at: Mapped[float] = mapped_column(Float)
     last_seen_at: Mapped[float] = mapped_column(Float, comment="unix seconds of the last ingest")
-    last_step: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_step: Mapped[int | None] = mapped_column(BigInt, default=None)
     last_step_time: Mapped[float | None] = mapped_column(Float, default=None, comment="trainer clock of last_step")
-    tokens_seen: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
-    mixture_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    tokens_seen: Mapped[int] = mapped_column(BigInt, default=0)
+    mixture_version: Mapped[int | None] = mapped_column(BigInt, default=None)
     step_time_seconds: Mapped[float | None] = mapped_column(Float, default=None, comment="median over ranks")
     step_time_skew_ratio: Mapped[float | None] = mapped_column(Float, default=None, comment="slowest rank / median")
-    evaluated_step: Mapped[int] = mapped_column(Integer, default=-1, comment="detectors have seen steps up to here")
-    completed_step: Mapped[int | None] = mapped_column(Integer, default=None, comment="the run finished at this step (no stall after it)")
+    evaluated_step: Mapped[int] = mapped_column(BigInt, default=-1, comment="detectors have seen steps up to here")
+    completed_step: Mapped[int | None] = mapped_column(BigInt, default=None, comment="the run finished at this step (no stall after it)")
     suspended_at: Mapped[float | None] = mapped_column(Float, default=None, comment="the operator suspended the job (no stall meanwhile)")
     config: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, comment="per-job detector/policy overrides")
 

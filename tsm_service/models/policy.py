@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String
+from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tsm_service.models.base import Base
+from tsm_service.models.base import Base, BigInt
 
 
 class PolicyState(Base):
@@ -18,5 +18,5 @@ class PolicyState(Base):
     mixture: Mapped[str] = mapped_column(String(63))
     state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     weights: Mapped[dict[str, float]] = mapped_column(JSON, default=dict, comment="last weights written or adopted")
-    mixture_version: Mapped[int | None] = mapped_column(Integer, default=None, comment="DMU version of those weights")
-    last_update_step: Mapped[int | None] = mapped_column(Integer, default=None)
+    mixture_version: Mapped[int | None] = mapped_column(BigInt, default=None, comment="DMU version of those weights")
+    last_update_step: Mapped[int | None] = mapped_column(BigInt, default=None)

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tsm_service.models.base import Base
+from tsm_service.models.base import Base, BigInt
 
 # Kinds of series: scalars (loss, grad_norm, ...), per-source training loss, per-layer weight
 # statistics, held-out evaluations.
@@ -20,7 +20,7 @@ class Series(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("tsm_jobs.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(200))
-    last_step: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_step: Mapped[int | None] = mapped_column(BigInt, default=None)
     last_value: Mapped[float | None] = mapped_column(Float, default=None)
 
 
@@ -30,7 +30,7 @@ class Sample(Base):
     __tablename__ = "tsm_samples"
 
     series_id: Mapped[int] = mapped_column(ForeignKey("tsm_series.id", ondelete="CASCADE"), primary_key=True)
-    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step: Mapped[int] = mapped_column(BigInt, primary_key=True)
     rank: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[float] = mapped_column(Float)
     time: Mapped[float] = mapped_column(Float)
@@ -43,8 +43,8 @@ class StepRecord(Base):
     __table_args__ = (Index("ix_tsm_steps_job_time", "job_id", "time"),)
 
     job_id: Mapped[int] = mapped_column(ForeignKey("tsm_jobs.id", ondelete="CASCADE"), primary_key=True)
-    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step: Mapped[int] = mapped_column(BigInt, primary_key=True)
     rank: Mapped[int] = mapped_column(Integer, primary_key=True)
     time: Mapped[float] = mapped_column(Float)
-    tokens_seen: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
-    mixture_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    tokens_seen: Mapped[int] = mapped_column(BigInt, default=0)
+    mixture_version: Mapped[int | None] = mapped_column(BigInt, default=None)
