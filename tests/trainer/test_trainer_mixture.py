@@ -121,7 +121,7 @@ def test_training_switches_mixture_mid_run_on_every_rank(tmp_path):
     versions = {(r["rank"], r["step"]): r["version"] for r in records}
     switch = min(step for (rank, step), v in versions.items() if v == 2)
     assert 3 < switch <= 60, "the new version must take effect mid-run"
-    for (rank, step), version in versions.items():  # both ranks switch at the same step boundary
+    for (_rank, step), version in versions.items():  # both ranks switch at the same step boundary
         assert version == (2 if step >= switch else 1)
     consumed = consumed_samples(tmp_path / "samples")
     assert all(i.startswith("code:") for step in range(switch, 61) for i in consumed[step])

@@ -47,7 +47,7 @@ def validation_loss(model: nn.Module, sources: SourceSet, *, max_samples: int, m
                     device: torch.device, autocast) -> dict[str, float]:
     """Mean next-token loss on each source's held-out samples (all ranks together)."""
     sums = torch.zeros(2 * len(sources.names), dtype=torch.float64, device=device)
-    for s, name in enumerate(sources.names):
+    for s in range(len(sources.names)):
         indices = list(sources.val_indices(s))[:max_samples]
         for call in _deal(len(indices), micro_batch):
             rows = call or [0]  # a padding forward keeps FSDP2 collectives in step

@@ -229,7 +229,7 @@ def _gptq_blocks(model: Transformer, calibration: torch.Tensor, group_size: int,
         hessians = {name: torch.zeros(m.in_features, m.in_features, device=m.weight.device) for name, m in linears.items()}
         counts = dict.fromkeys(linears, 0)
 
-        def accumulate(name: str):
+        def accumulate(name: str, hessians: dict = hessians, counts: dict = counts):
             def hook(_module, inputs, _output):
                 x = inputs[0].detach().flatten(0, -2).float()
                 hessians[name] += x.T @ x
