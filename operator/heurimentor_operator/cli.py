@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,7 +19,8 @@ def run(
     namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="watch this namespace (repeatable); default: all")] = None,
     standalone: Annotated[Optional[bool], typer.Option("--standalone", help="no peering (only with a single replica)")] = None,
     peering: Annotated[Optional[str], typer.Option(help="peering object name shared by the operator's replicas")] = None,
-    priority: Annotated[Optional[int], typer.Option(help="peering priority: the highest-priority replica works, others wait")] = None,
+    priority: Annotated[Optional[int], typer.Option(help="peering priority: the highest-priority replica works, others wait; default: derived from the pod name")] = None,
+    pod_name: Annotated[Optional[str], typer.Option(help="this replica's pod name: its peering identity (the chart passes it from the Downward API)")] = None,
     metrics_port: Annotated[Optional[int], typer.Option(help="Prometheus /metrics port (0 disables)")] = None,
     health_port: Annotated[Optional[int], typer.Option(help="liveness /healthz port (0 disables)")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML settings file")] = None,
@@ -28,24 +30,34 @@ def run(
 
     from heurimentor import logs
     from heurimentor_operator import handlers
-    from heurimentor_operator.config import load_settings
+    from heurimentor_operator.config import load_settings, peering_priority
 
     try:
         cfg = load_settings(
             config, namespaces=namespace or None, standalone=standalone, peering_name=peering, priority=priority,
-            metrics_port=metrics_port, health_port=health_port,
+            pod_name=pod_name, metrics_port=metrics_port, health_port=health_port,
         )
+        if cfg.standalone and peering is not None:
+            raise ValueError("--standalone and --peering exclude each other: standalone means no peering object")
     except ValueError as e:
         raise typer.BadParameter(str(e)) from e
     logs.configure_logging(cfg.log_level, json_format=cfg.log_json)
     handlers.SETTINGS = cfg
+    # Standalone: no peering name at all. kopf makes peering mandatory as soon as it is given one,
+    # and a standalone operator watches no peering object, so it would wait for good.
+    if cfg.standalone:
+        peering_args: dict = {"standalone": True}
+    else:
+        peering_args = {"peering_name": cfg.peering_name, "priority": peering_priority(cfg), "identity": cfg.pod_name}
+        logging.getLogger(__name__).info(
+            "peering as %s with priority %d", cfg.pod_name or "(host/process)", peering_args["priority"],
+            extra={"peering": cfg.peering_name},
+        )
     kopf.run(
         clusterwide=not cfg.namespaces,
         namespaces=cfg.namespaces,
-        standalone=cfg.standalone or None,
-        peering_name=cfg.peering_name,
-        priority=cfg.priority,
         liveness_endpoint=f"http://0.0.0.0:{cfg.health_port}/healthz" if cfg.health_port else None,
+        **peering_args,
     )
 
 

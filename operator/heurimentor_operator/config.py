@@ -6,7 +6,9 @@ Precedence: defaults < YAML file (``HEURIMENTOR_OPERATOR_CONFIG_FILE`` or ``--co
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,11 @@ class OperatorSettings(BaseSettings):
     default_image: str = Field(DEFAULT_IMAGE, description="trainer image for jobs that set no spec.image")
     peering_name: str = "heurimentor-operator"
     standalone: bool = Field(False, description="no peering: only safe with exactly one operator replica")
-    priority: int = 0
+    pod_name: str | None = Field(None, description="this replica's pod (the chart sets it from the Downward API): its peering identity")
+    priority: int | None = Field(None, description="peering priority; unset: derived from pod_name, so two replicas never tie")
+    # A replica killed without saying goodbye stays in the peering object this long; the next one
+    # waits for it to expire. kopf's 60 s default would leave the jobs unattended for a minute.
+    peering_lifetime_s: int = Field(8, ge=3, le=600, description="seconds a replica's keep-alive in the peering object stays valid")
     # kopf keeps a watch open until the server closes it; without these a silently dead
     # connection stalls the operator (kopf's stale-watch issues), so both ends time out.
     watch_server_timeout_s: int = 300  # sent as ?timeoutSeconds=, an integer
@@ -42,6 +48,18 @@ class OperatorSettings(BaseSettings):
     max_parallel_api_calls: int = 16
     log_level: str = "INFO"
     log_json: bool = True
+
+
+def peering_priority(cfg: OperatorSettings) -> int:
+    """The explicit priority, else one derived from the pod name (or, outside a pod, host and process).
+
+    kopf pauses every replica while two share the highest priority ("Pausing all operators,
+    including self"), so replicas of one Deployment must differ; a hash of the pod name does
+    that without coordination, and a restarted pod (a new name) gets a new one."""
+    if cfg.priority is not None:
+        return cfg.priority
+    seed = cfg.pod_name or f"{socket.gethostname()}/{os.getpid()}"
+    return int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big") % 1_000_000_000
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> OperatorSettings:

@@ -82,7 +82,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.connect_timeout = cfg.watch_connect_timeout_s
     settings.networking.request_timeout = cfg.request_timeout_s
     # Peering (name, priority, standalone) comes from the command line: `heurimentor operator run`
-    # passes the settings' values to kopf, which applies them before this handler runs.
+    # passes the settings' values to kopf, which applies them before this handler runs. The lifetime
+    # bounds how long a killed replica's entry holds the others back (keep-alives come sooner).
+    settings.peering.lifetime = cfg.peering_lifetime_s
     # Resources are discovered once at startup: no rights needed on CRDs or namespaces.
     settings.scanning.disabled = True
     settings.persistence.finalizer = f"{GROUP}/operator"
