@@ -11,10 +11,10 @@ loss on a fixed held-out target mixture, the same held-out samples for every run
 (`--target learnable`) equal parts of easy/bigram/trigram, the data we want a model of, with the
 random source a junk source in the pool; `--target all` puts the random source in the target too
 (then its loss, which rises as the model sharpens, is part of the objective). The policies are not
-told the target: they start from the pool mixture and see only per-source training losses. Every run trains the trainer's Aquila2 model
-(heurimentor_trainer.model, `debug` preset) with the trainer's data path (SourceSet, MixtureSampler,
-MixtureDataLoader), optimizer, LR schedule, per-source loss accounting and validation_loss,
-stepping the same loop body as trainer/train.py. The static run keeps the target mixture; adaptive
+told the target: they start from the pool mixture and see only per-source training losses. Every run is the
+product's own training loop: a ``heurimentor_trainer.train.Trainer`` (`debug` preset on CPU) whose
+``train_step()`` runs the data path, optimizer, LR schedule and per-source loss accounting the
+workers run; the bench only reads the step's per-source losses and calls validation_loss. The static run keeps the target mixture; adaptive
 runs let a TSM policy (tsm_service.policies, the same MixtureController + guardrails the service
 runs) change the sampler's mixture every `--update-every` steps from the mean per-source training
 loss of those steps, as the service does from ingested metrics.
@@ -42,16 +42,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from heurimentor.contracts.shards import Manifest, write_shard  # noqa: E402
-from heurimentor_trainer import parallelize as par  # noqa: E402
-from heurimentor_trainer.config import DataConfig, OptimConfig, TrainConfig  # noqa: E402
-from heurimentor_trainer.data import MixtureDataLoader, MixtureSampler, SourceSet  # noqa: E402
+from heurimentor_trainer.config import DataConfig, MetricsConfig, OptimConfig, TrainConfig  # noqa: E402
 from heurimentor_trainer.evals import validation_loss  # noqa: E402
-from heurimentor_trainer.model import build_model  # noqa: E402
-from heurimentor_trainer.presets import get_preset  # noqa: E402
-from heurimentor_trainer.train import build_optimizer, lr_at  # noqa: E402
+from heurimentor_trainer.train import Trainer  # noqa: E402
 from tsm_service.config import GuardrailConfig  # noqa: E402
 from tsm_service.policies import MixtureController, make_policy  # noqa: E402
 
@@ -94,55 +89,43 @@ def write_sources(root: Path, *, samples_per_source: int) -> list[str]:
 
 def train_run(root: Path, policy: str, *, seed: int, steps: int, batch: int, eval_every: int, val_samples: int,
               update_every: int, guardrails: GuardrailConfig, params: dict[str, float], target_sources: list[str]) -> dict:
-    """One training run; returns its validation curve (target mixture) and mixture history."""
-    torch.manual_seed(seed)
-    args = get_preset("debug", vocab_size=VOCAB, max_seq_len=SEQ_LEN).model
-    cfg = TrainConfig(steps=steps, global_batch=batch, micro_batch=batch, seq_len=SEQ_LEN, seed=seed,
-                      optim=OptimConfig(lr=3e-3, warmup_steps=20), data=DataConfig(shard_root=str(root), val_samples_per_source=val_samples))
-    device = torch.device("cpu")
-    sources = SourceSet(root, SEQ_LEN, vocab_size=VOCAB, val_samples_per_source=val_samples)
-    start = {name: 1.0 / len(sources.names) for name in sources.names}  # the pool as collected
+    """One run of the product's Trainer; returns its validation curve (target mixture) and mixture history."""
+    names = sorted(p.name for p in root.iterdir() if (p / "manifest.json").exists())
+    start = {name: 1.0 / len(names) for name in names}  # the pool as collected
     target = {name: 1.0 / len(target_sources) for name in target_sources}  # what validation measures
-    model = build_model(args, device=device, seed=seed)
-    optimizer = build_optimizer(model, cfg, cfg.optim.lr)
-    sampler = MixtureSampler(sources.names, sources.train_sizes, seed=seed, weights=start, version=0)
-    loader = MixtureDataLoader(sources, sampler, global_batch=batch, rank_slice=(0, batch))
-    controller = MixtureController(make_policy(policy, sources.names, params=params), guardrails)
-    n = len(sources.names)
-    window = np.zeros(2 * n)
+    cfg = TrainConfig(job=f"bench-{policy}-{seed}", preset="debug", model={"vocab_size": VOCAB, "max_seq_len": SEQ_LEN}, steps=steps,
+                      global_batch=batch, micro_batch=batch, seq_len=SEQ_LEN, seed=seed, device="cpu",
+                      optim=OptimConfig(lr=3e-3, warmup_steps=20),
+                      data=DataConfig(shard_root=str(root), static_weights=start, val_samples_per_source=val_samples),
+                      metrics=MetricsConfig(eval_interval=steps))  # the bench measures its own target mixture below
     curve, mixtures = [], [(0, dict(start))]
-    autocast = par.autocast(device)
+    with Trainer(cfg) as trainer:
+        sources, sampler = trainer.sources, trainer.sampler
+        controller = MixtureController(make_policy(policy, sources.names, params=params), guardrails)
+        window = {name: [0.0, 0.0] for name in sources.names}  # loss sum, tokens since the last observation
 
-    def evaluate(step: int) -> None:
-        model.eval()
-        val = validation_loss(model, sources, max_samples=val_samples, micro_batch=val_samples, device=device, autocast=autocast)
-        model.train()
-        curve.append((step, sum(target[s] * val[s] for s in target), val))
+        def evaluate(step: int) -> None:
+            trainer.model.eval()
+            val = validation_loss(trainer.model, sources, max_samples=val_samples, micro_batch=val_samples, device=trainer.device,
+                                  autocast=trainer.autocast)
+            trainer.model.train()
+            curve.append((step, sum(target[s] * val[s] for s in target), val))
 
-    evaluate(0)
-    for step in range(1, steps + 1):
-        b = loader.next_batch(step)
-        lr = lr_at(step, base=cfg.optim.lr, warmup=cfg.optim.warmup_steps, total=steps, min_ratio=cfg.optim.min_lr_ratio)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        logits = model(b.tokens[:, :-1])
-        token_loss = F.cross_entropy(logits.float().flatten(0, 1), b.tokens[:, 1:].flatten(), reduction="none")
-        (token_loss.sum() / token_loss.numel()).backward()
-        par.clip_grad_norm(model, cfg.optim.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        row_loss = token_loss.detach().view(batch, SEQ_LEN).sum(1).double().numpy()
-        np.add.at(window, b.source_index.numpy(), row_loss)
-        np.add.at(window, n + b.source_index.numpy(), SEQ_LEN)
-        if step % update_every == 0:
-            losses = {name: window[s] / window[n + s] for s, name in enumerate(sources.names) if window[n + s] > 0}
-            window[:] = 0
-            decision = controller.step(current=sampler.weights, losses=losses, step=step)
-            if decision is not None:
-                sampler.set_mixture(step + 1, len(mixtures), decision.weights)
-                mixtures.append((step, decision.weights))
-        if step % eval_every == 0:
-            evaluate(step)
+        evaluate(0)
+        for step in range(1, steps + 1):
+            trainer.train_step()
+            for name, (loss, tokens) in trainer.source_sums.items():
+                window[name][0] += loss
+                window[name][1] += tokens
+            if step % update_every == 0:
+                losses = {name: loss / tokens for name, (loss, tokens) in window.items() if tokens > 0}
+                window = {name: [0.0, 0.0] for name in sources.names}
+                decision = controller.step(current=sampler.weights, losses=losses, step=step)
+                if decision is not None:
+                    sampler.set_mixture(step + 1, len(mixtures), decision.weights)
+                    mixtures.append((step, decision.weights))
+            if step % eval_every == 0:
+                evaluate(step)
     return {"curve": curve, "mixtures": mixtures}
 
 

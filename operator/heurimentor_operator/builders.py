@@ -40,39 +40,6 @@ def assign_pools(spec: JobSpec, target: int) -> dict[str, int]:
     return assigned
 
 
-def split_global_batch(global_batch: int, pools: list[tuple[str, int, float]], nproc_per_node: int) -> dict[str, int]:
-    """Split the global batch across pools by throughput (heterogeneous data parallelism).
-
-    ``pools`` is ``[(name, replicas, relative_throughput)]``. A pool's share is proportional to
-    replicas * throughput, rounded by largest remainder so the shares always add up to the
-    global batch exactly; every pool with replicas gets at least one sequence per rank.
-    """
-    active = [(name, n, t) for name, n, t in pools if n > 0]
-    shares = {name: 0 for name, _, _ in pools}
-    if not active:
-        return shares
-    weight = sum(n * t for _, n, t in active)
-    exact = {name: global_batch * n * t / weight for name, n, t in active}
-    floors = {name: max(math.floor(v), n * nproc_per_node) for (name, n, _), v in zip(active, exact.values())}
-    leftover = global_batch - sum(floors.values())
-    # Hand out what rounding left, largest fractional part first; take back from the largest if
-    # the per-rank minimum overshot (only when the global batch is barely above the rank count).
-    order = sorted(active, key=lambda a: exact[a[0]] - math.floor(exact[a[0]]), reverse=True)
-    i = 0
-    while leftover > 0:
-        floors[order[i % len(order)][0]] += 1
-        leftover -= 1
-        i += 1
-    while leftover < 0:
-        name, n, _ = max(active, key=lambda a: floors[a[0]] - a[1] * nproc_per_node)
-        if floors[name] <= n * nproc_per_node:
-            break  # every rank already has one sequence; the CRD rejects smaller batches
-        floors[name] -= 1
-        leftover += 1
-    shares.update(floors)
-    return shares
-
-
 def labels_for(spec: JobSpec) -> dict[str, str]:
     return {LABEL_MANAGED_BY: MANAGER, LABEL_JOB: spec.name}
 
@@ -128,14 +95,15 @@ def train_steps(spec: JobSpec) -> int:
     return max(1, math.ceil(int(hp["tokens"]) / (spec.global_batch_size * int(hp["seqLen"]))))
 
 
-def render_training_config(spec: JobSpec, *, pool: str, pool_replicas: dict[str, int]) -> dict[str, Any]:
+def render_training_config(spec: JobSpec, *, pool: Pool) -> dict[str, Any]:
     """The training config one pool's workers read: heurimentor_trainer.config.TrainConfig's fields, nothing else
-    (the trainer rejects unknown fields)."""
-    shares = split_global_batch(
-        spec.global_batch_size,
-        [(p.name, pool_replicas.get(p.name, 0), p.relative_throughput) for p in spec.pools],
-        spec.nproc_per_node,
-    )
+    (the trainer rejects unknown fields).
+
+    Only facts that a rescale leaves alone: the pool and its relative throughput, never a replica
+    count or a share. The workers compute the split from what every rank states after each
+    rendezvous, so the ConfigMap is not rewritten on a scale and a pod the kubelet has not
+    refreshed yet still agrees with the others.
+    """
     hp = spec.hyperparameters
     if "preset" in spec.model:
         preset, model = spec.model["preset"], {}
@@ -154,9 +122,8 @@ def render_training_config(spec: JobSpec, *, pool: str, pool_replicas: dict[str,
         "steps": train_steps(spec),
         "global_batch": spec.global_batch_size,
         "micro_batch": int(hp.get("microBatchSize", 1)),
-        "pool": pool,
-        # The trainer splits the global batch by these fractions; they add up to 1 over the pools with workers.
-        "pool_share": shares[pool] / spec.global_batch_size if shares[pool] else 1.0,
+        "pool": pool.name,
+        "relative_throughput": pool.relative_throughput,
         "optim": optim,
         "data": {
             "shard_root": spec.data.get("shardRoot", DEFAULT_SHARD_ROOT),
@@ -174,11 +141,13 @@ def render_training_config(spec: JobSpec, *, pool: str, pool_replicas: dict[str,
     return config
 
 
-def build_config_map(spec: JobSpec, *, pool_replicas: dict[str, int]) -> dict[str, Any]:
-    """One key per pool (``train-<pool>.yaml``): each pool's pods mount theirs as train.yaml."""
+def build_config_map(spec: JobSpec) -> dict[str, Any]:
+    """One key per pool (``train-<pool>.yaml``): each pool's pods mount theirs as train.yaml.
+
+    A function of the spec alone: the same for every replica count."""
     data = {
         f"train-{p.name}.yaml": yaml.safe_dump(
-            render_training_config(spec, pool=p.name, pool_replicas=pool_replicas),
+            render_training_config(spec, pool=p),
             sort_keys=False,
         )
         for p in spec.pools

@@ -78,7 +78,7 @@ def render(manifest: Annotated[Path, typer.Argument(help="an Aquila2TrainingJob 
         typer.echo(f"error: {manifest}: {e}", err=True)
         raise typer.Exit(2) from e
     assigned = assign_pools(spec, spec.elastic.target)
-    docs = [build_config_map(spec, pool_replicas=assigned), build_service(spec)]
+    docs = [build_config_map(spec), build_service(spec)]
     for pool in spec.pools:
         docs += [build_pod(spec, pool, i, attempt=0) for i in range(assigned[pool.name])]
     typer.echo(yaml.safe_dump_all(docs, sort_keys=False))

@@ -22,9 +22,10 @@ from heurimentor_operator.builders import build_config_map, build_pod, build_ser
 from heurimentor_operator.conditions import set_condition
 from heurimentor_operator.config import OperatorSettings, load_settings
 from heurimentor_operator.constants import FINISHED_PHASES, GROUP, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, PLURAL, VERSION
+from heurimentor_operator.events import build_event, recorded_events
 from heurimentor_operator.expectations import Expectations
-from heurimentor_operator.k8s import Conflict, Kube, client_configuration, make_api_client, merge_patch
-from heurimentor_operator.planner import Plan, plan
+from heurimentor_operator.k8s import Conflict, InvalidPodTemplate, Kube, client_configuration, make_api_client, merge_patch
+from heurimentor_operator.planner import Event, Plan, block, plan
 from heurimentor_operator.spec import JobSpec, SpecError, parse_job
 from heurimentor_operator.tsm import TSMClient, TSMError, plan_rollback, rollback_annotations
 
@@ -250,6 +251,13 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
         state["fresh"] = True
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
+    if not state.get("announced"):
+        # First pass of this daemon (a new job, or an operator restarted, maybe killed between a
+        # status write and its Events): post the Events the recorded decision owes; each one already
+        # posted is a 409, so this is idempotent.
+        owed = [Event(e["type"], e["reason"], e["message"], e["key"]) for e in recorded_events(body.get("status") or {})]
+        await _announce(memo, body, owed)
+        state["announced"] = True
     try:
         spec = parse_job(body, default_image=memo.cfg.default_image)
     except SpecError as e:
@@ -277,16 +285,24 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
             await write_status
         else:
             together.append(write_status)
-    results = await asyncio.gather(*together, _ensure_config(memo, spec, decided, state),
+    results = await asyncio.gather(*together, _ensure_config(memo, spec, state),
                                    _act(memo, body, spec, decided, expected), return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
+    recorded = not (together and isinstance(results[0], BaseException))
     # Events and counters belong to the recorded decision: once the status holds it, they go out
     # even if some pod operation failed (the next pass retries those, not the decision).
-    if not (together and isinstance(results[0], BaseException)):
-        for ev in decided.events:
-            kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
+    if recorded:
         for counter in decided.counters:
             metrics.COUNTERS[counter].inc()
+        try:
+            await _announce(memo, body, decided.events)
+        except Exception:
+            state["announced"] = False  # the next pass posts status.lastEvents again
+            raise
+        if isinstance(results[-1], InvalidPodTemplate):
+            # The apiserver refused a pod as invalid: no retry can help until the spec changes.
+            await _block(memo, body, spec, decided.status, str(results[-1]))
+            errors.remove(results[-1])
     elif decided.create and not isinstance(results[-1], BaseException):
         # The status write lost a race (kopf adding its finalizer, a user's edit) but the pods were
         # made: the next pass finds them and would name none, so name them now.
@@ -300,12 +316,16 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
     return decided.requeue_after if decided.requeue_after is not None else memo.cfg.resync_interval_s
 
 
-async def _ensure_config(memo: kopf.Memo, spec: Any, decided: Plan, state: dict[str, Any]) -> None:
-    """The headless Service once per daemon; the ConfigMap whenever its rendered data changes."""
+async def _ensure_config(memo: kopf.Memo, spec: Any, state: dict[str, Any]) -> None:
+    """The headless Service once per daemon; the ConfigMap whenever its rendered data changes.
+
+    The ConfigMap is a function of the spec alone (no replica count in it), so a rescale never
+    rewrites it: a pod the kubelet has not refreshed yet reads the same facts as a new one.
+    """
     if not state.get("service"):
         await _call(memo, memo.kube.ensure_service, build_service(spec))
         state["service"] = True
-    config_map = build_config_map(spec, pool_replicas=decided.pool_replicas)
+    config_map = build_config_map(spec)
     digest = hashlib.sha256(json.dumps(config_map["data"], sort_keys=True).encode()).hexdigest()
     if state.get("config") != digest:
         await _call(memo, memo.kube.apply_config_map, config_map)
@@ -335,10 +355,36 @@ async def _act(memo: kopf.Memo, body: dict[str, Any], spec: Any, decided: Plan, 
     errors = [r for r in results if isinstance(r, BaseException)]
     metrics.PODS_DELETED.inc(sum(r is True for r in results[: len(deletes)]))
     metrics.PODS_CREATED.inc(sum(r is True for r in results[len(deletes):]))
+    invalid = next((e for e in errors if isinstance(e, InvalidPodTemplate)), None)
+    if invalid is not None:
+        raise invalid  # reconcile blocks the job and says so once
     if errors:
         # Quota, admission webhooks, a pool template the apiserver refuses: say so where users look.
         kopf.event(body, type="Warning", reason="FailedPodOperation", message=f"{len(errors)} pod operations failed: {errors[0]}")
         raise RuntimeError(f"Aquila2TrainingJob {spec.ref}: {len(errors)} pod operations failed, first: {errors[0]}") from errors[0]
+
+
+async def _announce(memo: kopf.Memo, body: dict[str, Any], events: list[Event]) -> None:
+    """Post a pass's Events: those of a recorded decision (keyed) under their deterministic names,
+    awaited, so none is lost once the pass ends; the rest through kopf's background poster."""
+    now = datetime.now(timezone.utc)
+    for ev in events:
+        if not ev.key:
+            kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
+    keyed = [build_event(body, key=ev.key, type_=ev.type, reason=ev.reason, message=ev.message, now=now) for ev in events if ev.key]
+    await asyncio.gather(*(_call(memo, memo.kube.create_event, manifest) for manifest in keyed))
+
+
+async def _block(memo: kopf.Memo, body: dict[str, Any], spec: JobSpec, status: dict[str, Any], message: str) -> None:
+    """Blocked, reason InvalidPodTemplate, with the apiserver's message; the planner then removes
+    the job's workers and creates none until the spec's generation changes."""
+    blocked, event = block(status, spec, "InvalidPodTemplate", message, datetime.now(timezone.utc))
+    meta = body["metadata"]
+    # No resourceVersion guard: this follows our own status write of this pass.
+    await _call(memo, memo.kube.patch_job_status, meta["namespace"], meta["name"], None, merge_patch(status, blocked))
+    log.warning("Aquila2TrainingJob %s blocked: %s", spec.ref, message)
+    if event is not None:
+        await _announce(memo, body, [event])
 
 
 async def _reject(memo: kopf.Memo, body: dict[str, Any], message: str) -> None:

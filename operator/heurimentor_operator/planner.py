@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from heurimentor.contracts.batch import split_global_batch
 from heurimentor.contracts.progress import ANNOTATION_PROGRESS, parse_progress
 from heurimentor.contracts.worker_env import parse_step, parse_step_range
-from heurimentor_operator.builders import assign_pools, pod_name, selector_for, split_global_batch
+from heurimentor_operator.builders import assign_pools, pod_name, selector_for
 from heurimentor_operator.conditions import get_condition, is_true, parse_time, rfc3339, set_condition
 from heurimentor_operator.constants import (
     ANNOTATION_ROLLBACK,
@@ -57,6 +58,9 @@ class Event:
     type: str  # Normal | Warning
     reason: str
     message: str
+    # Set on the Events of a recorded decision (restart, rollback, end, blocked): kept in
+    # status.lastEvents and posted under a name made from it, so a repeat after a crash is a 409.
+    key: str | None = None
 
 
 @dataclass
@@ -65,7 +69,7 @@ class Plan:
     create: list[tuple[str, int]] = field(default_factory=list)
     delete: list[tuple[str, str, str]] = field(default_factory=list)  # (pod name, uid, why)
     events: list[Event] = field(default_factory=list)
-    pool_replicas: dict[str, int] = field(default_factory=dict)  # for the rendered config
+    pool_replicas: dict[str, int] = field(default_factory=dict)  # replicas each pool runs (capped by capacity)
     attempt: int = 0
     rollback_step: int | None = None  # this attempt restarts from that checkpoint step
     rollback_skip: tuple[int, int] | None = None  # ... and skips the data of these steps (inclusive)
@@ -138,8 +142,8 @@ class _Planner:
         self.restarts = int(self.status.get("restarts", 0))
 
     # -- helpers -----------------------------------------------------------------------------
-    def event(self, type_: str, reason: str, message: str) -> None:
-        self.plan.events.append(Event(type_, reason, message))
+    def event(self, type_: str, reason: str, message: str, *, key: str | None = None) -> None:
+        self.plan.events.append(Event(type_, reason, message, key))
 
     def cond(self, type_: str, status: bool, reason: str, message: str) -> bool:
         return set_condition(self.conds, type_, status, reason, message, now=self.now, generation=self.spec.generation)
@@ -157,7 +161,7 @@ class _Planner:
         self.cond("Scaling", False, reason, "job finished")
         if is_true(self.conds, "Restarting"):
             self.cond("Restarting", False, reason, "job finished")
-        self.event("Normal" if phase == "Succeeded" else "Warning", reason, message)
+        self.event("Normal" if phase == "Succeeded" else "Warning", reason, message, key=phase.lower())
         self.plan.counters.append(phase.lower())
         self.clean_pods()
         self.requeue_ttl()
@@ -191,10 +195,11 @@ class _Planner:
             return self.done()
         if not get_condition(self.conds, "Created"):
             self.cond("Created", True, "JobCreated", f"config, headless service and worker pods created for {spec.ref}")
-            self.event("Normal", "Created", f"reconciling {spec.ref}: {spec.elastic.target} workers x {spec.nproc_per_node} ranks")
+            self.event("Normal", "Created", f"reconciling {spec.ref}: {spec.elastic.target} workers x {spec.nproc_per_node} ranks",
+                       key="created")
             self.plan.counters.append("created")
             st.setdefault("phase", "Pending")
-        if self.deadline_exceeded() or self.suspended():
+        if self.deadline_exceeded() or self.suspended() or self.blocked():
             return self.done()
         self.apply_rollback()
         self.apply_template_change()
@@ -215,6 +220,9 @@ class _Planner:
         self.plan.attempt = self.attempt
         self.status["attempt"] = self.attempt
         self.status["restarts"] = self.restarts
+        keyed = [{"key": e.key, "type": e.type, "reason": e.reason, "message": e.message} for e in self.plan.events if e.key]
+        if keyed:  # written with the decision; a restarted operator posts what it finds here again
+            self.status["lastEvents"] = keyed
         rollback = self.status.get("rollback") or {}
         if rollback.get("attempt") == self.attempt and "step" in rollback:
             self.plan.rollback_step = int(rollback["step"])
@@ -254,6 +262,29 @@ class _Planner:
             st["phase"] = "Pending"
         return False
 
+    def blocked(self) -> bool:
+        """A spec that can never run waits, its workers removed, until the spec changes: pods the
+        apiserver refused (InvalidPodTemplate, set by the handler from the apiserver's answer) or a
+        global batch whose rank shares are not whole micro batches (InvalidBatchSplit)."""
+        spec, st = self.spec, self.status
+        cond = get_condition(self.conds, "Blocked")
+        if cond and cond.get("status") == "True" and cond.get("observedGeneration") != spec.generation:
+            self.cond("Blocked", False, "SpecChanged", f"generation {spec.generation} changed the spec; trying it")
+            st["phase"] = "Pending"
+        problem = batch_split_problem(spec)
+        if problem and self.cond("Blocked", True, "InvalidBatchSplit", problem):
+            self.event("Warning", "InvalidBatchSplit", f"{spec.ref}: {problem}", key=f"blocked-{spec.generation}")
+        cond = get_condition(self.conds, "Blocked")
+        if not (cond and cond.get("status") == "True"):
+            return False
+        for v in self.live:
+            self.delete(v, f"job blocked ({cond.get('reason')})")
+        self.cond("Running", False, cond.get("reason", "Blocked"), "the spec cannot run; change it")
+        self.cond("Scaling", False, cond.get("reason", "Blocked"), "the spec cannot run; change it")
+        st.update(phase="Blocked", replicas=0, worldSize=0)
+        st.pop("restartAfter", None)
+        return True
+
     def apply_rollback(self) -> None:
         """A new rollback request (annotations) starts a new attempt from that step's checkpoint.
 
@@ -291,7 +322,8 @@ class _Planner:
         self.plan.counters.append("rolled_back")
         by = f", requested by {request_id}" if request_id else ""
         self.cond("Restarting", True, "Rollback", f"restarting every worker from the checkpoint at step {step}{by}")
-        self.event("Warning", "Rollback", f"restarting {self.spec.ref} from the checkpoint at step {step} ({ANNOTATION_ROLLBACK}{by})")
+        self.event("Warning", "Rollback", f"restarting {self.spec.ref} from the checkpoint at step {step} ({ANNOTATION_ROLLBACK}{by})",
+                   key=f"rollback-{self.attempt}")
 
     def apply_template_change(self) -> None:
         want = self.spec.template_hash()
@@ -299,7 +331,8 @@ class _Planner:
         if changed:
             self.attempt += 1
             self.cond("Restarting", True, "SpecChanged", f"pod template changed (generation {self.spec.generation})")
-            self.event("Normal", "SpecChanged", f"spec of {self.spec.ref} changed the workers' template; restarting them")
+            self.event("Normal", "SpecChanged", f"spec of {self.spec.ref} changed the workers' template; restarting them",
+                       key=f"spec-changed-{self.attempt}")
 
     def handle_failures(self, cur: list[PodView]) -> list[PodView]:
         spec, st = self.spec, self.status
@@ -319,7 +352,8 @@ class _Planner:
             self.plan.counters.append("restarted")
             mode = "all workers (gang)" if gang else "the failed pods (elastic)"
             self.cond("Restarting", True, "WorkerFailed", f"{what}; restart {self.restarts}/{limit} of {mode}")
-            self.event("Warning", "Restarting", f"{what}; restarting {mode} in {delay}s (restart {self.restarts} of backoffLimit {limit})")
+            self.event("Warning", "Restarting", f"{what}; restarting {mode} in {delay}s (restart {self.restarts} of backoffLimit {limit})",
+                       key=f"restart-{self.restarts}")
             if gang:
                 self.attempt += 1
                 for v in cur:
@@ -438,7 +472,7 @@ class _Planner:
         if created and first is not None:
             # One Event for a new job and its first pods (Events are API writes too).
             self.plan.events[self.plan.events.index(first)] = Event(
-                first.type, first.reason, f"{first.message}; creating {', '.join(created)}")
+                first.type, first.reason, f"{first.message}; creating {', '.join(created)}", first.key)
             created = []
         if created:
             self.event("Normal", "CreatedPods", f"creating {len(created)} worker pods toward {target}: {', '.join(created)}")
@@ -499,6 +533,41 @@ class _Planner:
         if done > 0 and elapsed > 0:
             remaining = max(total - step, 0) * elapsed / done
             st["eta"] = rfc3339(self.now + timedelta(seconds=remaining))
+
+
+def batch_split_problem(spec: JobSpec) -> str | None:
+    """Why the global batch cannot be cut into whole micro batches on every rank at the job's
+    target size, or None. The CRD refuses this for one pool; over several, the throughput split
+    decides (a pool's share is spread over its ranks as evenly as it divides)."""
+    micro = int(spec.hyperparameters.get("microBatchSize", 1))
+    if micro == 1:
+        return None
+    assigned = assign_pools(spec, spec.elastic.target)
+    shares = split_global_batch(spec.global_batch_size, [(p.name, assigned[p.name], p.relative_throughput) for p in spec.pools],
+                                spec.nproc_per_node)
+    for pool in spec.pools:
+        ranks = assigned[pool.name] * spec.nproc_per_node
+        if ranks and (shares[pool.name] % ranks or (shares[pool.name] // ranks) % micro):
+            return (f"hyperparameters.microBatchSize {micro} does not divide the share of a rank of pool {pool.name}: "
+                    f"{shares[pool.name]} of hyperparameters.globalBatchSize {spec.global_batch_size} sequences over {ranks} ranks; "
+                    f"change globalBatchSize, microBatchSize or the pools' relativeThroughput")
+    return None
+
+
+def block(status: dict[str, Any], spec: JobSpec, reason: str, message: str, now: datetime) -> tuple[dict[str, Any], Event | None]:
+    """``status`` with the job Blocked for ``reason`` at this generation, and the Event to post
+    (None when it was already blocked for that reason: the Event goes out once)."""
+    status = copy.deepcopy(status)
+    conds = status.setdefault("conditions", [])
+    prior = get_condition(conds, "Blocked") or {}
+    again = prior.get("status") == "True" and prior.get("reason") == reason and prior.get("message") == message
+    set_condition(conds, "Blocked", True, reason, message, now=now, generation=spec.generation)
+    status["phase"] = "Blocked"
+    if again:
+        return status, None
+    event = Event("Warning", reason, f"{spec.ref}: {message}; nothing is retried until the spec changes", key=f"blocked-{spec.generation}")
+    status["lastEvents"] = [{"key": event.key, "type": event.type, "reason": event.reason, "message": event.message}]
+    return status, event
 
 
 def plan(body: dict[str, Any], spec: JobSpec, pods: list[dict[str, Any]], now: datetime) -> Plan:

@@ -7,18 +7,17 @@ import re
 import pytest
 import yaml
 
+from heurimentor.contracts.batch import rows_per_rank, split_global_batch
+from heurimentor.contracts.jobs import JOB_NAME_PATTERN
 from heurimentor_operator.builders import (
     assign_pools,
     build_config_map,
     build_pod,
     build_service,
     rendezvous_endpoint,
-    split_global_batch,
 )
 from heurimentor_operator.constants import LABEL_ATTEMPT, LABEL_JOB, LABEL_KUEUE_QUEUE, LABEL_POOL, PROMETHEUS_DIR
 from heurimentor_operator.spec import SpecError, parse_job
-from heurimentor.contracts.jobs import JOB_NAME_PATTERN
-
 from tests.operator.testlib_manifests import job
 
 
@@ -38,14 +37,14 @@ def test_pools_fill_in_order_up_to_their_max():
     ],
 )
 def test_global_batch_split_by_throughput_adds_up(batch, pools, expected):
-    shares = split_global_batch(batch, pools, nproc_per_node=1)
+    shares = split_global_batch(batch, pools, ranks_per_replica=1)
     assert shares == expected
     assert sum(shares.values()) == batch
 
 
 def test_every_rank_gets_a_sequence_even_for_a_slow_pool():
     # 1 slow pod with 8 ranks against a pool 100x faster: it still gets 8 (one per rank).
-    shares = split_global_batch(64, [("slow", 1, 0.01), ("fast", 6, 1.0)], nproc_per_node=8)
+    shares = split_global_batch(64, [("slow", 1, 0.01), ("fast", 6, 1.0)], ranks_per_replica=8)
     assert shares["slow"] == 8 and sum(shares.values()) == 64
 
 
@@ -79,13 +78,17 @@ def test_command_override_replaces_torchrun():
     assert build_pod(spec, spec.pools[0], 0, attempt=0)["spec"]["containers"][0]["command"] == ["python", "-m", "heurimentor_trainer.train"]
 
 
-def test_config_map_holds_each_pools_share_of_the_global_batch():
+def test_config_map_holds_each_pools_static_facts_only():
     spec = parse_job(job())
-    cm = build_config_map(spec, pool_replicas={"a100": 1, "h800": 2})
+    cm = build_config_map(spec)
     a100 = yaml.safe_load(cm["data"]["train-a100.yaml"])
     h800 = yaml.safe_load(cm["data"]["train-h800.yaml"])
-    assert a100["pool_share"] + h800["pool_share"] == pytest.approx(1.0)
-    assert round(a100["pool_share"] * 96) == 19 and round(h800["pool_share"] * 96) == 77
+    # The pool and its relative throughput: the workers split the batch from these after each rendezvous.
+    assert (a100["relative_throughput"], h800["relative_throughput"]) == (1.0, 2.0)
+    assert "pool_share" not in a100
+    # The split they compute (1 a100 rank, 2 h800 ranks) is the one the operator's status shows.
+    rows = rows_per_rank(96, [("a100", 1.0), ("h800", 2.0), ("h800", 2.0)])
+    assert rows == [19, 39, 38] and split_global_batch(96, [("a100", 1, 1.0), ("h800", 2, 2.0)]) == {"a100": 19, "h800": 77}
     assert (a100["pool"], a100["preset"], a100["model"], a100["global_batch"], a100["steps"]) == ("a100", "debug", {}, 96, 100)
     assert a100["data"] == {"shard_root": "/data/shards", "mixture": "pretrain", "dmu_url": "http://dmu:8000"}
     assert a100["checkpoint"] == {"dir": "/ckpt", "interval": 10}
@@ -94,12 +97,20 @@ def test_config_map_holds_each_pools_share_of_the_global_batch():
     assert a100["optim"] == {"lr": 1e-3}
 
 
+def test_config_map_is_the_same_at_every_scale():
+    """A rescale must not rewrite the ConfigMap: a pod the kubelet has not refreshed yet would
+    read other numbers than its peers and exit, spending one of the job's restarts."""
+    data = build_config_map(parse_job(job()))["data"]
+    for replicas in (1, 3, 4):
+        assert build_config_map(parse_job(job(elastic={"replicas": replicas})))["data"] == data
+
+
 def test_rendered_config_is_accepted_by_the_trainer(tmp_path):
     """The trainer rejects unknown fields: the operator's config must load through its own loader."""
     from heurimentor_trainer.config import load_config
 
     spec = parse_job(job(hyperparameters={"globalBatchSize": 96, "tokens": 96 * 128 * 50, "seqLen": 128, "steps": None}))
-    for key, text in build_config_map(spec, pool_replicas={"a100": 1, "h800": 2})["data"].items():
+    for key, text in build_config_map(spec)["data"].items():
         (tmp_path / key).write_text(text)
         cfg = load_config(tmp_path / key, environ={})
         assert cfg.steps == 50 and cfg.seq_len == 128 and cfg.global_batch == 96
@@ -128,12 +139,12 @@ def test_pod_env_for_torchrun_restarts_and_progress_reports():
 
 def test_metrics_port_zero_exports_nothing():
     spec = parse_job(job(metrics={"prometheusPort": 0}))
-    metrics = yaml.safe_load(build_config_map(spec, pool_replicas={"a100": 1, "h800": 1})["data"]["train-a100.yaml"])["metrics"]
+    metrics = yaml.safe_load(build_config_map(spec)["data"]["train-a100.yaml"])["metrics"]
     assert "prometheus_port" not in metrics and "prometheus_dir" not in metrics
     pod = build_pod(spec, spec.pools[0], 0, attempt=0)
     assert all(m["mountPath"] != PROMETHEUS_DIR for m in pod["spec"]["containers"][0]["volumeMounts"])
     assert "serviceAccountName" not in pod["spec"]
-    custom = yaml.safe_load(build_config_map(parse_job(job(metrics={"prometheusPort": 9500})), pool_replicas={"a100": 1})["data"]["train-a100.yaml"])
+    custom = yaml.safe_load(build_config_map(parse_job(job(metrics={"prometheusPort": 9500})))["data"]["train-a100.yaml"])
     assert custom["metrics"]["prometheus_port"] == 9500 and custom["metrics"]["prometheus_dir"] == PROMETHEUS_DIR
 
 
@@ -148,7 +159,7 @@ def test_rollback_step_reaches_the_pods_env():
 
 def test_explicit_model_config_is_rendered_snake_case():
     spec = parse_job(job(model={"config": {"dim": 64, "nLayers": 2, "nHeads": 4, "nKVHeads": 2, "ffnHiddenDim": 176}}))
-    cm = build_config_map(spec, pool_replicas={"a100": 1, "h800": 0})
+    cm = build_config_map(spec)
     model = yaml.safe_load(cm["data"]["train-a100.yaml"])["model"]
     assert model == {"dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "ffn_hidden_dim": 176}
 

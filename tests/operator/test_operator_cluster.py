@@ -95,8 +95,14 @@ def test_pods_made_while_the_status_write_lost_a_race_are_named(kube, jobs, monk
 def test_kubectl_scale_uses_the_scale_subresource(kube, jobs):
     assert jobs.apply(small("scaled", elastic={"replicas": 1})).returncode == 0
     wait_for("1 running", lambda: running_count(jobs, "scaled") == 1)
+
+    def config_version() -> str:
+        return json.loads(kube.kubectl("get", "configmap", "scaled-config", "-n", jobs.ns, "-o", "json").stdout)["metadata"]["resourceVersion"]
+
+    before = config_version()
     kube.kubectl("scale", "a2j/scaled", "-n", jobs.ns, "--replicas=4")
     wait_for("4 running", lambda: running_count(jobs, "scaled") == 4 and jobs.status("scaled").get("replicas") == 4)
+    assert config_version() == before, "a rescale rewrote the ConfigMap"
     scale = json.loads(kube.kubectl("get", "--raw", f"/apis/heurimentor.io/v1alpha1/namespaces/{jobs.ns}/aquila2trainingjobs/scaled/scale").stdout)
     assert scale["status"]["replicas"] == 4 and "heurimentor.io/job=scaled" in scale["status"]["selector"]
     refused = kube.kubectl("scale", "a2j/scaled", "-n", jobs.ns, "--replicas=9", check=False)

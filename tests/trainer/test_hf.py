@@ -9,11 +9,10 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file, save_file
-from tests.trainer.testlib_checkpoint import one_torch_thread  # noqa: F401 (autouse fixture)
 
-from heurimentor_trainer.hf import HFCheckpointError, INDEX_FILE, inspect_hf_checkpoint, load_hf_checkpoint, save_hf_checkpoint
+from heurimentor_trainer.hf import INDEX_FILE, HFCheckpointError, inspect_hf_checkpoint, load_hf_checkpoint, save_hf_checkpoint
 from heurimentor_trainer.model import ModelArgs
-
+from tests.trainer.testlib_checkpoint import one_torch_thread  # noqa: F401 (autouse fixture)
 
 SHAPE = dict(hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, vocab_size=300, max_position_embeddings=64, rms_norm_eps=1e-5,
@@ -119,13 +118,13 @@ def test_training_checkpoint_exports_to_hf(tmp_path, tokens):
     from typer.testing import CliRunner
 
     from heurimentor.cli import app
-    from heurimentor_trainer.checkpoint import CheckpointManager
+    from heurimentor_trainer.checkpoint import CheckpointManager, TrainState
     from heurimentor_trainer.model import build_model
 
     args = ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_hidden_dim=160, vocab_size=300, max_seq_len=64)
     model = build_model(args, seed=3)
     optimizer = torch.optim.AdamW(model.parameters())
-    CheckpointManager(tmp_path / "run", keep=2).save(7, model, optimizer, {"step": 7, "model_args": asdict(args)})
+    CheckpointManager(tmp_path / "run", keep=2).save(7, model, optimizer, TrainState(step=7, model_args=asdict(args)))
     result = CliRunner().invoke(app, ["model", "export-hf", str(tmp_path / "run"), "--output", str(tmp_path / "hf")])
     assert result.exit_code == 0, result.output
     reloaded = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "hf").eval()

@@ -7,12 +7,12 @@ from dataclasses import asdict, replace
 
 import pytest
 import torch
-from tests.trainer.testlib import base_config, make_sources, write_config
 
-from heurimentor_trainer.checkpoint import CheckpointError, CheckpointManager
+from heurimentor_trainer.checkpoint import CheckpointError, CheckpointManager, TrainState
 from heurimentor_trainer.model import build_model
 from heurimentor_trainer.presets import get_preset
 from heurimentor_trainer.train import main
+from tests.trainer.testlib import base_config, make_sources, write_config
 
 ARGS = get_preset("debug").model
 
@@ -25,8 +25,8 @@ def _trained(seed: int = 0):
     return model, optimizer
 
 
-def _state(step: int) -> dict:
-    return {"step": step, "tokens_seen": step * 10, "model_args": asdict(ARGS), "sampler": {"consumed": step}}
+def _state(step: int) -> TrainState:
+    return TrainState(step=step, tokens_seen=step * 10, model_args=asdict(ARGS), sampler={"consumed": step})
 
 
 def test_round_trip_restores_model_optimizer_and_rng(tmp_path):
@@ -38,7 +38,7 @@ def test_round_trip_restores_model_optimizer_and_rng(tmp_path):
     fresh = build_model(ARGS, seed=99)
     fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=1e-3)
     folder = manager.latest()
-    assert manager.read_state(folder, ARGS)["step"] == 1
+    assert manager.read_state(folder, ARGS) == _state(1)
     manager.load(folder, fresh, fresh_opt, seed=0)
     for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
         assert torch.equal(a, b), name

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from heurimentor_trainer.config import ConfigError, load_config, parse_args
-from heurimentor_trainer.train import lr_at, rows_per_rank
+from heurimentor_trainer.train import lr_at, plan_batch_split
 
 
 def _file(tmp_path, body: dict):
@@ -37,7 +37,7 @@ def test_parse_args_reads_the_mounted_file_path_and_flags(tmp_path):
     ({"stepz": 3}, [], "unknown field stepz"),
     ({"steps": "ten"}, [], "steps must be int"),
     ({"steps": 0}, [], "steps must be > 0"),
-    ({"pool_share": 1.5}, [], "pool_share must be in"),
+    ({"relative_throughput": 0}, [], "relative_throughput must be > 0"),
     ({}, ['data.shard_root=""'], "data.shard_root is required"),
     ({"data": {"mixture": "m"}}, [], "needs data.dmu_url"),
     ({"data": {"static_weights": {"en": -1}}}, [], "static_weights['en'] must be >= 0"),
@@ -62,11 +62,11 @@ def test_missing_or_broken_file_is_a_clear_error(tmp_path):
 
 def test_global_batch_is_split_over_ranks_and_must_divide():
     cfg = load_config(None, ["data.shard_root=/s", "micro_batch=2"], environ={})
-    assert rows_per_rank(cfg, 12, 2) == [6, 6]
-    assert rows_per_rank(cfg, 12, 3) == [4, 4, 4]
-    assert rows_per_rank(cfg, 12, 1) == [12]
+    assert plan_batch_split(cfg, 12, 2) == [6, 6]
+    assert plan_batch_split(cfg, 12, 3) == [4, 4, 4]
+    assert plan_batch_split(cfg, 12, 1) == [12]
     with pytest.raises(ConfigError, match=r"global_batch=12 .* micro_batch=2 over world_size=4"):
-        rows_per_rank(cfg, 12, 4)
+        plan_batch_split(cfg, 12, 4)
 
 
 def test_cosine_schedule_warms_up_then_decays_to_the_floor():

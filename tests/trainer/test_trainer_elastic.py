@@ -19,10 +19,25 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from tests.trainer.testlib import (REPO, consumed_samples, free_port, log_records, make_sources, run_torchrun, serve_app, step_losses,
-                             stop_torchrun, torchrun_cmd, tsm_app, worker_env, worker_pid, write_config, base_config)
 
 from heurimentor_trainer.data import MixtureSampler, SourceSet
+from tests.trainer.testlib import (
+    REPO,
+    base_config,
+    consumed_samples,
+    free_port,
+    log_records,
+    make_sources,
+    run_torchrun,
+    serve_app,
+    step_losses,
+    stop_torchrun,
+    torchrun_cmd,
+    tsm_app,
+    worker_env,
+    worker_pid,
+    write_config,
+)
 
 STEPS, RESUME_AT, GLOBAL_BATCH = 16, 8, 12
 LOSS_TOLERANCE = 1e-4  # float reduction order differs between world sizes; nothing else may
@@ -172,7 +187,7 @@ def test_killed_worker_is_restarted_and_resumes_exactly(baseline, tmp_path):
 
 
 def test_heterogeneous_pools_split_the_global_batch_by_share(baseline, tmp_path):
-    """Two nodes of different pools (3/4 and 1/4 of the batch) train on the same stream as the baseline."""
+    """Two nodes of different pools (relative throughput 3 and 1) train on the same stream as the baseline."""
     config = copy.deepcopy(baseline.config)
     config.update(micro_batch=3)
     config["checkpoint"] = {"dir": str(tmp_path / "ckpt"), "interval": 1000}
@@ -182,12 +197,12 @@ def test_heterogeneous_pools_split_the_global_batch_by_share(baseline, tmp_path)
     endpoint = ["--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
     agents = []
     logs = []
-    for pool, share in (("h800", "0.75"), ("a100", "0.25")):
+    for pool, throughput in (("h800", "3"), ("a100", "1")):
         log_file = open(tmp_path / f"{pool}.log", "w")
         logs.append(log_file)
         command = [arg for arg in torchrun_cmd(path, nproc=1, nnodes="2") if not arg.startswith("--rdzv-endpoint")]
         command[3:3] = endpoint
-        agents.append(subprocess.Popen(command, cwd=REPO, env=worker_env(HEURIMENTOR_TRAIN__POOL=pool, HEURIMENTOR_TRAIN__POOL_SHARE=share),
+        agents.append(subprocess.Popen(command, cwd=REPO, env=worker_env(HEURIMENTOR_TRAIN__POOL=pool, HEURIMENTOR_TRAIN__RELATIVE_THROUGHPUT=throughput),
                                        stdout=subprocess.DEVNULL, stderr=log_file))
     try:
         for agent, pool in zip(agents, ("h800", "a100")):

@@ -3,7 +3,7 @@
 Layout under ``checkpoint.dir``::
 
     step-00000100/           a complete checkpoint: DCP files (model + optimizer, resharded on load),
-        trainer_state.json   step, model shape, LR schedule, data-sampler state (world-size independent)
+        trainer_state.json   TrainState: step, model shape, LR schedule, data-sampler state (world-size independent)
         rng.pt               every rank's RNG states
     step-00000200.partial/   being written (or left by a crash): never read
     latest                   the name of the newest complete step folder, replaced atomically
@@ -26,7 +26,7 @@ import random
 import re
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,32 @@ _STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be resumed here; the message names the folder and the field."""
+
+
+@dataclass
+class TrainState:
+    """Exactly what a checkpoint's ``trainer_state.json`` holds besides the DCP model/optimizer files."""
+
+    step: int = 0
+    tokens_seen: int = 0
+    sampler: dict = field(default_factory=dict)  # MixtureSampler.state_dict(): world-size independent
+    data_skips: list[str] = field(default_factory=list)  # rollback data skips applied (see train.pending_data_skip)
+    world_size: int = 1  # when written; a resume may run on any other
+    model_args: dict = field(default_factory=dict)  # checked against the configured model before any load
+    global_batch: int = 0
+    seq_len: int = 0
+    lr_schedule: dict = field(default_factory=dict)  # {base, warmup, total, min_ratio}
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=1).encode()
+
+    @classmethod
+    def from_dict(cls, raw: dict, where: Path) -> TrainState:
+        known = {f.name for f in fields(cls)}
+        if not isinstance(raw, dict) or "step" not in raw:
+            raise CheckpointError(f"checkpoint {where}: {STATE_FILE} has no step")
+        # Fields written by a later version are ignored; ones an earlier version lacked keep their defaults.
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
 
 def _barrier() -> None:
@@ -142,7 +168,7 @@ class CheckpointManager:
         log.warning("rolling back", extra={**records[-1], "folder": str(self.folder)})
         return target
 
-    def save(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, trainer_state: dict) -> Path:
+    def save(self, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, trainer_state: TrainState) -> Path:
         """Collective: every rank calls it. Returns the final folder."""
         final, partial = self.step_dir(step), self.step_dir(step).with_name(self.step_dir(step).name + ".partial")
         if _rank() == 0:
@@ -158,7 +184,7 @@ class CheckpointManager:
             rngs = [rng_state()]
         if _rank() == 0:
             torch.save(rngs, partial / RNG_FILE)
-            atomic_write_bytes(partial / STATE_FILE, json.dumps(trainer_state, indent=1).encode())
+            atomic_write_bytes(partial / STATE_FILE, trainer_state.to_json())
             if final.exists():  # the same step saved again after a resume: the new one replaces it
                 shutil.rmtree(final)
             os.replace(partial, final)
@@ -178,13 +204,14 @@ class CheckpointManager:
         if doomed:
             log.info("old checkpoints removed", extra={"paths": [p.name for p in doomed]})
 
-    def read_state(self, folder: Path, model_args: ModelArgs) -> dict:
+    def read_state(self, folder: Path, model_args: ModelArgs) -> TrainState:
         """The trainer state of ``folder``, checked against the configured model before any load."""
         try:
-            state = json.loads((folder / STATE_FILE).read_text())
+            raw = json.loads((folder / STATE_FILE).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise CheckpointError(f"checkpoint {folder}: cannot read {STATE_FILE}: {e}") from e
-        check_model_args(state.get("model_args", {}), model_args, folder)
+        state = TrainState.from_dict(raw, folder)
+        check_model_args(state.model_args, model_args, folder)
         return state
 
     def load(self, folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, seed: int) -> None:

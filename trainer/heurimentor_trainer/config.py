@@ -89,7 +89,9 @@ class TrainConfig:
     micro_batch: int = 1  # sequences per forward/backward on one rank
     seq_len: int | None = None  # None: the preset's max_seq_len
     pool: str = "default"  # heterogeneous device pools: the pool this rank group belongs to
-    pool_share: float = 1.0  # fraction of the global batch this pool processes (shares sum to 1)
+    # This pool's speed relative to the others (a static fact of the pool, never the replica count):
+    # after each rendezvous the ranks split the global batch by it (heurimentor.contracts.batch).
+    relative_throughput: float = 1.0
     seed: int = 0
     device: str = "auto"  # auto: cuda when available, else cpu
     activation_checkpointing: bool = False
@@ -110,8 +112,8 @@ class TrainConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
-        if not 0 < self.pool_share <= 1:
-            raise ConfigError(f"pool_share must be in (0, 1], got {self.pool_share}")
+        if not self.relative_throughput > 0:
+            raise ConfigError(f"relative_throughput must be > 0, got {self.relative_throughput}")
         if self.optim.warmup_steps < 0:
             raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.optim.warmup_steps}")
         if not 0 <= self.optim.min_lr_ratio <= 1:
@@ -144,7 +146,7 @@ class DistEnv:
         return "WORLD_SIZE" in os.environ
 
     @classmethod
-    def from_env(cls) -> "DistEnv":
+    def from_env(cls) -> DistEnv:
         env = os.environ
         return cls(rank=int(env.get("RANK", 0)), local_rank=int(env.get("LOCAL_RANK", 0)),
                    world_size=int(env.get("WORLD_SIZE", 1)), restart_count=int(env.get("TORCHELASTIC_RESTART_COUNT", 0)))
@@ -162,7 +164,7 @@ class PodEnv:
     kubeconfig: str | None = None  # outside a cluster: the credentials progress reports use
 
     @classmethod
-    def from_env(cls, environ: typing.Mapping[str, str] | None = None) -> "PodEnv":
+    def from_env(cls, environ: typing.Mapping[str, str] | None = None) -> PodEnv:
         env = os.environ if environ is None else environ
         raw = env.get(env_names.HEURIMENTOR_ROLLBACK_TO_STEP) or None
         step = None

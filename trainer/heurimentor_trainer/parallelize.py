@@ -1,5 +1,8 @@
 """Parallelism, applied from outside the model in a fixed order: apply_ac -> apply_compile -> FSDP2/DDP.
 
+The model arrives built on ``meta`` (shapes only) and is materialised here, after sharding: each
+rank allocates only its own shards, so a 70B model never exists in full on any rank.
+
 CPU: DDP over gloo (fp32). GPU: FSDP2 ``fully_shard`` per transformer block and the root, with
 bf16 parameters for compute and fp32 gradient reduction, plus bf16 autocast around the forward.
 """
@@ -52,26 +55,48 @@ def apply_compile(model: Transformer) -> None:
         block.compile(fullgraph=True)
 
 
-def apply_fsdp(model: Transformer) -> nn.Module:
+def apply_fsdp(model: Transformer, *, mixed_precision: bool = True) -> nn.Module:
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if mixed_precision else MixedPrecisionPolicy()
     for block in model.layers.values():
         fully_shard(block, mp_policy=policy)
     fully_shard(model, mp_policy=policy)
     return model
 
 
-def parallelize(model: Transformer, device: torch.device, *, activation_checkpointing: bool, compile: bool) -> nn.Module:
+def materialize(model: Transformer, device: torch.device, *, seed: int) -> None:
+    """Allocate a ``meta`` model's (local shards of) parameters on ``device`` and initialise them."""
+    model.to_empty(device=device)
+    sharded = any(hasattr(p, "to_local") for p in model.parameters())
+    # Unsharded: the same weights on every rank and for every world size. Sharded on GPU, DTensor
+    # draws each shard from its own offset of one stream; on CPU it has no such tracker and every
+    # rank would draw the same numbers for its shard (repeated rows), so ranks are seeded apart.
+    torch.manual_seed(seed + (dist.get_rank() if sharded and device.type == "cpu" else 0))
+    model.init_weights(buffer_device=device)
+
+
+def parallelize(model: Transformer, device: torch.device, *, activation_checkpointing: bool, compile: bool, seed: int,
+                shard: bool | None = None) -> nn.Module:
+    """A ``meta`` model in; a materialised, initialised, parallelised one out.
+
+    ``shard`` (default: on GPU when distributed) shards with FSDP2 before materialising; otherwise
+    the model is materialised whole and, when distributed, wrapped in DDP (which needs real
+    tensors: it broadcasts rank 0's weights).
+    """
     if activation_checkpointing:
         apply_ac(model)
     if compile:
         apply_compile(model)
-    if not dist.is_initialized():
-        return model
-    if device.type == "cuda":
-        return apply_fsdp(model)
-    return DistributedDataParallel(model)
+    distributed = dist.is_initialized()
+    if shard is None:
+        shard = distributed and device.type == "cuda"
+    if shard:
+        apply_fsdp(model, mixed_precision=device.type == "cuda")
+    materialize(model, device, seed=seed)
+    if distributed and not shard:
+        return DistributedDataParallel(model)
+    return model
 
 
 def unwrap(model: nn.Module) -> Transformer:

@@ -1,5 +1,10 @@
 """One elastic training worker: ``torchrun --nnodes=MIN:MAX --rdzv-backend=c10d … -m heurimentor_trainer.train --config …``.
 
+``Trainer(cfg)`` does the setup once per rendezvous (process group, batch split, data, the model
+built on ``meta`` → parallelized → materialised → initialised, optimizer, resume, reporters);
+``Trainer.train_step()`` runs one optimizer step and returns its ``StepPoint``; ``Trainer.train()``
+loops over step, evaluate, report and checkpoint.
+
 Each step: adopt a newly published mixture (at the step boundary, the same on every rank),
 plan the global batch, run this rank's micro batches with gradient accumulation, clip, step,
 report. The global batch is fixed by the config, so a rescale changes only how many micro
@@ -13,51 +18,60 @@ import logging
 import math
 import signal
 import time
+from dataclasses import asdict
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from heurimentor.contracts.batch import BatchSplitError, describe_split, pool_throughputs, rows_per_rank
+from heurimentor.contracts.metrics import EvalResult, StepPoint
 from heurimentor.contracts.shards import ShardFormatError
 from heurimentor.logs import configure_logging
-from heurimentor_trainer import checkpoint as ckpt, parallelize as par
+from heurimentor_trainer import checkpoint as ckpt
+from heurimentor_trainer import parallelize as par
+from heurimentor_trainer.checkpoint import TrainState
 from heurimentor_trainer.config import ConfigError, DistEnv, PodEnv, TrainConfig, parse_args
-from heurimentor_trainer.data import MixtureDataLoader, MixturePoller, MixtureSampler, SampleLog, SourceSet, batch_slices, sync_mixture
+from heurimentor_trainer.data import (
+    Batch,
+    MixtureDataLoader,
+    MixturePoller,
+    MixtureSampler,
+    SampleLog,
+    SourceSet,
+    batch_slices,
+    sync_mixture,
+)
 from heurimentor_trainer.evals import build_downstream, validation_loss
 from heurimentor_trainer.metrics import PrometheusMetrics, TSMSender, WeightStats, log_step, peak_flops
 from heurimentor_trainer.model import ModelConfigError, build_model
 from heurimentor_trainer.presets import get_preset
 from heurimentor_trainer.progress import ProgressReporter
-from heurimentor.contracts.metrics import EvalResult, StepPoint
 
 log = logging.getLogger("heurimentor_trainer.train")
 
 
-def rows_per_rank(cfg: TrainConfig, global_batch: int, world_size: int) -> list[int]:
-    """Sequences of the global batch each rank trains on; pools split it by their share."""
-    pools = [(cfg.pool, cfg.pool_share)] * world_size
+def plan_batch_split(cfg: TrainConfig, global_batch: int, world_size: int) -> list[int]:
+    """Rows of the global batch per rank, from the (pool, relative_throughput) every rank states.
+
+    Collective. Each rank says only which pool it is in and how fast that pool is, facts that do
+    not change when the job scales, so a worker whose mounted ConfigMap is older than its peers'
+    computes the same split as they do (heurimentor.contracts.batch, also the operator's status).
+    """
+    ranks = [(cfg.pool, cfg.relative_throughput)] * world_size
     if dist.is_initialized():
-        dist.all_gather_object(pools, (cfg.pool, cfg.pool_share))
-    shares: dict[str, float] = {}
-    for pool, share in pools:
-        if shares.setdefault(pool, share) != share:
-            raise ConfigError(f"pool {pool!r}: ranks disagree on pool_share ({shares[pool]} vs {share})")
-    if not math.isclose(sum(shares.values()), 1.0, abs_tol=1e-6):
-        raise ConfigError(f"pool_share of pools {shares} sums to {sum(shares.values())}, must be 1")
-    counts = [0] * world_size
-    names = sorted(shares)
-    remaining = global_batch
-    for i, pool in enumerate(names):
-        pool_rows = remaining if i == len(names) - 1 else round(global_batch * shares[pool])
-        remaining -= pool_rows
-        members = [r for r, (p, _) in enumerate(pools) if p == pool]
-        for j, r in enumerate(members):
-            counts[r] = pool_rows // len(members) + (j < pool_rows % len(members))
-    for r, rows in enumerate(counts):
-        if rows == 0 or rows % cfg.micro_batch:
-            raise ConfigError(f"global_batch={global_batch} cannot be split into micro batches of micro_batch={cfg.micro_batch} "
-                              f"over world_size={world_size} (rank {r} of pool {pools[r][0]!r} would get {rows} sequences); "
-                              f"global_batch must be a multiple of world_size x micro_batch")
+        dist.all_gather_object(ranks, (cfg.pool, cfg.relative_throughput))
+    try:
+        counts = rows_per_rank(global_batch, ranks, micro_batch=cfg.micro_batch)
+    except BatchSplitError as e:
+        raise ConfigError(str(e)) from e
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        _, disagree = pool_throughputs(ranks)
+        if disagree:
+            log.warning("ranks of one pool state different relative_throughput (a config change still reaching its pods); "
+                        "every rank uses the value of the pool's lowest rank", extra={"pools": disagree})
+        log.info("batch split", extra={"global_batch": global_batch, "world_size": world_size, "rows": counts,
+                                       "pools": describe_split(ranks, counts)})
     return counts
 
 
@@ -97,165 +111,223 @@ def pending_data_skip(pod: PodEnv, resumed_at: int, applied: list[str]) -> tuple
     return start, last - start + 1, request
 
 
-def train(cfg: TrainConfig) -> None:
-    env, pod = DistEnv.from_env(), PodEnv.from_env()
-    device = par.pick_device(cfg.device, env)
-    par.init_distributed(env, device)
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    ckpt.seed_everything(cfg.seed + rank)
-    preset = get_preset(cfg.preset, **cfg.model)
-    args = preset.model
-    seq_len = cfg.seq_len or args.max_seq_len
-    if seq_len > args.max_seq_len:
-        raise ConfigError(f"seq_len={seq_len} exceeds the model's max_seq_len={args.max_seq_len}")
-    global_batch = cfg.global_batch or preset.global_batch_size
-    counts = rows_per_rank(cfg, global_batch, world)
-    accumulation = counts[rank] // cfg.micro_batch
-    sources = SourceSet(cfg.data.shard_root, seq_len, names=cfg.data.sources, vocab_size=args.vocab_size,
-                        val_samples_per_source=cfg.data.val_samples_per_source)
-    manager = ckpt.CheckpointManager(cfg.checkpoint.dir, keep=cfg.checkpoint.keep) if cfg.checkpoint.dir else None
-    if pod.rollback_to_step is not None:
-        if not manager:
-            raise ConfigError(f"HEURIMENTOR_ROLLBACK_TO_STEP={pod.rollback_to_step} needs checkpoint.dir")
-        if rank == 0:  # one request per attempt: the operator sets the env on every pod of the rollback's attempt
-            manager.rollback(pod.rollback_to_step, request=f"attempt {pod.attempt or '-'}: step {pod.rollback_to_step}")
-        if dist.is_initialized():
-            dist.barrier()  # no rank reads "latest" before the rollback moved it
-    resume_from = manager.latest() if manager and cfg.checkpoint.resume else None
-    state = manager.read_state(resume_from, args) if resume_from else None  # shape checked before any work
-    if state and state.get("seq_len") != seq_len:
-        log.warning("seq_len changed since the checkpoint: samples are cut on a new grid, so the data stream "
-                    "does not continue exactly", extra={"checkpoint_seq_len": state.get("seq_len"), "seq_len": seq_len})
-    try:
-        tasks = [build_downstream(spec) for spec in cfg.metrics.downstream]
-    except (ValueError, OSError) as e:
-        raise ConfigError(f"metrics.downstream: {e}") from e
+class Trainer:
+    """One worker's training run: ``__init__`` sets up, ``train_step`` steps, ``train`` loops."""
 
-    model = par.parallelize(build_model(args, device=device, seed=cfg.seed), device,
-                            activation_checkpointing=cfg.activation_checkpointing, compile=cfg.compile)
-    base_lr = cfg.optim.lr or preset.lr
-    optimizer = build_optimizer(model, cfg, base_lr)
-    weights = cfg.data.static_weights or {name: 1.0 for name in sources.names}
-    sampler = MixtureSampler(sources.names, sources.train_sizes, seed=cfg.seed, weights=weights)
-    step, tokens_seen = 0, 0
-    if state:
-        manager.load(resume_from, model, optimizer, seed=cfg.seed)
-        sampler.load_state_dict(state["sampler"])
-        step, tokens_seen = state["step"], state["tokens_seen"]
-    data_skips = list(state.get("data_skips", [])) if state else []  # applied ones travel with the sampler state
-    skip = pending_data_skip(pod, step, data_skips)
-    poller = None
-    if cfg.data.mixture and rank == 0:
-        poller = MixturePoller(cfg.data.dmu_url, cfg.data.mixture, wait=cfg.data.poll_wait_seconds, token=cfg.data.dmu_token)
-        poller.poll_once(wait=0)  # start on the published mixture when the DMU is up
-        poller.start()
-    loader = MixtureDataLoader(sources, sampler, global_batch=global_batch, rank_slice=batch_slices(counts)[rank])
-    sample_log = SampleLog(cfg.data.sample_log_dir, rank) if cfg.data.sample_log_dir else None
-    m = cfg.metrics
-    sender = (TSMSender(m.tsm_url, cfg.job, rank, flush_interval=m.flush_interval_seconds, spool_dir=m.spool_dir, token=m.tsm_token)
-              if m.tsm_url else None)
-    prom = PrometheusMetrics(cfg.job, rank, env.local_rank, port=m.prometheus_port, multiproc_dir=m.prometheus_dir)
-    progress = None
-    if rank == 0 and pod.pod_name and pod.namespace:
-        progress = ProgressReporter(pod.pod_name, pod.namespace, interval_steps=m.progress_interval_steps, kubeconfig=pod.kubeconfig)
-        if resume_from:  # the step and checkpoint a restart resumed at, before the first new step
-            progress.step(step, loss=None, mixture_version=sampler.version, tokens=tokens_seen)
-            progress.checkpoint(step, str(resume_from))
-    weight_stats = WeightStats(model)
-    peak = peak_flops(device, m.peak_tflops_per_device)
-    flops_per_token = args.flops_per_token(seq_len)
-    n_sources = len(sources.names)
-    log.info("training", extra={"job": cfg.job, "rank": rank, "world_size": world, "global_batch": global_batch,
-                                "rows": counts[rank], "accumulation": accumulation, "resumed_at": step, "device": str(device)})
-    autocast = par.autocast(device)
-    try:
-        last_step = min(cfg.steps, cfg.stop_at_step or cfg.steps)
-        while step < last_step:
-            step += 1
-            started = time.perf_counter()
-            sync_mixture(sampler, poller, step, device=device)
-            if skip and step == skip[0]:
-                sampler.plan(skip[1] * global_batch)  # advances the stream past those steps' samples
-                data_skips.append(skip[2])
-                if rank == 0:
-                    log.warning("skipping data", extra={"at_step": step, "skipped_batches": skip[1], "request": skip[2]})
-            batch = loader.next_batch(step)
-            if sample_log:
-                sample_log.write(batch)
-            lr = lr_at(step, base=base_lr, warmup=cfg.optim.warmup_steps, total=cfg.steps, min_ratio=cfg.optim.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            tokens = batch.tokens.to(device)
-            source_index = batch.source_index.to(device)
-            # [loss sum, per-source loss sums, per-source token counts], summed over ranks below
-            sums = torch.zeros(1 + 2 * n_sources, dtype=torch.float64, device=device)
-            for micro in range(accumulation):
-                rows = slice(micro * cfg.micro_batch, (micro + 1) * cfg.micro_batch)
-                with par.gradient_sync(model, micro == accumulation - 1):
-                    with autocast:
-                        logits = model(tokens[rows, :-1])
-                    token_loss = F.cross_entropy(logits.float().flatten(0, 1), tokens[rows, 1:].flatten(), reduction="none")
-                    # Gradients are averaged over ranks: scale so the result is the global mean per token.
-                    (token_loss.sum() * world / (global_batch * seq_len)).backward()
-                row_loss = token_loss.detach().view(-1, seq_len).sum(1).double()
-                sums[0] += row_loss.sum()
-                sums[1 : 1 + n_sources].index_add_(0, source_index[rows], row_loss)
-                sums[1 + n_sources :].index_add_(0, source_index[rows], torch.full_like(row_loss, seq_len))
-            grad_norm = par.clip_grad_norm(model, cfg.optim.grad_clip)
-            interval = step % m.eval_interval == 0 or step == last_step
-            if interval:
-                weight_stats.before_update()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+    def __init__(self, cfg: TrainConfig, *, env: DistEnv | None = None, pod: PodEnv | None = None):
+        self.cfg, self.env, self.pod = cfg, env or DistEnv.from_env(), pod or PodEnv.from_env()
+        self.poller = self.sender = self.prom = self.progress = None  # reporters, started last
+        self.device = par.pick_device(cfg.device, self.env)
+        par.init_distributed(self.env, self.device)
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        ckpt.seed_everything(cfg.seed + self.rank)
+        preset = get_preset(cfg.preset, **cfg.model)
+        self.args = preset.model
+        self.seq_len = cfg.seq_len or self.args.max_seq_len
+        if self.seq_len > self.args.max_seq_len:
+            raise ConfigError(f"seq_len={self.seq_len} exceeds the model's max_seq_len={self.args.max_seq_len}")
+        self.global_batch = cfg.global_batch or preset.global_batch_size
+        self.base_lr = cfg.optim.lr or preset.lr
+        self.last_step = min(cfg.steps, cfg.stop_at_step or cfg.steps)
+        self.rows = plan_batch_split(cfg, self.global_batch, self.world)
+        self.accumulation = self.rows[self.rank] // cfg.micro_batch
+        self.sources = SourceSet(cfg.data.shard_root, self.seq_len, names=cfg.data.sources, vocab_size=self.args.vocab_size,
+                                 val_samples_per_source=cfg.data.val_samples_per_source)
+        self.manager = ckpt.CheckpointManager(cfg.checkpoint.dir, keep=cfg.checkpoint.keep) if cfg.checkpoint.dir else None
+        self.resume_from, saved = self._checkpoint_to_resume()  # its shape is checked before any work
+        try:
+            self.tasks = [build_downstream(spec) for spec in cfg.metrics.downstream]
+        except (ValueError, OSError) as e:
+            raise ConfigError(f"metrics.downstream: {e}") from e
+
+        self.model = par.parallelize(build_model(self.args, device="meta"), self.device, seed=cfg.seed,
+                                     activation_checkpointing=cfg.activation_checkpointing, compile=cfg.compile)
+        self.optimizer = build_optimizer(self.model, cfg, self.base_lr)
+        weights = cfg.data.static_weights or {name: 1.0 for name in self.sources.names}
+        self.sampler = MixtureSampler(self.sources.names, self.sources.train_sizes, seed=cfg.seed, weights=weights)
+        self.state = TrainState(world_size=self.world, model_args=asdict(self.args), global_batch=self.global_batch,
+                                seq_len=self.seq_len, lr_schedule={"base": self.base_lr, "warmup": cfg.optim.warmup_steps,
+                                                                   "total": cfg.steps, "min_ratio": cfg.optim.min_lr_ratio})
+        if saved:
+            self.manager.load(self.resume_from, self.model, self.optimizer, seed=cfg.seed)
+            self.sampler.load_state_dict(saved.sampler)
+            self.state.step, self.state.tokens_seen = saved.step, saved.tokens_seen
+            self.state.data_skips = list(saved.data_skips)  # applied ones travel with the sampler state
+        self.skip = pending_data_skip(self.pod, self.state.step, self.state.data_skips)
+        self.loader = MixtureDataLoader(self.sources, self.sampler, global_batch=self.global_batch,
+                                        rank_slice=batch_slices(self.rows)[self.rank])
+        self.sample_log = SampleLog(cfg.data.sample_log_dir, self.rank) if cfg.data.sample_log_dir else None
+        self.weight_stats = WeightStats(self.model)
+        self.autocast = par.autocast(self.device)
+        self.peak = peak_flops(self.device, cfg.metrics.peak_tflops_per_device)
+        self.flops_per_token = self.args.flops_per_token(self.seq_len)
+        # Per source: (loss sum, tokens) of the last step over all ranks; what a mixture policy observes.
+        self.source_sums: dict[str, tuple[float, float]] = {}
+        try:
+            self._start_reporters()
+        except BaseException:
+            self.close()
+            raise
+
+    def _checkpoint_to_resume(self):
+        cfg, pod, manager = self.cfg, self.pod, self.manager
+        if pod.rollback_to_step is not None:
+            if not manager:
+                raise ConfigError(f"HEURIMENTOR_ROLLBACK_TO_STEP={pod.rollback_to_step} needs checkpoint.dir")
+            if self.rank == 0:  # one request per attempt: the operator sets the env on every pod of the rollback's attempt
+                manager.rollback(pod.rollback_to_step, request=f"attempt {pod.attempt or '-'}: step {pod.rollback_to_step}")
             if dist.is_initialized():
-                dist.all_reduce(sums)
-            sums = sums.tolist()
-            step_time = time.perf_counter() - started
-            tokens_seen += global_batch * seq_len
-            point = StepPoint(step=step, rank=rank, time=time.time(), tokens_seen=tokens_seen, mixture_version=batch.mixture_version,
-                              scalars={"step_time_seconds": step_time, "tokens_per_second": counts[rank] * seq_len / step_time})
-            if rank == 0:
-                global_tps = global_batch * seq_len / step_time
-                point.scalars.update(loss=sums[0] / (global_batch * seq_len), grad_norm=grad_norm.item(), lr=lr,
-                                     global_tokens_per_second=global_tps)
-                if peak:
-                    point.scalars["mfu"] = flops_per_token * global_tps / (world * peak)
-                point.source_losses = {name: sums[1 + s] / sums[1 + n_sources + s]
-                                       for s, name in enumerate(sources.names) if sums[1 + n_sources + s] > 0}
-            evals: list[EvalResult] = []
-            if interval:
-                layer_stats = weight_stats.after_update()  # collective under FSDP2
-                point.layer_stats = layer_stats if rank == 0 else []
-                now = time.time()
-                if cfg.data.val_samples_per_source:
-                    val = validation_loss(model, sources, max_samples=m.eval_batches * cfg.micro_batch,
-                                          micro_batch=cfg.micro_batch, device=device, autocast=autocast)
-                    evals += [EvalResult(step=step, kind="val_loss", name=name, value=v, time=now) for name, v in val.items()]
-                for task in tasks:
-                    evals.append(EvalResult(step=step, kind="downstream", name=task.name, time=now,
-                                            value=task.evaluate(model, device=device, autocast=autocast)))
-            report(point, evals if rank == 0 else [], sender, prom, sampler.version)
-            if progress:
-                progress.step(step, loss=point.scalars["loss"], mixture_version=sampler.version, tokens=tokens_seen,
-                              force=step == last_step)
-            if manager and (step % cfg.checkpoint.interval == 0 or step == last_step):
-                saved = manager.save(step, model, optimizer, {
-                    "step": step, "tokens_seen": tokens_seen, "sampler": sampler.state_dict(), "data_skips": data_skips, "world_size": world,
-                    "model_args": vars(args), "global_batch": global_batch, "seq_len": seq_len,
-                    "lr_schedule": {"base": base_lr, "warmup": cfg.optim.warmup_steps, "total": cfg.steps, "min_ratio": cfg.optim.min_lr_ratio},
-                })
-                if progress:
-                    progress.checkpoint(step, str(saved))
-        if sender and rank == 0 and step >= cfg.steps:
-            sender.complete(step)
-    finally:
-        if progress:
-            progress.close()
-        if poller:
-            poller.stop()
-        if sender:
-            sender.close()
-        prom.close()
+                dist.barrier()  # no rank reads "latest" before the rollback moved it
+        folder = manager.latest() if manager and cfg.checkpoint.resume else None
+        saved = manager.read_state(folder, self.args) if folder else None
+        if saved and saved.seq_len != self.seq_len:
+            log.warning("seq_len changed since the checkpoint: samples are cut on a new grid, so the data stream "
+                        "does not continue exactly", extra={"checkpoint_seq_len": saved.seq_len, "seq_len": self.seq_len})
+        return folder, saved
+
+    def _start_reporters(self) -> None:
+        cfg, m, pod = self.cfg, self.cfg.metrics, self.pod
+        if cfg.data.mixture and self.rank == 0:
+            self.poller = MixturePoller(cfg.data.dmu_url, cfg.data.mixture, wait=cfg.data.poll_wait_seconds, token=cfg.data.dmu_token)
+            self.poller.poll_once(wait=0)  # start on the published mixture when the DMU is up
+            self.poller.start()
+        if m.tsm_url:
+            self.sender = TSMSender(m.tsm_url, cfg.job, self.rank, flush_interval=m.flush_interval_seconds, spool_dir=m.spool_dir,
+                                    token=m.tsm_token)
+        self.prom = PrometheusMetrics(cfg.job, self.rank, self.env.local_rank, port=m.prometheus_port, multiproc_dir=m.prometheus_dir)
+        if self.rank == 0 and pod.pod_name and pod.namespace:
+            self.progress = ProgressReporter(pod.pod_name, pod.namespace, interval_steps=m.progress_interval_steps,
+                                             kubeconfig=pod.kubeconfig)
+
+    def is_eval_step(self, step: int) -> bool:
+        return step % self.cfg.metrics.eval_interval == 0 or step == self.last_step
+
+    def train_step(self) -> StepPoint:
+        """One optimizer step on this rank's rows of the global batch (collective); its metrics.
+
+        Rank 0's point carries the global loss, per-source losses, grad norm, LR and MFU.
+        """
+        cfg, state = self.cfg, self.state
+        state.step += 1
+        step = state.step
+        started = time.perf_counter()
+        sync_mixture(self.sampler, self.poller, step, device=self.device)
+        if self.skip and step == self.skip[0]:
+            self.sampler.plan(self.skip[1] * self.global_batch)  # advances the stream past those steps' samples
+            state.data_skips.append(self.skip[2])
+            if self.rank == 0:
+                log.warning("skipping data", extra={"at_step": step, "skipped_batches": self.skip[1], "request": self.skip[2]})
+        batch = self.loader.next_batch(step)
+        if self.sample_log:
+            self.sample_log.write(batch)
+        lr = lr_at(step, base=self.base_lr, warmup=cfg.optim.warmup_steps, total=cfg.steps, min_ratio=cfg.optim.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        sums = self._forward_backward(batch)
+        grad_norm = par.clip_grad_norm(self.model, cfg.optim.grad_clip)
+        if self.is_eval_step(step):
+            self.weight_stats.before_update()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if dist.is_initialized():
+            dist.all_reduce(sums)
+        sums = sums.tolist()
+        step_time = time.perf_counter() - started
+        tokens = self.global_batch * self.seq_len
+        state.tokens_seen += tokens
+        n = len(self.sources.names)
+        self.source_sums = {name: (sums[1 + s], sums[1 + n + s]) for s, name in enumerate(self.sources.names)}
+        point = StepPoint(step=step, rank=self.rank, time=time.time(), tokens_seen=state.tokens_seen, mixture_version=batch.mixture_version,
+                          scalars={"step_time_seconds": step_time, "tokens_per_second": self.rows[self.rank] * self.seq_len / step_time,
+                                   "batch_rows": self.rows[self.rank]})
+        if self.rank == 0:
+            global_tps = tokens / step_time
+            point.scalars.update(loss=sums[0] / tokens, grad_norm=grad_norm.item(), lr=lr, global_tokens_per_second=global_tps)
+            if self.peak:
+                point.scalars["mfu"] = self.flops_per_token * global_tps / (self.world * self.peak)
+            point.source_losses = {name: loss / count for name, (loss, count) in self.source_sums.items() if count > 0}
+        return point
+
+    def _forward_backward(self, batch: Batch) -> torch.Tensor:
+        """This rank's micro batches, gradients accumulated; [loss sum, per-source loss sums, per-source tokens]."""
+        micro, seq_len, n_sources = self.cfg.micro_batch, self.seq_len, len(self.sources.names)
+        tokens = batch.tokens.to(self.device)
+        source_index = batch.source_index.to(self.device)
+        sums = torch.zeros(1 + 2 * n_sources, dtype=torch.float64, device=self.device)
+        for i in range(self.accumulation):
+            rows = slice(i * micro, (i + 1) * micro)
+            with par.gradient_sync(self.model, i == self.accumulation - 1):
+                with self.autocast:
+                    logits = self.model(tokens[rows, :-1])
+                token_loss = F.cross_entropy(logits.float().flatten(0, 1), tokens[rows, 1:].flatten(), reduction="none")
+                # Gradients are averaged over ranks: scale so the result is the global mean per token.
+                (token_loss.sum() * self.world / (self.global_batch * seq_len)).backward()
+            row_loss = token_loss.detach().view(-1, seq_len).sum(1).double()
+            sums[0] += row_loss.sum()
+            sums[1 : 1 + n_sources].index_add_(0, source_index[rows], row_loss)
+            sums[1 + n_sources :].index_add_(0, source_index[rows], torch.full_like(row_loss, seq_len))
+        return sums
+
+    def evaluate(self, point: StepPoint) -> list[EvalResult]:
+        """Weight statistics (into ``point``; collective under FSDP2), validation loss, downstream tasks."""
+        cfg, m = self.cfg, self.cfg.metrics
+        layer_stats = self.weight_stats.after_update()
+        point.layer_stats = layer_stats if self.rank == 0 else []
+        now, evals = time.time(), []
+        if cfg.data.val_samples_per_source:
+            val = validation_loss(self.model, self.sources, max_samples=m.eval_batches * cfg.micro_batch, micro_batch=cfg.micro_batch,
+                                  device=self.device, autocast=self.autocast)
+            evals += [EvalResult(step=point.step, kind="val_loss", name=name, value=v, time=now) for name, v in val.items()]
+        for task in self.tasks:
+            evals.append(EvalResult(step=point.step, kind="downstream", name=task.name, time=now,
+                                    value=task.evaluate(self.model, device=self.device, autocast=self.autocast)))
+        return evals if self.rank == 0 else []
+
+    def save_checkpoint(self) -> None:
+        self.state.sampler = self.sampler.state_dict()
+        saved = self.manager.save(self.state.step, self.model, self.optimizer, self.state)
+        if self.progress:
+            self.progress.checkpoint(self.state.step, str(saved))
+
+    def train(self) -> None:
+        """Step until ``last_step``: evaluate, report and checkpoint on their intervals."""
+        cfg, state = self.cfg, self.state
+        log.info("training", extra={"job": cfg.job, "rank": self.rank, "world_size": self.world, "global_batch": self.global_batch,
+                                    "rows": self.rows[self.rank], "accumulation": self.accumulation, "resumed_at": state.step,
+                                    "device": str(self.device)})
+        if self.progress and self.resume_from:  # the step and checkpoint a restart resumed at, before the first new step
+            self.progress.step(state.step, loss=None, mixture_version=self.sampler.version, tokens=state.tokens_seen)
+            self.progress.checkpoint(state.step, str(self.resume_from))
+        while state.step < self.last_step:
+            point = self.train_step()
+            evals = self.evaluate(point) if self.is_eval_step(point.step) else []
+            report(point, evals, self.sender, self.prom, self.sampler.version)
+            if self.progress:
+                self.progress.step(point.step, loss=point.scalars["loss"], mixture_version=self.sampler.version,
+                                   tokens=state.tokens_seen, force=point.step == self.last_step)
+            if self.manager and (point.step % cfg.checkpoint.interval == 0 or point.step == self.last_step):
+                self.save_checkpoint()
+        if self.sender and self.rank == 0 and state.step >= cfg.steps:
+            self.sender.complete(state.step)
+
+    def close(self) -> None:
+        """Stop the reporters (flushing what they hold); the process group outlives the Trainer."""
+        for closing in (self.progress, self.sender, self.prom):
+            if closing:
+                closing.close()
+        if self.poller:
+            self.poller.stop()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def train(cfg: TrainConfig) -> None:
+    with Trainer(cfg) as trainer:
+        trainer.train()
 
 
 def report(point: StepPoint, evals: list[EvalResult], sender: TSMSender | None, prom: PrometheusMetrics, version: int | None) -> None:
