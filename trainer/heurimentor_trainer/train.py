@@ -292,7 +292,7 @@ class Trainer:
     def train(self) -> None:
         """Step until ``last_step``: evaluate, report and checkpoint on their intervals."""
         cfg, state = self.cfg, self.state
-        log.info("training", extra={"job": cfg.job, "rank": self.rank, "world_size": self.world, "global_batch": self.global_batch,
+        log.info("training", extra={"job": cfg.job, "rank": self.rank, "pool": cfg.pool, "world_size": self.world, "global_batch": self.global_batch,
                                     "rows": self.rows[self.rank], "accumulation": self.accumulation, "resumed_at": state.step,
                                     "device": str(self.device)})
         if self.progress and self.resume_from:  # the step and checkpoint a restart resumed at, before the first new step
