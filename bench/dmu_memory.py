@@ -54,7 +54,7 @@ def child(mode: str, path: str, workdir: str) -> None:
         result = {"docs": n}
     else:
         from dmu_service.db import make_engine, make_session_factory
-        from dmu_service.migrate import upgrade
+        from dmu_service.migrations import upgrade
         from dmu_service.models import Source
         from dmu_service.pipeline import langid
         from dmu_service.pipeline.runner import execute_run, start_run

@@ -35,7 +35,7 @@ from hack.testenv.postgres import PostgresServer  # noqa: E402
 from hack.testenv.procs import free_port  # noqa: E402
 from tsm_service.crud.ingest import ingest_batch  # noqa: E402
 from tsm_service.crud.jobs import get_or_create_job  # noqa: E402
-from tsm_service.db import make_engine, make_sessionmaker  # noqa: E402
+from tsm_service.db import make_engine, make_session_factory  # noqa: E402
 from tsm_service.migrations import upgrade  # noqa: E402
 from tsm_service.models import Sample, Series  # noqa: E402
 from heurimentor.contracts.metrics import MetricBatch  # noqa: E402
@@ -55,7 +55,7 @@ def make_batch(rank: int, first_step: int, steps: int, tag: str) -> MetricBatch:
 
 def run_baseline(url: str, points: int) -> float:
     engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
+    sessions = make_session_factory(engine)
     steps_per_batch = 100
     batches = max(1, points // (steps_per_batch * POINTS_PER_STEP))
     started = time.perf_counter()
@@ -86,7 +86,7 @@ def run_baseline(url: str, points: int) -> float:
 
 def run_crud(url: str, batches: int, steps_per_batch: int) -> float:
     engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
+    sessions = make_session_factory(engine)
     prepared = [make_batch(b % 2, (b // 2) * steps_per_batch, steps_per_batch, "crud") for b in range(batches)]
     started = time.perf_counter()
     for batch in prepared:

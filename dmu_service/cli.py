@@ -53,15 +53,22 @@ def serve(config: ConfigOpt = None, host: Annotated[str | None, typer.Option()] 
     from dmu_service.api.main import create_app
     from heurimentor.logs import configure_logging
 
+    from heurimentor.service_kit.settings import InsecureSettings
+
     settings = _settings(config, host=host, port=port, data_dir=data_dir, database_url=database_url)
-    configure_logging(settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    configure_logging(settings.log_level, json_format=settings.log_json)
+    try:
+        app = create_app(settings)
+    except InsecureSettings as e:
+        console.print(f"[red]settings: {e}")
+        raise typer.Exit(2) from e
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
 
 
 @app.command()
 def migrate(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
     """Create or upgrade the DMU database schema (alembic upgrade head)."""
-    from dmu_service.migrate import upgrade
+    from dmu_service.migrations import upgrade
 
     settings = _settings(config, data_dir=data_dir, database_url=database_url)
     upgrade(settings.sqlalchemy_url)
@@ -90,6 +97,7 @@ def source_add(
     with _session_factory(_settings(config, data_dir=data_dir, database_url=database_url))() as session:
         try:
             create_source(session=session, source_in=source_in)
+            session.commit()
         except SourceExists as e:
             raise _fail(str(e)) from e
     console.print(f"[green]source {name} registered")
@@ -213,7 +221,8 @@ def _client(config: Path | None, url: str | None):
     from heurimentor.contracts.mixtures import MixtureClient
 
     settings = _settings(config)
-    return MixtureClient(url or f"http://{settings.host}:{settings.port}", token=settings.auth_token.get_secret_value())
+    token = settings.auth_token.get_secret_value() if settings.auth_token else None
+    return MixtureClient(url or f"http://{settings.host}:{settings.port}", token=token)
 
 
 @mixture_app.command("get")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -28,7 +29,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-DEMO_TOKEN = "demo-token"  # development only: the services refuse placeholder tokens in production
+DEMO_TOKEN = secrets.token_urlsafe(32)  # a random token, as production requires (docs/security.md)
 SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "trainer" / "heurimentor_trainer" / "sample_corpus"
 console = Console()
 
@@ -140,6 +141,8 @@ def run_demo(config: DemoConfig) -> dict:
     dmu_port, tsm_port = _free_port(), _free_port()
     dmu_url, tsm_url = f"http://127.0.0.1:{dmu_port}", f"http://127.0.0.1:{tsm_port}"
     env = dict(os.environ,
+               # development, said explicitly (the default is production): reads open, so the demo's GETs need no token
+               HEURIMENTOR_DMU_ENVIRONMENT="development", HEURIMENTOR_TSM_ENVIRONMENT="development",
                HEURIMENTOR_DMU_DATA_DIR=str(work / "dmu"), HEURIMENTOR_DMU_AUTH_TOKEN=DEMO_TOKEN,
                HEURIMENTOR_DMU_PORT=str(dmu_port),
                HEURIMENTOR_TSM_DATABASE_URL=f"sqlite:///{work / 'tsm.sqlite3'}", HEURIMENTOR_TSM_PORT=str(tsm_port),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -37,12 +36,18 @@ def serve(config: ConfigOption = None, database_url: DatabaseOption = None,
     import uvicorn
 
     from heurimentor.logs import configure_logging
+    from heurimentor.service_kit.settings import InsecureSettings
     from tsm_service.api.main import create_app
     from tsm_service.config import load_settings
 
     settings = load_settings(config_file=config, database_url=database_url, host=host, port=port, dmu_url=dmu_url)
     configure_logging(settings.log_level, json_format=settings.log_json)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    try:
+        app = create_app(settings)
+    except InsecureSettings as e:
+        typer.echo(f"settings: {e}", err=True)
+        raise typer.Exit(2) from e
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
 
 
 UrlOption = Annotated[Optional[str], typer.Option("--url", help="TSM base URL (default: http://HOST:PORT from settings)")]
@@ -53,13 +58,11 @@ def _get(url: str | None, path: str, params: dict | None = None) -> list | dict:
 
     from tsm_service.config import load_settings
 
-    if url is None:
-        settings = load_settings()
-        url = f"http://{settings.host}:{settings.port}"
+    settings = load_settings()
+    url = url or f"http://{settings.host}:{settings.port}"
     try:
-        # The service's own token (HEURIMENTOR_TSM_AUTH_TOKEN), needed when reads_require_auth is on.
-        token = os.environ.get("HEURIMENTOR_TSM_AUTH_TOKEN")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # The service's own token (HEURIMENTOR_TSM_AUTH_TOKEN): reads need one in production.
+        headers = {"Authorization": f"Bearer {settings.auth_token.get_secret_value()}"} if settings.auth_token else {}
         response = httpx.get(f"{url.rstrip('/')}{path}", params=params, headers=headers, timeout=30)
     except httpx.HTTPError as e:
         raise typer.BadParameter(f"cannot reach the TSM at {url}: {e}") from e

@@ -1,19 +1,20 @@
-"""FastAPI dependencies as Annotated aliases: ``def route(session: SessionDep, ...)``."""
+"""FastAPI dependencies as Annotated aliases: ``def route(session: SessionDep, ...)``.
+
+Access (docs/security.md): ``ReaderDep`` on reads; ``MixtureWriterDep`` on mixture changes (a token
+limited to some mixtures may change those only); ``AdminDep`` on source registration.
+"""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from dmu_service.api.notify import MixtureNotifier
 from dmu_service.config import Settings
-
-_bearer = HTTPBearer(auto_error=False)
+from heurimentor.service_kit.auth import require
 
 
 def get_settings(request: Request) -> Settings:
@@ -33,25 +34,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 NotifierDep = Annotated[MixtureNotifier, Depends(get_notifier)]
 
-
-def _check_token(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
-    expected = settings.auth_token.get_secret_value().encode()
-    if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), expected):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="missing or invalid bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-
-def require_writer(settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    _check_token(settings, credentials)
-
-
-def require_reader(settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    if settings.reads_require_auth:
-        _check_token(settings, credentials)
-
-
-WriterDep = Depends(require_writer)
-ReaderDep = Depends(require_reader)
+ReaderDep = require("read")
+MixtureWriterDep = require("write", resource="name")
+AdminDep = require("admin")

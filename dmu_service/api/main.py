@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 
 from dmu_service.api.metrics import DmuMetrics
 from dmu_service.api.notify import MixtureNotifier
 from dmu_service.api.routes import health, mixtures, runs, sources
 from dmu_service.config import Settings, load_settings
 from dmu_service.db import make_engine, make_session_factory
+from heurimentor.service_kit.app import install_security
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.metrics.latency.labels(request.method, path).observe(time.perf_counter() - started)
         return response
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # The offending input can be NaN or Infinity, which strict JSON cannot carry: send those as text.
-        return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(exc.errors()))})
-
+    install_security(app, settings)  # outermost: refuses before the request counter or a body parse
     for router in (health.router, sources.router, runs.router, mixtures.router):
         app.include_router(router)
     return app
-
-
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value

@@ -1,4 +1,4 @@
-"""Keyword-only queries for mixtures. Every change appends an immutable version."""
+"""Keyword-only queries for mixtures. Every change appends an immutable version; callers commit (the route)."""
 
 from __future__ import annotations
 
@@ -44,8 +44,11 @@ def list_mixtures(*, session: Session) -> list[Mixture]:
     return list(session.scalars(select(Mixture).order_by(Mixture.name)))
 
 
-def get_mixture(*, session: Session, name: str) -> Mixture:
-    mixture = session.scalar(select(Mixture).where(Mixture.name == name))
+def get_mixture(*, session: Session, name: str, lock: bool = False) -> Mixture:
+    """``lock``: hold the row (SELECT ... FOR UPDATE on PostgreSQL) until the caller's commit, so
+    concurrent writers queue instead of racing for the next version number."""
+    query = select(Mixture).where(Mixture.name == name)
+    mixture = session.scalar(query.with_for_update() if lock else query)
     if mixture is None:
         raise MixtureNotFound(f"mixture {name!r} does not exist")
     return mixture
@@ -94,7 +97,7 @@ def create_mixture(
     version = MixtureVersion(mixture=mixture, version=1, raw_weights=weights, author=author, reason=reason)
     session.add_all([mixture, version])
     try:
-        session.commit()
+        session.flush()
     except IntegrityError as e:
         session.rollback()
         raise MixtureExists(f"mixture {name!r} already exists") from e
@@ -112,8 +115,8 @@ def add_version(
     if_match: int | None = None,
     merge: bool = False,
 ) -> MixtureVersion:
-    """Append a version. ``merge``: PATCH semantics (given weights override, 0 drops a source)."""
-    mixture = get_mixture(session=session, name=name)
+    """Append a version (the caller commits). ``merge``: PATCH semantics (given weights override, 0 drops a source)."""
+    mixture = get_mixture(session=session, name=name, lock=True)
     if if_match is not None and mixture.current_version != if_match:
         raise VersionConflict(f"mixture {name!r} is at version {mixture.current_version}, If-Match named {if_match}")
     if merge:
@@ -128,11 +131,11 @@ def add_version(
     version = MixtureVersion(mixture=mixture, version=number, raw_weights=weights, author=author, reason=reason)
     session.add(version)
     try:
-        session.flush()  # the unique (mixture_id, version) row is the lock: a concurrent writer fails here
+        session.flush()  # SQLite reads without the lock: the unique (mixture_id, version) makes a racing writer fail here
     except IntegrityError as e:
         session.rollback()
         raise VersionConflict(f"mixture {name!r}: a concurrent change created version {number} first") from e
     mixture.current_version = number
     mixture.updated_at = version.created_at
-    session.commit()
+    session.flush()
     return version

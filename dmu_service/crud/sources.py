@@ -1,4 +1,4 @@
-"""Keyword-only queries for sources and runs."""
+"""Keyword-only queries for sources and runs; callers commit (the route or the CLI command)."""
 
 from __future__ import annotations
 
@@ -30,14 +30,14 @@ def create_source(*, session: Session, source_in: SourceCreate) -> Source:
         raise SourceExists(f"source {source_in.name!r} already exists")
     source = Source(**source_in.model_dump())
     session.add(source)
-    session.commit()
+    session.flush()
     return source
 
 
 def update_source(*, session: Session, source: Source, source_in: SourceUpdate) -> Source:
     for key, value in source_in.model_dump(exclude_unset=True, exclude_none=True).items():
         setattr(source, key, value)
-    session.commit()
+    session.flush()
     return source
 
 

@@ -1,33 +1,14 @@
-"""Alembic environment: the URL comes from the caller (``config.attributes['url']``) or the DMU settings."""
+"""Alembic environment of the DMU: the service kit's one implementation."""
 
-from __future__ import annotations
-
-from alembic import context
-
-from dmu_service.config import load_settings
-from dmu_service.db import make_engine
+from dmu_service.migrations import VERSION_TABLE
 from dmu_service.models import Base
-
-config = context.config
-url = config.attributes.get("url") or load_settings().sqlalchemy_url
+from heurimentor.service_kit.migrations import run_env
 
 
-def run_migrations_offline() -> None:
-    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True, render_as_batch=True)
-    with context.begin_transaction():
-        context.run_migrations()
+def _settings_url() -> str:
+    from dmu_service.config import load_settings
+
+    return load_settings().sqlalchemy_url
 
 
-def run_migrations_online() -> None:
-    engine = make_engine(url)
-    with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
-        with context.begin_transaction():
-            context.run_migrations()
-    engine.dispose()
-
-
-if context.is_offline_mode():
-    run_migrations_offline()
-else:
-    run_migrations_online()
+run_env(Base.metadata, version_table=VERSION_TABLE, default_url=_settings_url)

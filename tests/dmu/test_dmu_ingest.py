@@ -12,7 +12,7 @@ import httpx
 from tests.dmu.testlib import live_server, make_doc, settings_for
 
 from dmu_service.db import make_engine, make_session_factory
-from dmu_service.migrate import upgrade
+from dmu_service.migrations import upgrade
 from dmu_service.models import Run, Source
 from dmu_service.pipeline.outputs import tokenizer_id
 from dmu_service.pipeline.runner import RunError, discard_run, execute_run, start_run

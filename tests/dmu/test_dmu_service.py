@@ -9,35 +9,39 @@ from tests.dmu.testlib import add_sources, auth, live_server, settings_for
 from sqlalchemy import create_engine, inspect
 
 from dmu_service.config import load_settings
-from dmu_service.migrate import alembic_config, upgrade
+from dmu_service.migrations import alembic_config, upgrade
+from heurimentor.service_kit.settings import InsecureSettings, SettingsError
 
 
 def test_settings_precedence_defaults_file_env_flags(tmp_path, monkeypatch) -> None:
     config = tmp_path / "dmu.yaml"
-    config.write_text("port: 9001\nhost: 0.0.0.0\nreads_require_auth: true\n")
+    config.write_text("port: 9001\nhost: 0.0.0.0\nlog_level: DEBUG\n")
     monkeypatch.delenv("HEURIMENTOR_DMU_PORT", raising=False)
     assert load_settings().port == 8700
     assert load_settings(config).port == 9001
     monkeypatch.setenv("HEURIMENTOR_DMU_PORT", "9002")
     settings = load_settings(config)
-    assert (settings.port, settings.host, settings.reads_require_auth) == (9002, "0.0.0.0", True)
+    assert (settings.port, settings.host, settings.log_level) == (9002, "0.0.0.0", "DEBUG")
     assert load_settings(config, port=9003, host=None).port == 9003
     assert load_settings(data_dir=tmp_path).sqlalchemy_url == f"sqlite:///{tmp_path / 'dmu.sqlite3'}"
 
 
-def test_placeholder_token_refused_outside_development(monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv("HEURIMENTOR_DMU_ENVIRONMENT", "production")
+def test_placeholder_token_refused_unless_development_is_said(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("HEURIMENTOR_DMU_ENVIRONMENT", raising=False)  # unset means production
     monkeypatch.delenv("HEURIMENTOR_DMU_AUTH_TOKEN", raising=False)
-    with pytest.raises(ValueError, match="placeholder"):
-        load_settings()
+    with pytest.raises(InsecureSettings, match="production needs a write token"):
+        load_settings().token_policy()
     monkeypatch.setenv("HEURIMENTOR_DMU_AUTH_TOKEN", "changeme")
-    with pytest.raises(ValueError, match="placeholder"):
-        load_settings()
-    monkeypatch.setenv("HEURIMENTOR_DMU_AUTH_TOKEN", "a-real-secret-4242")
-    assert load_settings().auth_token.get_secret_value() == "a-real-secret-4242"
+    with pytest.raises(InsecureSettings, match="placeholder"):
+        load_settings().token_policy()
+    monkeypatch.setenv("HEURIMENTOR_DMU_ENVIRONMENT", "development")
+    assert load_settings().token_policy().writes_need_token
+    monkeypatch.setenv("HEURIMENTOR_DMU_ENVIRONMENT", "production")
+    monkeypatch.setenv("HEURIMENTOR_DMU_AUTH_TOKEN", "9Mm2ZxqQ-vq1KpD4s7Wb0aYtRcE3nLfH")
+    assert load_settings().token_policy().reads_need_token
     bad = tmp_path / "bad.yaml"
     bad.write_text("- not a mapping\n")
-    with pytest.raises(ValueError, match="bad.yaml"):
+    with pytest.raises(SettingsError, match="bad.yaml"):
         load_settings(bad)
 
 

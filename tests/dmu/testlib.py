@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,14 +13,16 @@ import httpx
 from hack.testenv.asgi import serve_app
 from dmu_service.api.main import create_app
 from dmu_service.config import Settings
-from dmu_service.migrate import upgrade
+from dmu_service.migrations import upgrade
 
 DATA = Path(__file__).parent / "data"
-TOKEN = "test-token-7f3a9c"
+TOKEN = secrets.token_urlsafe(32)  # the admin token of the test servers: random, as production requires
 
 
 def settings_for(url: str, data_dir: Path, **extra) -> Settings:
-    return Settings(database_url=url, data_dir=data_dir, auth_token=TOKEN, mixture_poll_interval_s=0.1, **extra)
+    """Production settings (the default) with reads opened, so tests read without a token unless they test that."""
+    return Settings(**{"database_url": url, "data_dir": data_dir, "auth_token": TOKEN, "mixture_poll_interval_s": 0.1,
+                       "reads_require_auth": False, **extra})
 
 
 @contextmanager

@@ -331,7 +331,8 @@ def test_a_worker_pod_run_for_real_trains_reports_to_the_tsm_and_fills_the_statu
         info = write_shard(folder / "00000.bin", [rng.integers(0, 500, size=int(rng.integers(30, 90))) for _ in range(40)], 512)
         Manifest(source=source, tokenizer_id="test", vocab_size=512, shards=[info]).write(folder)
     upgrade(f"sqlite:///{tmp_path / 'tsm.db'}")
-    tsm_app = create_app(load_settings(database_url=f"sqlite:///{tmp_path / 'tsm.db'}", evaluate_interval_seconds=0, log_json=False))
+    tsm_app = create_app(load_settings(database_url=f"sqlite:///{tmp_path / 'tsm.db'}", evaluate_interval_seconds=0, log_json=False,
+                                       environment="development"))  # open TSM: the worker here sends no token
     with serve_app(tsm_app, name="TSM") as tsm_url:
         body = small("real", elastic={"minReplicas": 1, "maxReplicas": 1, "replicas": 1}, nprocPerNode=2,
                      data={"shardRoot": str(tmp_path / "shards"), "dmuUrl": None, "mixture": None}, tsm={"url": tsm_url},

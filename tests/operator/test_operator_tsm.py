@@ -3,6 +3,7 @@ writes, and its HTTP client against a real TSM (SQLite here; the cluster test ru
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
 import httpx
@@ -37,7 +38,7 @@ def test_annotations_carry_step_range_and_who_asked():
     assert rollback_annotations(request)[ANNOTATION_ROLLBACK_SKIP] is None
 
 
-TOKEN = "tsm-token-for-the-operator"
+TOKEN = secrets.token_urlsafe(32)  # production (the default) refuses a guessable one
 
 
 @pytest.fixture

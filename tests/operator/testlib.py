@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import contextlib
 import json
 import socket
@@ -17,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "heurimentor"
 CRD = CHART / "crds" / "aquila2trainingjobs.heurimentor.io.yaml"
 OPERATOR_USER = "heurimentor-operator-under-test"
-TSM_TOKEN = "tsm-token-the-operator-holds"
+TSM_TOKEN = secrets.token_urlsafe(32)  # production (the default) refuses a guessable one
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.25) -> Any:

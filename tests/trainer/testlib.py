@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -146,16 +147,17 @@ def consumed_samples(sample_dir: Path) -> dict[int, list[str]]:
     return {step: [i for _, ids in sorted(rows) for i in ids] for step, rows in sorted(by_step.items())}
 
 
-DMU_TOKEN = "trainer-test-token-5d1e"
+DMU_TOKEN = secrets.token_urlsafe(32)
 
 
 def dmu_app(tmp: Path):
     """The real DMU app on a migrated SQLite database."""
     from dmu_service.api.main import create_app
     from dmu_service.config import Settings
-    from dmu_service.migrate import upgrade
+    from dmu_service.migrations import upgrade
 
-    settings = Settings(database_url=f"sqlite:///{tmp / 'dmu.sqlite3'}", data_dir=tmp, auth_token=DMU_TOKEN, mixture_poll_interval_s=0.05)
+    settings = Settings(database_url=f"sqlite:///{tmp / 'dmu.sqlite3'}", data_dir=tmp, auth_token=DMU_TOKEN, mixture_poll_interval_s=0.05,
+                        reads_require_auth=False)
     upgrade(settings.sqlalchemy_url)
     return create_app(settings)
 
@@ -168,4 +170,6 @@ def tsm_app(tmp: Path, **settings):
 
     url = f"sqlite:///{tmp / 'tsm.sqlite3'}"
     upgrade(url)
-    return create_app(load_settings(database_url=url, evaluate_interval_seconds=0, log_json=False, **settings))
+    # development: writes open unless a test passes auth_token (production is docs/security.md's and tests/tsm's)
+    return create_app(load_settings(**{"database_url": url, "evaluate_interval_seconds": 0, "log_json": False,
+                                       "environment": "development", **settings}))

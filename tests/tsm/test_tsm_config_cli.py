@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
+
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from tests.tsm.testlib import point, serve_app, tsm_settings
+from tests.tsm.testlib import TOKEN, point, serve_app, tsm_settings
 from typer.testing import CliRunner
 
 from heurimentor.cli import app as cli
+from heurimentor.service_kit.settings import InsecureSettings, SettingsError
 from tsm_service.api.main import create_app
 from tsm_service.config import load_settings
 from tsm_service.migrations import upgrade
@@ -30,17 +33,17 @@ def test_precedence_defaults_file_env_flags(tmp_path, monkeypatch):
 
 
 def test_bad_settings_are_clear_errors(tmp_path, monkeypatch):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(SettingsError, match="missing.yaml: cannot read"):
         load_settings(config_file=tmp_path / "missing.yaml")
-    with pytest.raises(ValidationError, match="DMU_TOKEN is required in production"):
-        load_settings(environment="production", dmu_url="http://dmu", auth_token="a-real-tsm-token")
+    with pytest.raises(InsecureSettings, match="DMU_TOKEN is required in production"):
+        load_settings(dmu_url="http://dmu", auth_token=secrets.token_urlsafe(32)).token_policy()
     monkeypatch.setenv("HEURIMENTOR_TSM_POLICY__NAME", "bogus")
     with pytest.raises(ValidationError, match="static', 'odm' or 'learning_progress"):
         load_settings()
 
 
 def test_migrate_command_then_ready(postgres_url):
-    app = create_app(load_settings(database_url=postgres_url, evaluate_interval_seconds=0))
+    app = create_app(tsm_settings(postgres_url))
     with TestClient(app) as client:
         not_ready = client.get("/readyz")
         assert not_ready.status_code == 503 and "run `heurimentor tsm migrate`" in not_ready.json()["detail"]
@@ -55,12 +58,12 @@ def test_migrate_command_then_ready(postgres_url):
 
 def test_events_and_rollbacks_commands(postgres_url):
     upgrade(postgres_url)
-    with serve_app(create_app(tsm_settings(postgres_url, auth_token="cli-token", reads_require_auth=True))) as url:
+    with serve_app(create_app(tsm_settings(postgres_url, reads_require_auth=True))) as url:
         points = [point(s, loss=float("nan") if s == 5 else 2.0) for s in range(10)]
         body = MetricBatch.model_validate({"batch_id": "b", "points": points}).model_dump_json()
         assert httpx.post(f"{url}/v1/jobs/job-a/metrics", content=body,
-                          headers={"Content-Type": "application/json", "Authorization": "Bearer cli-token"}).status_code == 200
-        runner = CliRunner(env={"HEURIMENTOR_TSM_AUTH_TOKEN": "cli-token"})
+                          headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        runner = CliRunner(env={"HEURIMENTOR_TSM_AUTH_TOKEN": TOKEN})
         refused = runner.invoke(cli, ["tsm", "events", "job-a", "--url", url], env={"HEURIMENTOR_TSM_AUTH_TOKEN": "wrong"})
         assert refused.exit_code == 1 and "HTTP 401" in refused.output
         listed = runner.invoke(cli, ["tsm", "events", "job-a", "--url", url], env={"COLUMNS": "200"})

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.tsm.testlib import serve_app, tsm_settings
+from tests.tsm.testlib import auth, serve_app, tsm_settings
 
 from tsm_service.api.main import create_app
 from tsm_service.migrations import upgrade
@@ -81,9 +81,9 @@ def fed_tsm(postgres_url):
     app = create_app(tsm_settings(postgres_url))
     with serve_app(app) as url:
         for body in _short_run():
-            response = httpx.post(f"{url}/v1/jobs/{JOB}/metrics", content=body, headers={"Content-Type": "application/json"})
+            response = httpx.post(f"{url}/v1/jobs/{JOB}/metrics", content=body, headers={"Content-Type": "application/json", **auth()})
             assert response.status_code == 200, response.text
-        assert httpx.post(f"{url}/v1/jobs/{JOB}/evaluate").status_code == 200
+        assert httpx.post(f"{url}/v1/jobs/{JOB}/evaluate", headers=auth()).status_code == 200
         yield url
 
 

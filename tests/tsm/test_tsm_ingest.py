@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.tsm.testlib import point, send, tsm_client
+from tests.tsm.testlib import auth, point, send, tsm_client
 
 
 def _loss_curve(client, job="job-a", **params):
@@ -131,7 +131,7 @@ def test_concurrent_retries_and_ranks_on_postgresql(postgres_url):
     with serve_app(create_app(tsm_settings(postgres_url))) as url:
         def post(batch):
             return httpx.post(f"{url}/v1/jobs/job-a/metrics", content=batch.model_dump_json(),
-                              headers={"Content-Type": "application/json"}, timeout=60)
+                              headers={"Content-Type": "application/json", **auth()}, timeout=60)
 
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(post, [same] * 4 + ranks))
@@ -142,33 +142,36 @@ def test_concurrent_retries_and_ranks_on_postgresql(postgres_url):
         assert curve["points"][0]["count"] == 5  # rank 9 once + ranks 0-3
 
 
-def test_writes_need_the_bearer_token_when_one_is_set(postgres_url):
+def test_writes_need_the_bearer_token(postgres_url):
     """With the operator acting on rollback recommendations, posting metrics can restart a job."""
-    token = {"Authorization": "Bearer s3cret-tsm-token"}
-    with tsm_client(postgres_url, auth_token="s3cret-tsm-token") as tsm:
+    token = auth()
+    with tsm_client(postgres_url, send_token=False) as tsm:
         points = [point(s, loss=float("nan") if s == 5 else 2.0) for s in range(8)]
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             refused = send(tsm, "job-a", points, batch_id="b1", headers=headers)
             assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
         assert tsm.get("/v1/jobs").json() == []  # nothing stored by the refused posts
         assert send(tsm, "job-a", points, batch_id="b1", headers=token).status_code == 200
-        [rollback] = tsm.get("/v1/jobs/job-a/rollbacks").json()  # reads stay open by default
+        [rollback] = tsm.get("/v1/jobs/job-a/rollbacks").json()  # the test TSM opens reads (reads_require_auth: false)
         assert tsm.patch(f"/v1/jobs/job-a/rollbacks/{rollback['id']}", json={"status": "dismissed"}).status_code == 401
         assert tsm.patch("/v1/jobs/job-a/config", json={"policy": {"name": "static"}}).status_code == 401
         assert tsm.post("/v1/jobs/job-a/evaluate").status_code == 401
         assert tsm.put("/v1/jobs/job-a/suspension", json={"suspended": True}).status_code == 401
         assert tsm.get("/v1/jobs/job-a/rollbacks").json()[0]["status"] == "open"
         assert tsm.patch(f"/v1/jobs/job-a/rollbacks/{rollback['id']}", json={"status": "acknowledged"}, headers=token).status_code == 200
-    with tsm_client(postgres_url, auth_token="s3cret-tsm-token", reads_require_auth=True) as tsm:
+    with tsm_client(postgres_url, send_token=False, reads_require_auth=None) as tsm:  # production's default: reads closed
         assert tsm.get("/v1/jobs/job-a/rollbacks").status_code == 401
         assert tsm.get("/v1/jobs/job-a/rollbacks", headers=token).status_code == 200
-        assert tsm.get("/healthz").status_code == 200 and tsm.get("/metrics").status_code == 200
+        assert tsm.get("/metrics").status_code == 401 and tsm.get("/metrics", headers=token).status_code == 200
+        assert tsm.get("/healthz").status_code == 200
 
 
 def test_production_refuses_to_start_without_a_real_token():
+    from heurimentor.service_kit.settings import InsecureSettings
+    from tsm_service.api.main import create_app
     from tsm_service.config import load_settings
 
-    with pytest.raises(ValueError, match="HEURIMENTOR_TSM_AUTH_TOKEN is required in production"):
-        load_settings(environment="production")
-    with pytest.raises(ValueError, match="placeholder"):
-        load_settings(environment="production", auth_token="changeme")
+    with pytest.raises(InsecureSettings, match="production needs a write token"):
+        create_app(load_settings(database_url="sqlite://"))
+    with pytest.raises(InsecureSettings, match="placeholder"):
+        create_app(load_settings(database_url="sqlite://", auth_token="changeme"))

@@ -3,6 +3,7 @@ guarded mixture versions out through PUT + If-Match, and a human edit is never o
 
 from __future__ import annotations
 
+import secrets
 import math
 from collections.abc import Iterator
 
@@ -13,9 +14,9 @@ from tests.tsm.testlib import point, send, serve_app, tsm_client
 from dmu_service.api.main import create_app as create_dmu_app
 from heurimentor.contracts.mixtures import MixtureClient
 from dmu_service.config import load_settings as load_dmu_settings
-from dmu_service.migrate import upgrade as upgrade_dmu
+from dmu_service.migrations import upgrade as upgrade_dmu
 
-TOKEN = "tsm-test-token"
+TOKEN = secrets.token_urlsafe(32)
 SOURCES = ["easy", "hard", "random"]
 POLICY = {"name": "learning_progress", "mixture": "pretrain", "window_steps": 10, "params": {"prior_mix": 0.1},
           "guardrails": {"cooldown_steps": 20, "max_change": 0.1, "weight_floor": 0.05}}
@@ -57,7 +58,7 @@ def _train(client, steps: range) -> list[dict]:
 
 
 def _versions(dmu_url: str) -> list[dict]:
-    return httpx.get(f"{dmu_url}/mixtures/pretrain/versions").json()
+    return httpx.get(f"{dmu_url}/mixtures/pretrain/versions", headers={"Authorization": f"Bearer {TOKEN}"}).json()
 
 
 def test_policy_writes_guarded_versions_with_reason(dmu_url, postgres_url):
@@ -102,7 +103,8 @@ class _HumanEditsMeanwhile(MixtureClient):
 
 def test_human_edit_between_read_and_write_is_not_overwritten(dmu_url, postgres_url):
     _HumanEditsMeanwhile.armed = False
-    with tsm_client(postgres_url, dmu_url=dmu_url, mixture_client_factory=lambda: _HumanEditsMeanwhile(dmu_url, token=TOKEN)) as tsm:
+    with tsm_client(postgres_url, dmu_url=dmu_url, dmu_token=TOKEN,
+                    mixture_client_factory=lambda: _HumanEditsMeanwhile(dmu_url, token=TOKEN)) as tsm:
         _train(tsm, range(0, 10))
         policy = {**POLICY, "guardrails": {**POLICY["guardrails"], "cooldown_steps": 0}}
         assert tsm.patch("/v1/jobs/job-a/config", json={"policy": policy}).status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,15 +16,25 @@ from tsm_service.migrations import upgrade
 from heurimentor.contracts.metrics import MetricBatch
 
 
+TOKEN = secrets.token_urlsafe(32)  # the admin token of the test TSMs: random, as production requires
+
+
+def auth(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 def tsm_settings(database_url: str, **overrides) -> Settings:
-    return load_settings(**{"database_url": database_url, "evaluate_interval_seconds": 0, "log_json": False, **overrides})
+    """Production settings (the default) with the admin token and reads opened, unless a test overrides them."""
+    return load_settings(**{"database_url": database_url, "evaluate_interval_seconds": 0, "log_json": False,
+                            "auth_token": TOKEN, "reads_require_auth": False, **overrides})
 
 
 @contextmanager
-def tsm_client(database_url: str, mixture_client_factory=None, **overrides) -> Iterator[TestClient]:
+def tsm_client(database_url: str, mixture_client_factory=None, *, send_token: bool = True, **overrides) -> Iterator[TestClient]:
+    """A TestClient on a migrated TSM; it sends the admin token with every request unless ``send_token=False``."""
     upgrade(database_url)
     app = create_app(tsm_settings(database_url, **overrides), mixture_client_factory=mixture_client_factory)
-    with TestClient(app) as client:
+    with TestClient(app, headers=auth() if send_token else None) as client:
         yield client
 
 

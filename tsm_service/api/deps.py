@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy.orm import Session
+
+from heurimentor.service_kit.auth import require
 
 from tsm_service.config import Settings
 from tsm_service.crud.jobs import get_job
@@ -21,7 +21,7 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    with request.app.state.sessionmaker() as session:
+    with request.app.state.session_factory() as session:
         yield session
 
 
@@ -39,27 +39,7 @@ def get_existing_job(session: SessionDep, job: JobName) -> Job:
 
 JobDep = Annotated[Job, Depends(get_existing_job)]
 
-_bearer = HTTPBearer(auto_error=False)
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-
-
-def _check_token(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
-    expected = settings.auth_token.get_secret_value().encode() if settings.auth_token else None
-    if expected is None:
-        return
-    if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), expected):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing or invalid bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
-
-
-def require_writer(settings: SettingsDep, credentials: BearerDep) -> None:
-    _check_token(settings, credentials)
-
-
-def require_reader(settings: SettingsDep, credentials: BearerDep) -> None:
-    if settings.reads_require_auth:
-        _check_token(settings, credentials)
-
-
-WriterDep = Depends(require_writer)
-ReaderDep = Depends(require_reader)
+# Access (docs/security.md): reads need the read scope; a job's writes need the write scope on that
+# job (a trainer's token may be limited to its own job).
+ReaderDep = require("read")
+JobWriterDep = require("write", resource="job")

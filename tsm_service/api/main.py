@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from heurimentor.contracts.mixtures import MixtureClient
 from tsm_service.api.routes import curves, events, health, ingest, jobs, metrics
 from tsm_service.config import Settings, load_settings
-from tsm_service.db import make_engine, make_sessionmaker
+from heurimentor.service_kit.app import install_security
+from tsm_service.db import make_engine, make_session_factory
 from tsm_service.exposition import Exposition
 from tsm_service.mixer import MixtureUpdater
 from tsm_service.monitor import Monitor
@@ -29,7 +30,7 @@ def create_app(settings: Settings | None = None, *,
     """``mixture_client_factory`` overrides the DMU client built from settings (e.g. an in-process transport)."""
     settings = settings or load_settings()
     engine = make_engine(settings.database_url)
-    sessions = make_sessionmaker(engine)
+    sessions = make_session_factory(engine)
     updater = MixtureUpdater(mixture_client_factory or _mixture_client_factory(settings), author=settings.author)
 
     @contextlib.asynccontextmanager
@@ -50,9 +51,10 @@ def create_app(settings: Settings | None = None, *,
                   description="Training state monitor: metric ingest, curves, anomaly detection, adaptive data mixture.")
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = sessions
+    app.state.session_factory = sessions
     app.state.exposition = Exposition(sessions, job_ttl_seconds=settings.metrics_job_ttl_seconds)
     app.state.monitor = Monitor(sessions, settings, updater)
+    install_security(app, settings)  # outermost: refuses before a body is read
     for router in (health.router, ingest.router, jobs.router, curves.router, events.router, metrics.router):
         app.include_router(router)
     return app

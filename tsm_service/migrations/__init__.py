@@ -1,25 +1,13 @@
-"""Alembic migrations of the TSM schema; run with ``heurimentor tsm migrate``."""
+"""Alembic migrations of the TSM schema; run with ``heurimentor tsm migrate`` before ``serve``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
+from heurimentor.service_kit.migrations import Migrations
 
-SCRIPT_LOCATION = Path(__file__).parent
-
-
-def alembic_config(database_url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(SCRIPT_LOCATION))
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    return config
-
-
-def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
-
-
-def downgrade(database_url: str, revision: str) -> None:
-    command.downgrade(alembic_config(database_url), revision)
+VERSION_TABLE = "tsm_alembic_version"  # the DMU keeps its own; both may share one database
+MIGRATIONS = Migrations(script_location=Path(__file__).parent, version_table=VERSION_TABLE)
+alembic_config = MIGRATIONS.config
+upgrade = MIGRATIONS.upgrade
+downgrade = MIGRATIONS.downgrade

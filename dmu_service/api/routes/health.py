@@ -4,7 +4,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from dmu_service.api.deps import SessionDep
+from dmu_service.api.deps import ReaderDep, SessionDep
 
 router = APIRouter(tags=["health"])
 
@@ -25,6 +25,6 @@ def readyz(session: SessionDep) -> dict:
     return {"status": "ready"}
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[ReaderDep])
 def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

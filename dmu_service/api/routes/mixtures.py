@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from dmu_service.api.deps import (
+    MixtureWriterDep,
     NotifierDep,
     ReaderDep,
     SessionDep,
     SettingsDep,
-    WriterDep,
 )
 from dmu_service.api.notify import MixtureNotifier
 from dmu_service.crud import mixtures as crud
 from dmu_service.crud.sources import source_names
 from dmu_service.models import MixtureVersion
+from heurimentor.contracts.bounds import INT64_MAX
+from heurimentor.service_kit.auth import AUTH_RESPONSES, check_access
+from heurimentor.service_kit.errors import error_responses
 from heurimentor.contracts.mixtures import (
+    MIXTURE_NAME_PATTERN,
     MixtureCreate,
     MixturePatch,
     MixtureSummary,
@@ -29,10 +34,15 @@ from heurimentor.contracts.mixtures import (
     MixtureVersionPublic,
 )
 
-router = APIRouter(prefix="/mixtures", tags=["mixtures"])
+router = APIRouter(prefix="/mixtures", tags=["mixtures"], responses=AUTH_RESPONSES)
 SSE_HEARTBEAT_S = 15.0
-# A write without If-Match retries this often when a concurrent writer takes the next version number.
-UNCONDITIONAL_RETRIES = 5
+# A name or version no mixture can have is a 422 before any query (NUL, 2**63 reached the database).
+MixtureName = Annotated[str, Path(pattern=MIXTURE_NAME_PATTERN, description="mixture name")]
+VersionNumber = Annotated[int, Path(ge=1, le=INT64_MAX, description="mixture version")]
+# A write without If-Match must not fail because another writer went first: on PostgreSQL the row
+# lock queues writers; on SQLite a racing writer loses the version number and retries, for up to
+# this long (then 503, never 412).
+UNCONDITIONAL_RETRY_S = 30.0
 
 
 def parse_etag(value: str | None, header: str) -> int | None:
@@ -57,15 +67,18 @@ def _not_found(e: crud.MixtureNotFound) -> HTTPException:
     return HTTPException(404, detail=str(e))
 
 
-@router.post("", status_code=201, response_model=MixtureVersionPublic, dependencies=[WriterDep])
+@router.post("", status_code=201, response_model=MixtureVersionPublic, dependencies=[MixtureWriterDep],
+             responses=error_responses(409))
 def create_mixture(
     body: MixtureCreate, session: SessionDep, notifier: NotifierDep, request: Request, response: Response
 ) -> MixtureVersionPublic:
+    check_access(request, "write", body.name)  # the name is in the body, not the path
     try:
         version = crud.create_mixture(
             session=session, name=body.name, weights=body.weights, author=body.author, reason=body.reason,
             known_sources=source_names(session=session),
         )
+        session.commit()
     except crud.InvalidWeights as e:
         request.app.state.metrics.rejected_changes.labels(body.name, "invalid_weights").inc()
         raise HTTPException(422, detail=str(e)) from e
@@ -84,8 +97,8 @@ def list_mixtures(session: SessionDep) -> list[MixtureSummary]:
     ]
 
 
-@router.get("/{name}", response_model=MixtureVersionPublic, dependencies=[ReaderDep])
-def read_mixture(name: str, session: SessionDep, request: Request, response: Response) -> MixtureVersionPublic:
+@router.get("/{name}", response_model=MixtureVersionPublic, dependencies=[ReaderDep], responses=error_responses(404))
+def read_mixture(name: MixtureName, session: SessionDep, request: Request, response: Response) -> MixtureVersionPublic:
     try:
         return _respond(request, response, crud.get_version(session=session, name=name))
     except crud.MixtureNotFound as e:
@@ -97,13 +110,14 @@ def _change(
     session: Session, notifier: MixtureNotifier, request: Request, response: Response,
 ) -> MixtureVersionPublic:
     expected = parse_etag(if_match, "If-Match")
-    attempts = 1 if expected is not None else UNCONDITIONAL_RETRIES
-    for attempt in range(attempts):
+    deadline = time.monotonic() + UNCONDITIONAL_RETRY_S
+    while True:
         try:
             version = crud.add_version(
                 session=session, name=name, weights=body.weights, author=body.author, reason=body.reason,
                 known_sources=source_names(session=session), if_match=expected, merge=merge,
             )
+            session.commit()
             break
         except crud.MixtureNotFound as e:
             raise _not_found(e) from e
@@ -111,8 +125,11 @@ def _change(
             request.app.state.metrics.rejected_changes.labels(name, "invalid_weights").inc()
             raise HTTPException(422, detail=str(e)) from e
         except crud.VersionConflict as e:
-            if attempt + 1 < attempts:
+            if expected is None and time.monotonic() < deadline:
                 continue
+            if expected is None:
+                raise HTTPException(503, detail=f"mixture {name!r}: too many concurrent writers; retry",
+                                    headers={"Retry-After": "1"}) from e
             request.app.state.metrics.rejected_changes.labels(name, "precondition_failed").inc()
             raise HTTPException(412, detail=str(e)) from e
     request.app.state.metrics.mixture_changes.labels(name).inc()
@@ -120,34 +137,38 @@ def _change(
     return _respond(request, response, version)
 
 
-@router.put("/{name}", response_model=MixtureVersionPublic, dependencies=[WriterDep])
+@router.put("/{name}", response_model=MixtureVersionPublic, dependencies=[MixtureWriterDep],
+            responses=error_responses(400, 404, 412, 503))
 def replace_mixture(
-    name: str, body: MixtureUpdate, session: SessionDep, notifier: NotifierDep, request: Request, response: Response,
+    name: MixtureName, body: MixtureUpdate, session: SessionDep, notifier: NotifierDep, request: Request, response: Response,
     if_match: Annotated[str | None, Header()] = None,
 ) -> MixtureVersionPublic:
     return _change(name=name, body=body, merge=False, if_match=if_match, session=session, notifier=notifier,
                    request=request, response=response)
 
 
-@router.patch("/{name}", response_model=MixtureVersionPublic, dependencies=[WriterDep])
+@router.patch("/{name}", response_model=MixtureVersionPublic, dependencies=[MixtureWriterDep],
+              responses=error_responses(400, 404, 412, 503))
 def patch_mixture(
-    name: str, body: MixturePatch, session: SessionDep, notifier: NotifierDep, request: Request, response: Response,
+    name: MixtureName, body: MixturePatch, session: SessionDep, notifier: NotifierDep, request: Request, response: Response,
     if_match: Annotated[str | None, Header()] = None,
 ) -> MixtureVersionPublic:
     return _change(name=name, body=body, merge=True, if_match=if_match, session=session, notifier=notifier,
                    request=request, response=response)
 
 
-@router.get("/{name}/versions", response_model=list[MixtureVersionPublic], dependencies=[ReaderDep])
-def list_versions(name: str, session: SessionDep) -> list[MixtureVersionPublic]:
+@router.get("/{name}/versions", response_model=list[MixtureVersionPublic], dependencies=[ReaderDep],
+            responses=error_responses(404))
+def list_versions(name: MixtureName, session: SessionDep) -> list[MixtureVersionPublic]:
     try:
         return [crud.to_public(v) for v in crud.list_versions(session=session, name=name)]
     except crud.MixtureNotFound as e:
         raise _not_found(e) from e
 
 
-@router.get("/{name}/versions/{version}", response_model=MixtureVersionPublic, dependencies=[ReaderDep])
-def read_version(name: str, version: int, session: SessionDep, request: Request, response: Response) -> MixtureVersionPublic:
+@router.get("/{name}/versions/{version}", response_model=MixtureVersionPublic, dependencies=[ReaderDep],
+            responses=error_responses(404))
+def read_version(name: MixtureName, version: VersionNumber, session: SessionDep, request: Request, response: Response) -> MixtureVersionPublic:
     try:
         public = crud.to_public(crud.get_version(session=session, name=name, version=version))
     except crud.MixtureNotFound as e:
@@ -176,10 +197,11 @@ def _load_public(request: Request, name: str) -> MixtureVersionPublic:
 
 @router.get(
     "/{name}/current", response_model=MixtureVersionPublic, dependencies=[ReaderDep],
-    responses={304: {"description": "unchanged since If-None-Match (after waiting up to `wait` seconds)"}},
+    responses={304: {"description": "unchanged since If-None-Match (after waiting up to `wait` seconds)"},
+               **error_responses(400, 404)},
 )
 async def read_current(
-    name: str, request: Request, settings: SettingsDep, notifier: NotifierDep,
+    name: MixtureName, request: Request, settings: SettingsDep, notifier: NotifierDep,
     wait: Annotated[float, Query(ge=0, description="hold the request open up to this many seconds")] = 0.0,
     if_none_match: Annotated[str | None, Header()] = None,
 ):
@@ -199,9 +221,11 @@ async def read_current(
     return Response(public.model_dump_json(), media_type="application/json", headers={"ETag": f'"{public.version}"'})
 
 
-@router.get("/{name}/events", dependencies=[ReaderDep], response_class=StreamingResponse)
+@router.get("/{name}/events", dependencies=[ReaderDep], response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}, "description": "one event per new version"},
+                       **error_responses(400, 404)})
 async def stream_events(
-    name: str, request: Request, notifier: NotifierDep,
+    name: MixtureName, request: Request, notifier: NotifierDep,
     last_event_id: Annotated[str | None, Header()] = None,
 ):
     """Server-sent events: one ``data:`` line (a MixtureVersionPublic) per new version, ``id:`` = version."""

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Query
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query
 
 from dmu_service.api.deps import ReaderDep, SessionDep
 from dmu_service.crud import sources as crud
-from dmu_service.models import Run
+from dmu_service.models import Run, RunStatus
 from dmu_service.schemas.sources import RunPublic
+from heurimentor.contracts.bounds import INT32_MAX
+from heurimentor.contracts.mixtures import MIXTURE_NAME_PATTERN
+from heurimentor.service_kit.auth import AUTH_RESPONSES
+from heurimentor.service_kit.errors import error_responses
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["runs"], responses=AUTH_RESPONSES)
 
 
 def run_public(run: Run) -> RunPublic:
@@ -28,14 +34,14 @@ def run_public(run: Run) -> RunPublic:
 
 @router.get("", response_model=list[RunPublic], dependencies=[ReaderDep])
 def list_runs(
-    session: SessionDep, source: str | None = None, status: str | None = None,
-    limit: int = Query(default=100, ge=1, le=1000),
+    session: SessionDep, source: Annotated[str | None, Query(pattern=MIXTURE_NAME_PATTERN)] = None,
+    status: RunStatus | None = None, limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[RunPublic]:
     return [run_public(r) for r in crud.list_runs(session=session, source=source, status=status, limit=limit)]
 
 
-@router.get("/{run_id}", response_model=RunPublic, dependencies=[ReaderDep])
-def read_run(run_id: int, session: SessionDep) -> RunPublic:
+@router.get("/{run_id}", response_model=RunPublic, dependencies=[ReaderDep], responses=error_responses(404))
+def read_run(run_id: Annotated[int, Path(ge=1, le=INT32_MAX, description="run id")], session: SessionDep) -> RunPublic:
     run = crud.get_run(session=session, run_id=run_id)
     if run is None:
         raise HTTPException(404, detail=f"run {run_id} does not exist")

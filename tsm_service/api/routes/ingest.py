@@ -8,7 +8,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from tsm_service.api.deps import JobName, SessionDep, SettingsDep, WriterDep
+from heurimentor.service_kit.auth import AUTH_RESPONSES
+from heurimentor.service_kit.errors import error_responses, json_body
+from tsm_service.api.deps import JobName, JobWriterDep, SessionDep, SettingsDep
 from tsm_service.crud.ingest import ingest_batch
 from heurimentor.contracts.metrics import MAX_POINTS_PER_BATCH, IngestResult, MetricBatch
 
@@ -16,23 +18,13 @@ router = APIRouter(tags=["ingest"])
 log = logging.getLogger(__name__)
 
 
-async def _read_bounded(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(status_code=413, detail=f"metric batch is {declared} bytes; at most {limit} bytes per request")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(status_code=413, detail=f"metric batch exceeds {limit} bytes per request")
-    return bytes(body)
-
-
-@router.post("/v1/jobs/{job}/metrics", response_model=IngestResult, dependencies=[WriterDep],
-             responses={413: {"description": "request too large"}, 422: {"description": "invalid batch"}},
+@router.post("/v1/jobs/{job}/metrics", response_model=IngestResult, dependencies=[JobWriterDep],
+             responses={**AUTH_RESPONSES, **error_responses(413)},
+             # The body is parsed here in one pass (model_validate_json), so FastAPI does not see it: document it.
+             openapi_extra=json_body(MetricBatch, description="what one rank measured since its last batch"),
              summary="Ingest a batch of metric points from a trainer rank (idempotent by batch_id)")
 async def post_metrics(job: JobName, request: Request, session: SessionDep, settings: SettingsDep) -> IngestResult:
-    body = await _read_bounded(request, settings.max_request_bytes)
+    body = await request.body()  # at most max_request_bytes: the request guard answers 413 past that
     try:
         batch = MetricBatch.model_validate_json(body)
     except ValidationError as e:

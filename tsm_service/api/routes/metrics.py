@@ -4,7 +4,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST
 
-router = APIRouter(tags=["metrics"])
+from tsm_service.api.deps import ReaderDep
+
+router = APIRouter(tags=["metrics"], dependencies=[ReaderDep])  # weights and losses: a read like any other
 
 
 @router.get("/metrics", summary="Prometheus exposition: job health, per-source loss, events, ingest counters")
