@@ -10,16 +10,24 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tsm_service.config import Settings
-from tsm_service.crud.events import list_events, recommend_rollback, record_event
+from tsm_service.config import Settings, SpikeConfig
+from tsm_service.crud.events import list_events, record_event
 from tsm_service.crud.jobs import get_job, job_config
-from tsm_service.crud.windows import (latest_event_step, layer_std_window, per_rank_window, scalar_window,
-                                      step_before_reports)
-from tsm_service.detectors import (Finding, detect_grad_norm_runaway, detect_loss_spikes, detect_plateau,
-                                   detect_stall, detect_stragglers, detect_weight_change)
+from tsm_service.crud.loss_curve import loss_curve
+from tsm_service.crud.windows import latest_event_step, layer_std_window, per_rank_window, scalar_window, step_before_reports
+from tsm_service.detectors import (
+    Finding,
+    detect_grad_norm_runaway,
+    detect_loss_spikes,
+    detect_plateau,
+    detect_stall,
+    detect_stragglers,
+    detect_weight_change,
+)
 from tsm_service.detectors.ranks import step_time_skew
 from tsm_service.mixer import MixtureUpdater
 from tsm_service.models import Job
+from tsm_service.rollbacks import Replay, judge_clean_replay, latest_replay, store_rollback_finding
 from tsm_service.schemas.events import EventPublic
 
 log = logging.getLogger(__name__)
@@ -54,14 +62,15 @@ class Monitor:
         after = job.evaluated_step - history
         findings: list[Finding] = []
 
-        steps, loss = scalar_window(session, job_id=job.id, name="loss", after_step=after)
-        findings += detect_loss_spikes(steps, loss, detectors.spike)
-        plateau = detect_plateau(steps, loss, detectors.plateau)
+        curve = loss_curve(session, job_id=job.id, after_step=after)
+        findings += detect_loss_spikes(curve, detectors.spike)
+        plateau = detect_plateau(curve.steps, curve.loss, detectors.plateau)
         last_plateau = latest_event_step(session, job_id=job.id, kind="plateau")
         if plateau is not None and (last_plateau is None or plateau.evidence["first_step"] > last_plateau):
             findings.append(plateau)
         steps, grad_norm = scalar_window(session, job_id=job.id, name="grad_norm", after_step=after)
-        findings += detect_grad_norm_runaway(steps, grad_norm, detectors.divergence)
+        findings += detect_grad_norm_runaway(steps, grad_norm, detectors.divergence,
+                                             segment_start=curve.segment_starts_for(steps))
 
         stall = None if job.completed_step is not None or job.suspended_at is not None else detect_stall(
             last_step=job.last_step, last_step_time=job.last_step_time, now=now, config=detectors.stall)
@@ -84,26 +93,29 @@ class Monitor:
         w_steps, tokens, layers, layer_std = layer_std_window(session, job_id=job.id, after_step=floor)
         findings += detect_weight_change(steps=w_steps, tokens=tokens, layers=layers, layer_std=layer_std,
                                          config=detectors.weight_change)
-        return self._store(session, job=job, findings=findings, now=now,
-                           margin_steps=detectors.spike.rollback_margin_steps)
+        replay = latest_replay(session, job=job)
+        event_ids = self._store(session, job=job, findings=findings, now=now, replay=replay, spike=detectors.spike)
+        outcome = judge_clean_replay(session, job=job, replay=replay, upto_step=job.last_step,
+                                     consecutive=detectors.spike.consecutive, now=now)
+        return event_ids + ([outcome] if outcome is not None else [])
 
-    def _store(self, session: Session, *, job: Job, findings: list[Finding], now: float, margin_steps: int) -> list[int]:
+    def _store(self, session: Session, *, job: Job, findings: list[Finding], now: float, replay: Replay | None,
+               spike: SpikeConfig) -> list[int]:
         event_ids = []
         for finding in findings:
             if finding.kind not in ("plateau", "stall", "straggler") and finding.confirmed_at <= job.evaluated_step:
                 continue  # reported by an earlier evaluation
-            event_id = record_event(session, job_id=job.id, kind=finding.kind, severity=finding.severity,
-                                    step=finding.step, subject=finding.subject, message=f"job {job.name}: {finding.message}",
-                                    evidence=finding.evidence, now=now)
-            if event_id is None:
-                continue
-            event_ids.append(event_id)
-            log.warning("finding", extra={"job": job.name, "kind": finding.kind, "step": finding.step,
-                                          "subject": finding.subject, "detail": finding.message})
             if finding.bad_steps is not None:
-                recommend_rollback(session, job_id=job.id, event_id=event_id, first_bad_step=finding.bad_steps[0],
-                                   last_bad_step=finding.bad_steps[1], margin_steps=margin_steps,
-                                   reason=f"job {job.name}: {finding.message}", now=now)
+                stored = store_rollback_finding(session, job=job, finding=finding, replay=replay, config=spike, now=now)
+            else:
+                event_id = record_event(session, job_id=job.id, kind=finding.kind, severity=finding.severity,
+                                        step=finding.step, subject=finding.subject,
+                                        message=f"job {job.name}: {finding.message}", evidence=finding.evidence, now=now)
+                stored = [] if event_id is None else [event_id]
+            if stored:
+                log.warning("finding", extra={"job": job.name, "kind": finding.kind, "step": finding.step,
+                                              "subject": finding.subject, "detail": finding.message})
+            event_ids += stored
         return event_ids
 
     def evaluate_all(self, now: float) -> int:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from tsm_service.config import (DivergenceConfig, PlateauConfig, SpikeConfig, StallConfig, StragglerConfig,
-                                WeightChangeConfig)
-from tsm_service.detectors import (detect_grad_norm_runaway, detect_loss_spikes, detect_plateau, detect_stall,
-                                   detect_stragglers, detect_weight_change)
+from tsm_service.config import DivergenceConfig, PlateauConfig, SpikeConfig, StallConfig, StragglerConfig, WeightChangeConfig
+from tsm_service.detectors import (
+    detect_grad_norm_runaway,
+    detect_loss_spikes,
+    detect_plateau,
+    detect_stall,
+    detect_stragglers,
+    detect_weight_change,
+)
+from tsm_service.detectors.expected import LossCurve
 from tsm_service.detectors.weights import trace_distance_rates
 
 rng = np.random.default_rng(0)
@@ -21,7 +27,7 @@ def _decaying_loss(n: int, noise: float = 0.01) -> tuple[np.ndarray, np.ndarray]
 def test_loss_spike_found_with_its_extent_and_a_rollback_range():
     steps, loss = _decaying_loss(400)
     loss[200:206] *= 2.5
-    findings = detect_loss_spikes(steps, loss, SpikeConfig(window=50, factor=1.5, consecutive=3))
+    findings = detect_loss_spikes(LossCurve(steps, loss), SpikeConfig(window=50, factor=1.5, consecutive=3))
     assert len(findings) == 1
     spike = findings[0]
     assert (spike.step, spike.bad_steps, spike.confirmed_at) == (2000, (2000, 2050), 2020)
@@ -31,15 +37,15 @@ def test_loss_spike_found_with_its_extent_and_a_rollback_range():
 def test_short_blip_and_noise_are_not_spikes():
     steps, loss = _decaying_loss(400, noise=0.05)
     loss[100:102] *= 3  # two steps: below consecutive=3
-    assert detect_loss_spikes(steps, loss, SpikeConfig(window=50, factor=1.5, consecutive=3)) == []
+    assert detect_loss_spikes(LossCurve(steps, loss), SpikeConfig(window=50, factor=1.5, consecutive=3)) == []
     # The same blip counts when one step is enough: the threshold is the job's to set.
-    assert len(detect_loss_spikes(steps, loss, SpikeConfig(window=50, factor=1.5, consecutive=1))) == 1
+    assert len(detect_loss_spikes(LossCurve(steps, loss), SpikeConfig(window=50, factor=1.5, consecutive=1))) == 1
 
 
 def test_long_spike_does_not_raise_its_own_baseline():
     steps, loss = _decaying_loss(300)
     loss[150:250] = 9.0  # 100 steps, twice the window
-    [spike] = detect_loss_spikes(steps, loss, SpikeConfig(window=50, factor=1.5, consecutive=3))
+    [spike] = detect_loss_spikes(LossCurve(steps, loss), SpikeConfig(window=50, factor=1.5, consecutive=3))
     assert spike.bad_steps == (1500, 2490)
 
 

@@ -64,7 +64,7 @@ def test_spike_becomes_one_event_and_a_rollback_recommendation(pg_tsm):
 
 def test_per_job_thresholds_override_the_defaults(pg_tsm):
     def loss(s):
-        return 2.6 if 300 <= s < 310 else 2.0  # 1.3x: under the default factor 1.5
+        return 2.4 if 300 <= s < 310 else 2.0  # 1.2x: a step counts at 1.25x under the default factor 1.5
 
     _feed(pg_tsm, "job-a", range(0, 400), loss=loss)
     _feed(pg_tsm, "job-b", range(0, 400), loss=loss)

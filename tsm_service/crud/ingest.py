@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from tsm_service.crud._dialect import insert_for, is_postgresql
 from tsm_service.crud.events import record_event, recommend_rollback
 from tsm_service.crud.jobs import get_or_create_job
+from tsm_service.crud.timeline import rewind_on_replay
 from tsm_service.models import IngestBatch, Job, Sample, Series, StepRecord
 from heurimentor.contracts.metrics import IngestResult, MetricBatch
 
@@ -42,6 +43,7 @@ def ingest_batch(session: Session, *, job_name: str, batch: MetricBatch, now: fl
                             accepted_evals=previous.evals if previous else 0, duplicate=True,
                             non_finite=previous.non_finite if previous else 0)
 
+    rewind_on_replay(session, job=job, batch=batch, now=now)  # a resumed trainer replays steps: one timeline
     series_ids = _series_ids(session, job_id=job.id, keys={key for key, *_ in samples} | {key for key, *_ in non_finite})
     sample_rows = {(series_ids[key], step, rank): (value, time) for key, step, rank, value, time in samples}
     step_rows = {(p.step, p.rank): (p.time, p.tokens_seen, p.mixture_version) for p in steps}
