@@ -97,7 +97,13 @@ def good_documents(*, per_corpus_files: int | None = 300, seed: int = 0) -> list
 
 
 def other_language_documents(*, per_language_files: int = 20) -> list[EvalDoc]:
+    """Translated man pages that really are in their language: lingua (the reference detector, on the whole
+    document) must agree, since many "translations" are partly untranslated English."""
+    from dmu_service.pipeline.langid import detect_batch
+
     docs = list(documents("man-other", limit_files=per_language_files))
+    detected = detect_batch([d.text for d in docs], sample_chars=100_000)
+    docs = [d for d, (code, _) in zip(docs, detected, strict=True) if code == d.language]
     return [EvalDoc(f"other-{i:05d}", d.text, d.language, "other", d.corpus, d.origin) for i, d in enumerate(docs)]
 
 
@@ -375,7 +381,7 @@ def summary(docs: Iterable[EvalDoc]) -> dict:
     return dict(sorted(out.items()))
 
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def load_or_build(cache: Path | None = None, **kwargs) -> EvalSet:

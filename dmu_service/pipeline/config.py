@@ -32,23 +32,57 @@ class LangIdConfig(_Stage):
     languages: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en"])
     min_confidence: float = Field(default=0.5, ge=0, le=1)
     sample_chars: int = Field(default=2000, gt=0)
+    # Script counts and English function words decide clear EN/ZH documents; lingua the rest.
+    fast_path: bool = True
 
 
 class EnglishRulesConfig(_Stage):
+    """Gopher / C4 / FineWeb (datatrove's rules). Defaults calibrated on real text: docs/dmu.md."""
+
     gopher_quality: bool = True
     gopher_repetition: bool = True
     c4: bool = True
     fineweb: bool = True
-    min_words: int = 50
-    max_words: int = 100_000
+    # Gopher quality
+    min_words: int = Field(default=30, ge=0)
+    max_words: int = Field(default=100_000, gt=0)
+    min_mean_word_length: float = Field(default=3, ge=0)
+    max_mean_word_length: float = Field(default=10, gt=0)
+    max_symbol_word_ratio: float = Field(default=0.1, ge=0)
+    max_bullet_lines: float = Field(default=0.9, ge=0, le=1)
+    max_ellipsis_lines: float = Field(default=0.3, ge=0, le=1)
+    min_alpha_words: float = Field(default=0.7, ge=0, le=1)
+    min_stop_words: int = Field(default=2, ge=0)
+    # Gopher repetition (datatrove's n-gram limits are multiplied by ngram_limit_scale)
+    max_dup_line_frac: float = Field(default=0.3, ge=0, le=1)
+    max_dup_para_frac: float = Field(default=0.3, ge=0, le=1)
+    max_dup_line_char_frac: float = Field(default=0.2, ge=0, le=1)
+    max_dup_para_char_frac: float = Field(default=0.2, ge=0, le=1)
+    ngram_limit_scale: float = Field(default=3.0, gt=0)
+    # C4
+    c4_lorem_ipsum: bool = True
+    c4_curly_bracket: bool = False
+    c4_line_rules: bool = False  # drop lines without terminal punctuation, < 3 words, javascript/policy text
+    c4_min_sentences: int = Field(default=1, ge=0)  # 0: off
+    # FineWeb
+    min_line_punct_ratio: float = Field(default=0.0, ge=0, le=1)
+    max_short_line_ratio: float = Field(default=0.95, ge=0, le=1)
+    max_dup_line_char_ratio: float = Field(default=0.3, ge=0, le=1)
+    max_newline_word_ratio: float = Field(default=0.6, ge=0)
+    # Ours: navigation menus, breadcrumbs, link lists (lines with >= 2 " | " / " > " / " · " separators)
+    max_menu_line_ratio: float = Field(default=0.25, ge=0, le=1)
 
 
 class ChineseRulesConfig(_Stage):
     enabled: bool = True
     min_chars: int = 50
-    min_cjk_ratio: float = Field(default=0.3, ge=0, le=1)
-    max_char_ngram_dup_ratio: float = Field(default=0.25, ge=0, le=1)
+    min_cjk_ratio: float = Field(default=0.1, ge=0, le=1, description="CJK ideographs / letters")
+    max_char_ngram_dup_ratio: float = Field(default=0.75, ge=0, le=1)
     char_ngram: int = Field(default=10, ge=2)
+    max_dup_line_frac: float = Field(default=0.6, ge=0, le=1)
+    min_function_char_ratio: float = Field(default=0.03, ge=0, le=1, description="的/了/是/之/而… per ideograph")
+    max_menu_line_ratio: float = Field(default=0.25, ge=0, le=1)
+    max_short_line_ratio: float = Field(default=0.65, ge=0, le=1, description="lines under 10 characters")
     strip_ad_lines: bool = True
 
 

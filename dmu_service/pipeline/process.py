@@ -23,13 +23,14 @@ class Processed:
     outcome: str  # "ok", a reader problem, "empty", "language", or a rule name
     language: str = "und"
     line_counts: Counter = field(default_factory=Counter)
+    value: float | None = None  # what tripped the rule (the exclusion log keeps it)
 
     def to_tuple(self) -> tuple:
-        return self.index, self.text, self.outcome, self.language, dict(self.line_counts)
+        return self.index, self.text, self.outcome, self.language, dict(self.line_counts), self.value
 
     @classmethod
     def from_tuple(cls, t) -> Processed:
-        return cls(t[0], t[1], t[2], t[3], Counter(t[4]))
+        return cls(t[0], t[1], t[2], t[3], Counter(t[4]), t[5])
 
 
 class DocumentProcessor:
@@ -52,20 +53,24 @@ class DocumentProcessor:
             out.append(item)
             pending.append(item)
         if cfg.langid.enabled and pending:
-            detected = langid.detect_batch([p.text for p in pending], sample_chars=cfg.langid.sample_chars)
+            detected = langid.detect_batch([p.text for p in pending], sample_chars=cfg.langid.sample_chars,
+                                           fast_path=cfg.langid.fast_path)
             for item, (language, confidence) in zip(pending, detected, strict=True):
                 item.language = language
                 if language not in cfg.langid.languages or confidence < cfg.langid.min_confidence:
-                    item.outcome, item.text = "language", None
+                    item.outcome, item.text, item.value = "language", None, round(confidence, 4)
         for item in pending:
             if item.text is None:
                 continue
-            chinese = item.language == "zh" if cfg.langid.enabled else langid.cjk_ratio(item.text[:2000]) > 0.3
+            chinese = item.language == "zh" if cfg.langid.enabled else langid.cjk_share(item.text[:2000]) >= 0.1
             if chinese and cfg.chinese.enabled:
                 text, failed = chinese_rules(item.text, cfg.chinese, item.line_counts)
             elif not chinese and any((cfg.english.gopher_quality, cfg.english.gopher_repetition, cfg.english.c4, cfg.english.fineweb)):
                 text, failed = english_rules(item.text, cfg.english, item.line_counts)
             else:
                 text, failed = item.text, None
-            item.text, item.outcome = (None, failed) if failed else (text, "ok")
+            if failed:
+                item.text, item.outcome, item.value = None, failed.rule, round(float(failed.value), 4)
+            else:
+                item.text = text
         return out

@@ -1,18 +1,26 @@
-"""Quality rules. English: Gopher quality + repetition (Rae et al. 2021), C4 line rules (Raffel et al.
-2020) and FineWeb's extra rules, with datatrove's thresholds. Chinese: ad/boilerplate line removal,
-CJK ratio, character n-gram repetition.
+"""Quality rules. English: Gopher quality + repetition (Rae et al. 2021), C4 (Raffel et al. 2020) and
+FineWeb's extra rules, as datatrove implements them. Chinese: ad/boilerplate line removal, CJK
+share, character n-gram repetition, duplicate lines, function-character share.
 
-Each check returns the name of the first rule a document fails (counted per rule by the run), or
-None. Line rules rewrite the text and count removed lines in ``line_counts``.
+Every threshold is a per-source setting (``config.py``). The defaults are calibrated on real
+text (bench/dmu_quality.py over bench/dmu_eval_set.py: man pages, the Python docs, the Debian Edu
+manual, fortunes, and the junk a crawler meets); docs/dmu.md has the figures of every rule.
+
+Each check returns a ``Failure`` (the rule and the value that tripped it, which the run's
+exclusion log keeps) or None. Line rules rewrite the text and count removed lines in
+``line_counts``.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
 
 from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig
-from dmu_service.pipeline.langid import cjk_ratio
+from dmu_service.pipeline.langid import cjk_share
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
 BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "–", "-", "*", "·")
@@ -22,6 +30,10 @@ POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses co
 _WORD = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
 _SENTENCE_END = re.compile(r"[.!?。！？]+(?:\s|$)")
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")
+_PARAGRAPHS = re.compile(r"\n{2,}")
+_IDEOGRAPHS = re.compile(r"[\u3400-\u9fff]")
+_MENU_SEPARATOR = re.compile(r"\s[|·•»›>/]\s")
+_ALPHA_TOKEN = re.compile(r"[^\s]*?[^\W\d_][^\s]*")  # a whitespace-separated token with a letter in it
 TOP_NGRAMS = ((2, 0.20), (3, 0.18), (4, 0.16))
 DUP_NGRAMS = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
 ZH_AD_LINE = re.compile(
@@ -30,6 +42,15 @@ ZH_AD_LINE = re.compile(
     r"copyright|all rights reserved|©)",
     re.IGNORECASE,
 )
+# Function characters of modern and classical Chinese: running text (prose, poems, manuals) uses
+# them in every sentence; menus, keyword spam and product lists hardly do.
+ZH_FUNCTION_CHARS = frozenset("的了是在和也就都而及与或这那之其为以于被把将对所但并等从我你他她它们有不一个上中者乎矣焉兮无")
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    rule: str
+    value: float  # the measured value that crossed the rule's threshold
 
 
 def _words(text: str) -> list[str]:
@@ -41,152 +62,211 @@ def _duplicate_fractions(items: list[str]) -> tuple[float, float]:
     if not items:
         return 0.0, 0.0
     seen: set[str] = set()
-    dup_items = dup_chars = 0
+    dup_items = dup_chars = total_chars = 0
     for item in items:
+        total_chars += len(item)
         if item in seen:
             dup_items += 1
             dup_chars += len(item)
         else:
             seen.add(item)
-    total_chars = sum(len(i) for i in items)
     return dup_items / len(items), dup_chars / max(total_chars, 1)
 
 
-def _top_ngram_char_fraction(words: list[str], n: int) -> float:
-    ngrams = Counter(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
-    if not ngrams:
+# Odd multipliers for n-gram hashes of unit hashes (wrapping uint64 arithmetic).
+_GRAM_MULTIPLIERS = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+                              0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
+                              0x2545F4914F6CDD1D, 0x5851F42D4C957F2D], dtype=np.uint64)
+
+
+class Units:
+    """A document's units (words, or characters) as hashes and lengths, for the n-gram rules in numpy."""
+
+    def __init__(self, hashes: np.ndarray, lengths: np.ndarray):
+        self.hashes = hashes
+        self.lengths = lengths
+        self.total = int(lengths.sum())
+
+    @classmethod
+    def of_words(cls, words: list[str]) -> Units:
+        n = len(words)
+        # Python's str hash is randomised per process, which is fine: only equality inside one document matters.
+        hashes = np.fromiter(map(hash, words), dtype=np.int64, count=n).view(np.uint64)
+        return cls(hashes, np.fromiter(map(len, words), dtype=np.int64, count=n))
+
+    @classmethod
+    def of_chars(cls, text: str) -> Units:
+        cps = np.frombuffer(re.sub(r"\s+", "", text).encode("utf-32-le"), dtype="<u4").astype(np.uint64)
+        return cls(cps, np.ones(cps.size, dtype=np.int64))
+
+    def grams(self, n: int) -> np.ndarray:
+        count = self.hashes.size - n + 1
+        gram = np.zeros(max(count, 0), dtype=np.uint64)
+        for k in range(n):
+            gram += self.hashes[k : k + count] * _GRAM_MULTIPLIERS[k]
+        return gram
+
+
+def _top_ngram_char_fraction(units: Units, n: int) -> float:
+    """Characters of the most frequent n-gram x its count / all characters (0 when no n-gram repeats)."""
+    grams = units.grams(n)
+    if grams.size < 2:
         return 0.0
-    gram, count = ngrams.most_common(1)[0]
-    return len(gram) * count / max(sum(len(w) for w in words), 1) if count > 1 else 0.0
+    values, first, counts = np.unique(grams, return_index=True, return_counts=True)
+    top = int(np.argmax(counts))
+    if counts[top] < 2:
+        return 0.0
+    start = first[top]
+    return float(units.lengths[start : start + n].sum() * counts[top] / max(units.total, 1))
 
 
-def _dup_ngram_char_fraction(units: list[str], n: int) -> float:
+def _dup_ngram_char_fraction(units: Units, n: int) -> float:
     """Share of characters inside n-grams that occurred before (units: words, or characters)."""
-    seen: set[tuple[str, ...]] = set()
-    covered = [False] * len(units)
-    for i in range(len(units) - n + 1):
-        gram = tuple(units[i : i + n])
-        if gram in seen:
-            for j in range(i, i + n):
-                covered[j] = True
-        else:
-            seen.add(gram)
-    total = sum(len(u) for u in units)
-    return sum(len(u) for u, c in zip(units, covered, strict=True) if c) / max(total, 1)
+    grams = units.grams(n)
+    if grams.size < 2:
+        return 0.0
+    _, first, inverse = np.unique(grams, return_index=True, return_inverse=True)
+    dup_starts = np.flatnonzero(first[inverse] < np.arange(grams.size))
+    if dup_starts.size == 0:
+        return 0.0
+    cover = np.zeros(units.hashes.size + 1, dtype=np.int32)
+    np.add.at(cover, dup_starts, 1)
+    np.add.at(cover, dup_starts + n, -1)
+    covered = np.cumsum(cover[:-1]) > 0
+    return float(units.lengths[covered].sum() / max(units.total, 1))
 
 
-def gopher_repetition(text: str) -> str | None:
-    paragraphs = [p for p in re.split(r"\n{2,}", text) if p.strip()]
+def menu_lines(lines: list[str], limit: float, rule: str) -> Failure | None:
+    """Navigation menus, breadcrumbs and link farms: lines with two or more `` | `` / `` > `` / `` · `` separators."""
+    if not lines:
+        return None
+    share = sum(len(_MENU_SEPARATOR.findall(line)) >= 2 for line in lines) / len(lines)
+    return Failure(rule, share) if share > limit else None
+
+
+def gopher_repetition(text: str, cfg: EnglishRulesConfig, words: list[str]) -> Failure | None:
+    paragraphs = [p for p in _PARAGRAPHS.split(text) if p.strip()]
     para_frac, para_char_frac = _duplicate_fractions(paragraphs)
-    if para_frac > 0.3:
-        return "gopher_dup_para_frac"
-    if para_char_frac > 0.2:
-        return "gopher_dup_para_char_frac"
+    if para_frac > cfg.max_dup_para_frac:
+        return Failure("gopher_dup_para_frac", para_frac)
+    if para_char_frac > cfg.max_dup_para_char_frac:
+        return Failure("gopher_dup_para_char_frac", para_char_frac)
     lines = [line for line in text.split("\n") if line.strip()]
     line_frac, line_char_frac = _duplicate_fractions(lines)
-    if line_frac > 0.3:
-        return "gopher_dup_line_frac"
-    if line_char_frac > 0.2:
-        return "gopher_dup_line_char_frac"
-    words = [w.lower() for w in _words(text)]
+    if line_frac > cfg.max_dup_line_frac:
+        return Failure("gopher_dup_line_frac", line_frac)
+    if line_char_frac > cfg.max_dup_line_char_frac:
+        return Failure("gopher_dup_line_char_frac", line_char_frac)
+    units = Units.of_words([w.lower() for w in words])
     for n, limit in TOP_NGRAMS:
-        if _top_ngram_char_fraction(words, n) > limit:
-            return f"gopher_top_{n}gram"
+        if (value := _top_ngram_char_fraction(units, n)) > limit * cfg.ngram_limit_scale:
+            return Failure(f"gopher_top_{n}gram", value)
     for n, limit in DUP_NGRAMS:
-        if _dup_ngram_char_fraction(words, n) > limit:
-            return f"gopher_dup_{n}gram"
+        if (value := _dup_ngram_char_fraction(units, n)) > limit * cfg.ngram_limit_scale:
+            return Failure(f"gopher_dup_{n}gram", value)
     return None
 
 
-def gopher_quality(text: str, cfg: EnglishRulesConfig) -> str | None:
-    tokens = text.split()
-    words = _words(text)
+def gopher_quality(text: str, cfg: EnglishRulesConfig, words: list[str]) -> Failure | None:
     if len(words) < cfg.min_words:
-        return "gopher_min_words"
+        return Failure("gopher_min_words", len(words))
     if len(words) > cfg.max_words:
-        return "gopher_max_words"
-    mean_length = sum(len(w) for w in words) / len(words)
-    if not 3 <= mean_length <= 10:
-        return "gopher_mean_word_length"
+        return Failure("gopher_max_words", len(words))
+    mean_length = sum(map(len, words)) / len(words)
+    if not cfg.min_mean_word_length <= mean_length <= cfg.max_mean_word_length:
+        return Failure("gopher_mean_word_length", mean_length)
     symbols = text.count("#") + sum(text.count(e) for e in ELLIPSES)
-    if symbols / len(words) > 0.1:
-        return "gopher_symbol_word_ratio"
+    if symbols / len(words) > cfg.max_symbol_word_ratio:
+        return Failure("gopher_symbol_word_ratio", symbols / len(words))
     lines = [line for line in text.split("\n") if line.strip()]
-    if lines and sum(line.lstrip().startswith(BULLETS) for line in lines) / len(lines) > 0.9:
-        return "gopher_bullet_lines"
-    if lines and sum(line.rstrip().endswith(ELLIPSES) for line in lines) / len(lines) > 0.3:
-        return "gopher_ellipsis_lines"
-    if sum(any(c.isalpha() for c in t) for t in tokens) / max(len(tokens), 1) < 0.8:
-        return "gopher_alpha_words"
-    if sum(w.lower() in STOP_WORDS for w in words) < 2:
-        return "gopher_stop_words"
+    if lines:
+        bullets = sum(line.lstrip().startswith(BULLETS) for line in lines) / len(lines)
+        if bullets > cfg.max_bullet_lines:
+            return Failure("gopher_bullet_lines", bullets)
+        ellipsis = sum(line.rstrip().endswith(ELLIPSES) for line in lines) / len(lines)
+        if ellipsis > cfg.max_ellipsis_lines:
+            return Failure("gopher_ellipsis_lines", ellipsis)
+    alpha = len(_ALPHA_TOKEN.findall(text)) / max(len(text.split()), 1)
+    if alpha < cfg.min_alpha_words:
+        return Failure("gopher_alpha_words", alpha)
+    stop = sum(w.lower() in STOP_WORDS for w in words)
+    if stop < cfg.min_stop_words:
+        return Failure("gopher_stop_words", stop)
     return None
 
 
-def c4_lines(text: str, line_counts: Counter) -> tuple[str, str | None]:
-    """C4: keep lines ending in terminal punctuation with >= 3 words; drop javascript/policy lines."""
-    lowered = text.lower()
-    if "lorem ipsum" in lowered:
-        return text, "c4_lorem_ipsum"
-    if "{" in text:
-        return text, "c4_curly_bracket"
-    kept = []
-    for line in text.split("\n"):
-        stripped = _CITATION.sub("", line).strip()
-        if not stripped:
-            kept.append("")
-            continue
-        low = stripped.lower()
-        if max((len(w) for w in stripped.split()), default=0) > 1000:
-            line_counts["c4_long_word_line"] += 1
-        elif not stripped.endswith(TERMINAL_PUNCT) or stripped.endswith(ELLIPSES):
-            line_counts["c4_no_terminal_punct_line"] += 1
-        elif len(stripped.split()) < 3:
-            line_counts["c4_short_line"] += 1
-        elif "javascript" in low:
-            line_counts["c4_javascript_line"] += 1
-        elif any(p in low for p in POLICY_SUBSTRINGS):
-            line_counts["c4_policy_line"] += 1
-        else:
-            kept.append(stripped)
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
-    if len(_SENTENCE_END.findall(text)) < 5:
-        return text, "c4_min_sentences"
+def c4(text: str, cfg: EnglishRulesConfig, line_counts: Counter) -> tuple[str, Failure | None]:
+    """C4: lorem ipsum and ``{`` documents; optionally its line rules and minimum sentence count."""
+    if cfg.c4_lorem_ipsum and "lorem ipsum" in text.lower():
+        return text, Failure("c4_lorem_ipsum", 1)
+    if cfg.c4_curly_bracket and "{" in text:
+        return text, Failure("c4_curly_bracket", 1)
+    if cfg.c4_line_rules:
+        kept = []
+        for line in text.split("\n"):
+            stripped = _CITATION.sub("", line).strip()
+            if not stripped:
+                kept.append("")
+                continue
+            low = stripped.lower()
+            if max((len(w) for w in stripped.split()), default=0) > 1000:
+                line_counts["c4_long_word_line"] += 1
+            elif not stripped.endswith(TERMINAL_PUNCT) or stripped.endswith(ELLIPSES):
+                line_counts["c4_no_terminal_punct_line"] += 1
+            elif len(stripped.split()) < 3:
+                line_counts["c4_short_line"] += 1
+            elif "javascript" in low:
+                line_counts["c4_javascript_line"] += 1
+            elif any(p in low for p in POLICY_SUBSTRINGS):
+                line_counts["c4_policy_line"] += 1
+            else:
+                kept.append(stripped)
+        text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
+    if cfg.c4_min_sentences and (n := len(_SENTENCE_END.findall(text))) < cfg.c4_min_sentences:
+        return text, Failure("c4_min_sentences", n)
     return text, None
 
 
-def fineweb(text: str) -> str | None:
+def fineweb(text: str, cfg: EnglishRulesConfig, words: list[str]) -> Failure | None:
     lines = [line for line in text.split("\n") if line.strip()]
     if not lines:
-        return "fineweb_empty"
-    if sum(line.rstrip().endswith(TERMINAL_PUNCT) for line in lines) / len(lines) < 0.12:
-        return "fineweb_line_punct_ratio"
-    if sum(len(line) <= 30 for line in lines) / len(lines) > 0.67:
-        return "fineweb_short_line_ratio"
+        return Failure("fineweb_empty", 0)
+    punct = sum(line.rstrip().endswith(TERMINAL_PUNCT) for line in lines) / len(lines)
+    if punct < cfg.min_line_punct_ratio:
+        return Failure("fineweb_line_punct_ratio", punct)
+    short = sum(len(line) <= 30 for line in lines) / len(lines)
+    if short > cfg.max_short_line_ratio:
+        return Failure("fineweb_short_line_ratio", short)
     _, dup_char_frac = _duplicate_fractions(lines)
-    if dup_char_frac > 0.01:
-        return "fineweb_char_dup_ratio"
-    if text.count("\n") / max(len(_words(text)), 1) > 0.3:
-        return "fineweb_newline_ratio"
+    if dup_char_frac > cfg.max_dup_line_char_ratio:
+        return Failure("fineweb_char_dup_ratio", dup_char_frac)
+    newline = text.count("\n") / max(len(words), 1)
+    if newline > cfg.max_newline_word_ratio:
+        return Failure("fineweb_newline_ratio", newline)
     return None
 
 
-def english_rules(text: str, cfg: EnglishRulesConfig, line_counts: Counter) -> tuple[str, str | None]:
+def english_rules(text: str, cfg: EnglishRulesConfig, line_counts: Counter) -> tuple[str, Failure | None]:
     """datatrove's FineWeb order: Gopher repetition, Gopher quality, C4, FineWeb."""
-    if cfg.gopher_repetition and (failed := gopher_repetition(text)):
+    words = _words(text)
+    if cfg.gopher_repetition and (failed := gopher_repetition(text, cfg, words)):
         return text, failed
-    if cfg.gopher_quality and (failed := gopher_quality(text, cfg)):
+    if cfg.gopher_quality and (failed := gopher_quality(text, cfg, words)):
         return text, failed
     if cfg.c4:
-        text, failed = c4_lines(text, line_counts)
+        text, failed = c4(text, cfg, line_counts)
         if failed:
             return text, failed
-    if cfg.fineweb and (failed := fineweb(text)):
+        if cfg.c4_line_rules:
+            words = _words(text)
+    if cfg.fineweb and (failed := fineweb(text, cfg, words)):
+        return text, failed
+    if failed := menu_lines([line for line in text.split("\n") if line.strip()], cfg.max_menu_line_ratio, "menu_lines"):
         return text, failed
     return text, None
 
 
-def chinese_rules(text: str, cfg: ChineseRulesConfig, line_counts: Counter) -> tuple[str, str | None]:
+def chinese_rules(text: str, cfg: ChineseRulesConfig, line_counts: Counter) -> tuple[str, Failure | None]:
     if cfg.strip_ad_lines:
         kept = []
         for line in text.split("\n"):
@@ -197,13 +277,23 @@ def chinese_rules(text: str, cfg: ChineseRulesConfig, line_counts: Counter) -> t
                 kept.append(line)
         text = "\n".join(kept).strip()
     if len(text) < cfg.min_chars:
-        return text, "zh_min_chars"
-    if cjk_ratio(text) < cfg.min_cjk_ratio:
-        return text, "zh_cjk_ratio"
-    chars = [c for c in text if not c.isspace()]
-    if _dup_ngram_char_fraction(chars, cfg.char_ngram) > cfg.max_char_ngram_dup_ratio:
-        return text, "zh_char_ngram_repetition"
+        return text, Failure("zh_min_chars", len(text))
+    cjk = cjk_share(text)
+    if cjk < cfg.min_cjk_ratio:
+        return text, Failure("zh_cjk_ratio", cjk)
+    chars = Units.of_chars(text)
+    if (value := _dup_ngram_char_fraction(chars, cfg.char_ngram)) > cfg.max_char_ngram_dup_ratio:
+        return text, Failure("zh_char_ngram_repetition", value)
     lines = [line for line in text.split("\n") if line.strip()]
-    if _duplicate_fractions(lines)[0] > 0.3:
-        return text, "zh_dup_line_frac"
+    if (value := _duplicate_fractions(lines)[0]) > cfg.max_dup_line_frac:
+        return text, Failure("zh_dup_line_frac", value)
+    if failed := menu_lines(lines, cfg.max_menu_line_ratio, "zh_menu_lines"):
+        return text, failed
+    # Link lists and tag clouds: lines of a few characters (poems' lines are longer than 10).
+    if lines and (short := sum(len(line) - line.count(" ") < 10 for line in lines) / len(lines)) > cfg.max_short_line_ratio:
+        return text, Failure("zh_short_lines", short)
+    ideographs = _IDEOGRAPHS.findall(text)
+    function = sum(map(ZH_FUNCTION_CHARS.__contains__, ideographs)) / max(len(ideographs), 1)
+    if function < cfg.min_function_char_ratio:
+        return text, Failure("zh_function_chars", function)
     return text, None

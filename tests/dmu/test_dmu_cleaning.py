@@ -11,7 +11,7 @@ from dmu_service.pipeline import langid
 from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig, PipelineConfig
 from dmu_service.pipeline.normalize import normalize
 from dmu_service.pipeline.process import DocumentProcessor
-from dmu_service.pipeline.quality import c4_lines, chinese_rules, english_rules, fineweb, gopher_quality, gopher_repetition
+from dmu_service.pipeline.quality import Failure, _words, c4, chinese_rules, english_rules, fineweb, gopher_quality, gopher_repetition
 from dmu_service.pipeline.readers import Record
 
 
@@ -36,6 +36,16 @@ def _en_doc() -> str:
     return make_doc("en", 1)
 
 
+# datatrove's thresholds: the rules a source can switch back on (the defaults are calibrated on real text).
+DATATROVE = EnglishRulesConfig(min_words=50, min_alpha_words=0.8, ngram_limit_scale=1.0, c4_curly_bracket=True,
+                               c4_line_rules=True, c4_min_sentences=5, min_line_punct_ratio=0.12, max_short_line_ratio=0.67,
+                               max_dup_line_char_ratio=0.01, max_newline_word_ratio=0.3)
+
+
+def _rule(failure: Failure | None) -> str | None:
+    return failure.rule if failure else None
+
+
 def test_clean_english_and_chinese_pass() -> None:
     counts = Counter()
     text, failed = english_rules(_en_doc(), EnglishRulesConfig(), counts)
@@ -57,39 +67,66 @@ def test_clean_english_and_chinese_pass() -> None:
     ],
 )
 def test_gopher_quality_rules(doc: str, rule: str) -> None:
-    assert gopher_quality(doc, EnglishRulesConfig()) == rule
+    failure = gopher_quality(doc, EnglishRulesConfig(), _words(doc))
+    assert _rule(failure) == rule and isinstance(failure.value, float | int)
 
 
 def test_gopher_repetition_rules() -> None:
+    cfg = EnglishRulesConfig()
+
+    def check(text: str) -> str | None:
+        return _rule(gopher_repetition(text, cfg, _words(text)))
+
     paragraph = sentences("en")[0]
-    assert gopher_repetition("\n\n".join([paragraph] * 4 + [sentences("en")[1]])) == "gopher_dup_para_frac"
-    many_lines = "\n".join([sentences("en")[i] for i in range(10)] + [sentences("en")[0]] * 3)
-    assert gopher_repetition(many_lines) in ("gopher_dup_line_frac", "gopher_dup_line_char_frac")
+    assert check("\n\n".join([paragraph] * 4 + [sentences("en")[1]])) == "gopher_dup_para_frac"
+    many_lines = "\n".join([sentences("en")[i] for i in range(10)] + [sentences("en")[0]] * 5)
+    assert check(many_lines) in ("gopher_dup_line_frac", "gopher_dup_line_char_frac")
     spam = " ".join(sentences("en")[2:6]) + " " + "buy cheap shoes " * 40
-    assert gopher_repetition(spam).startswith("gopher_top_") or gopher_repetition(spam).startswith("gopher_dup_")
-    assert gopher_repetition(_en_doc()) is None
+    assert check(spam).startswith(("gopher_top_", "gopher_dup_"))
+    assert check(_en_doc()) is None
+    # The n-gram limits scale: datatrove's own (scale 1) are stricter.
+    repeated_phrase = " ".join(sentences("en")[:8]) + " " + " ".join(sentences("en")[:2])
+    scaled = gopher_repetition(repeated_phrase, cfg, _words(repeated_phrase))
+    strict = gopher_repetition(repeated_phrase, DATATROVE, _words(repeated_phrase))
+    assert scaled is None and strict is not None and strict.rule.startswith("gopher_dup_") and strict.value > 0.1
 
 
-def test_c4_line_rules_rewrite_and_count() -> None:
+def test_c4_rules_rewrite_and_count() -> None:
     counts = Counter()
     lines = sentences("en")[:6] + ["Click here", "Please enable JavaScript to view the comments on this page.",
                                    "Read our privacy policy for more details about this site.", "Menu Home About"]
-    text, failed = c4_lines("\n".join(lines), counts)
+    text, failed = c4("\n".join(lines), DATATROVE, counts)
     assert failed is None
     assert text.split("\n") == sentences("en")[:6]
     assert counts == Counter(c4_no_terminal_punct_line=2, c4_javascript_line=1, c4_policy_line=1)
-    assert c4_lines(_en_doc() + "\nLorem ipsum dolor sit amet.", Counter())[1] == "c4_lorem_ipsum"
-    assert c4_lines(_en_doc() + "\nfunction f() { return 1; }", Counter())[1] == "c4_curly_bracket"
-    assert c4_lines(" ".join(sentences("en")[:3]), Counter())[1] == "c4_min_sentences"
+    # Off by default: the line rules, ``{`` and five sentences (they removed a third of real manuals).
+    assert c4("\n".join(lines), EnglishRulesConfig(), Counter()) == ("\n".join(lines), None)
+    assert _rule(c4(_en_doc() + "\nLorem ipsum dolor sit amet.", EnglishRulesConfig(), Counter())[1]) == "c4_lorem_ipsum"
+    assert _rule(c4(_en_doc() + "\nfunction f() { return 1; }", DATATROVE, Counter())[1]) == "c4_curly_bracket"
+    assert c4(_en_doc() + "\nfunction f() { return 1; }", EnglishRulesConfig(), Counter())[1] is None
+    failed = c4(" ".join(sentences("en")[:3]), DATATROVE, Counter())[1]
+    assert _rule(failed) == "c4_min_sentences" and failed.value == 3
+    assert _rule(c4("a list without any sentence end\nsecond item", EnglishRulesConfig(), Counter())[1]) == "c4_min_sentences"
 
 
 def test_fineweb_rules() -> None:
-    assert fineweb("\n".join(["Home", "Products and services", "Contact us today", "About"] * 3 + [_en_doc()])) in (
+    def check(text: str, cfg: EnglishRulesConfig = DATATROVE) -> str | None:
+        return _rule(fineweb(text, cfg, _words(text)))
+
+    assert check("\n".join(["Home", "Products and services", "Contact us today", "About"] * 3 + [_en_doc()])) in (
         "fineweb_short_line_ratio", "fineweb_char_dup_ratio")
-    assert fineweb("\n".join(f"entry {i} has no final punctuation at all in this line" for i in range(20))) == "fineweb_line_punct_ratio"
+    assert check("\n".join(f"entry {i} has no final punctuation at all in this line" for i in range(20))) == "fineweb_line_punct_ratio"
     duplicated = _en_doc() + "\n" + sentences("en")[5] + "\n" + sentences("en")[5]
-    assert fineweb(duplicated) == "fineweb_char_dup_ratio"
-    assert fineweb(_en_doc()) is None
+    assert check(duplicated) == "fineweb_char_dup_ratio"
+    assert check(duplicated, EnglishRulesConfig()) is None
+    assert check(_en_doc()) is None
+
+
+def test_menu_lines() -> None:
+    menus = ["Home | News | Sport | Contact", "Products > Shoes > Running", "Share · Tweet · Mail", "Blog | Shop | Help"]
+    menu = "\n".join(menus + sentences("en")[:6])
+    _, failed = english_rules(menu, EnglishRulesConfig(), Counter())
+    assert _rule(failed) == "menu_lines" and failed.value > 0.25
 
 
 def test_chinese_rules() -> None:
@@ -97,11 +134,16 @@ def test_chinese_rules() -> None:
     doc = make_doc("zh", 2) + "\n扫码关注公众号\n版权所有 © 2024 某某网站\n点击阅读原文"
     text, failed = chinese_rules(doc, ChineseRulesConfig(), counts)
     assert failed is None and "扫码" not in text and counts["zh_ad_line"] == 3
-    assert chinese_rules("太短了。", ChineseRulesConfig(), Counter())[1] == "zh_min_chars"
+    assert _rule(chinese_rules("太短了。", ChineseRulesConfig(), Counter())[1]) == "zh_min_chars"
     mostly_latin = "这是中文。" + " ".join(sentences("en")[:4])
-    assert chinese_rules(mostly_latin, ChineseRulesConfig(), Counter())[1] == "zh_cjk_ratio"
+    assert _rule(chinese_rules(mostly_latin, ChineseRulesConfig(), Counter())[1]) == "zh_cjk_ratio"
     repeated = sentences("zh")[0] + "优惠大促销全场五折起快来抢购吧" * 12
-    assert chinese_rules(repeated, ChineseRulesConfig(), Counter())[1] == "zh_char_ngram_repetition"
+    assert _rule(chinese_rules(repeated, ChineseRulesConfig(), Counter())[1]) == "zh_char_ngram_repetition"
+    menu = "\n".join(["首页 | 新闻 | 体育 | 联系我们"] * 2 + ["产品中心 > 手机 > 配件"] * 2 + [sentences("zh")[0]])
+    assert _rule(chinese_rules(menu, ChineseRulesConfig(), Counter())[1]) in ("zh_menu_lines", "zh_dup_line_frac")
+    tags = "手机 游戏 电影 彩票 贷款 外挂 股票 网赚 减肥 美容 汽车 房产 旅游 美食 健身 教育 招聘 二手 租房 婚恋".split()
+    spam = "\n".join(f"{a}{b}" for a, b in zip(tags, reversed(tags), strict=True))
+    assert _rule(chinese_rules(spam, ChineseRulesConfig(), Counter())[1]) in ("zh_function_chars", "zh_short_lines", "zh_dup_line_frac")
 
 
 def test_processor_routes_by_language_and_counts() -> None:
