@@ -57,7 +57,11 @@ class LossCurve:
             lr = np.nan_to_num(self.lr, nan=0.0)
             rising = np.zeros(len(self), dtype=bool)
             rising[1:] = (lr[1:] > lr[:-1] * (1 + LR_RISE)) & (lr[:-1] > 0)
-            cut[1:] |= rising[1:] & ~rising[:-1]
+            restart = np.flatnonzero(rising[1:] & ~rising[:-1]) + 1
+            restart = restart[restart >= 2]  # a warmup from the first step has no history to cut
+            # A restart that began with a drop (a re-warmup from ~0) starts at the drop.
+            dropped = lr[restart - 1] < lr[restart - 2] * (1 - LR_RISE)
+            cut[np.where(dropped, restart - 1, restart)] = True
         if self.world_size is not None and len(self) > 1:
             ws = self.world_size
             cut[1:] |= (ws[1:] != ws[:-1]) & (ws[1:] > 0) & (ws[:-1] > 0)
