@@ -64,7 +64,9 @@ class Monitor:
 
         curve = loss_curve(session, job_id=job.id, after_step=after)
         findings += detect_loss_spikes(curve, detectors.spike)
-        plateau = detect_plateau(curve.steps, curve.loss, detectors.plateau)
+        # A mixture change, LR restart or rescale moves the level on purpose: judge the plateau after it.
+        since = int(max(curve.version_starts()[-1], curve.segment_starts()[-1])) if len(curve) else 0
+        plateau = detect_plateau(curve.steps[since:], curve.loss[since:], detectors.plateau)
         last_plateau = latest_event_step(session, job_id=job.id, kind="plateau")
         if plateau is not None and (last_plateau is None or plateau.evidence["first_step"] > last_plateau):
             findings.append(plateau)
