@@ -6,10 +6,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import httpx
 from sqlalchemy.orm import Session
 
-from heurimentor.contracts.mixtures import MixtureClient, MixtureConflict
+from heurimentor.contracts.mixtures import MixtureClient, MixtureConflict, MixtureRequestError
 from tsm_service.config import PolicyConfig
 from tsm_service.crud.events import record_event
 from tsm_service.crud.windows import latest_event_step, source_losses
@@ -34,7 +33,7 @@ class MixtureUpdater:
         with self.client_factory() as client:
             try:
                 current = client.current(config.mixture)
-            except httpx.HTTPError as e:
+            except MixtureRequestError as e:
                 log.warning("cannot read mixture from the DMU", extra={"job": job.name, "mixture": config.mixture,
                                                                        "error": f"{type(e).__name__}: {e}"})
                 return []
@@ -62,7 +61,7 @@ class MixtureUpdater:
                         subject=config.mixture, evidence=evidence | {"error": str(e)}, now=now,
                         message=(f"mixture {config.mixture} changed since version {current.version} while the TSM "
                                  f"was updating it; the TSM's update was not written")))
-                except httpx.HTTPError as e:
+                except MixtureRequestError as e:
                     controller.last_update_step = state.last_update_step
                     log.warning("mixture update failed", extra={"job": job.name, "mixture": config.mixture,
                                                                 "error": f"{type(e).__name__}: {e}"})

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field, field_validator
@@ -106,22 +107,18 @@ class MixtureSummary(BaseModel):
     updated_at: datetime
 
 
-# The client: one per caller (the trainer's data loader, the TSM's mixer, the CLI).
+# The client: one per caller (the trainer's data loader, the TSM's mixer, the CLI). Every failure of a
+# call is one exception type, MixtureRequestError (MixtureConflict is the 412 case of it).
 class MixtureRequestError(RuntimeError):
-    """The DMU refused a request (4xx) or failed (5xx); the message carries its reason."""
+    """The DMU refused a request (4xx), failed (5xx), could not be reached or answered something that
+    is not a mixture; ``status`` is the HTTP status, None when there was no answer."""
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
-def _raise_for_status(response: httpx.Response, what: str) -> None:
-    if response.is_success:
-        return
-    try:
-        detail = response.json().get("detail", response.text)
-    except ValueError:
-        detail = response.text
-    raise MixtureRequestError(f"{what}: HTTP {response.status_code}: {detail}")
-
-
-class MixtureConflict(RuntimeError):
+class MixtureConflict(MixtureRequestError):
     """The mixture changed since the version named in If-Match (HTTP 412)."""
 
 
@@ -139,38 +136,62 @@ class MixtureClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _send(self, what: str, method: str, path: str, *, expected: tuple[int, ...] = (), **kwargs) -> httpx.Response:
+        """The response when it succeeded or its status is in ``expected``; otherwise MixtureRequestError."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as e:
+            raise MixtureRequestError(f"{what}: DMU at {self._http.base_url} unreachable: {type(e).__name__}: {e}") from e
+        if response.is_success or response.status_code in expected:
+            return response
+        try:
+            detail = response.json().get("detail", response.text)
+        except (ValueError, AttributeError):
+            detail = response.text
+        error = MixtureConflict if response.status_code == 412 else MixtureRequestError
+        raise error(f"{what}: HTTP {response.status_code}: {detail}", status=response.status_code)
+
+    @staticmethod
+    def _version(what: str, payload: Any) -> MixtureVersionPublic:
+        try:  # a JSON decode error and a pydantic ValidationError are both ValueErrors
+            return MixtureVersionPublic.model_validate(payload() if callable(payload) else payload)
+        except ValueError as e:
+            raise MixtureRequestError(f"{what}: the DMU answered something that is not a mixture version: {e}") from e
+
     def current(self, name: str, *, known_version: int | None = None, wait: float = 0.0) -> MixtureVersionPublic | None:
         """The current version, or None when it is still ``known_version`` (after waiting up to ``wait`` s)."""
         headers = {"If-None-Match": f'"{known_version}"'} if known_version is not None else {}
         params = {"wait": wait} if wait else {}
-        response = self._http.get(f"/mixtures/{name}/current", headers=headers, params=params, timeout=wait + 10.0)
-        if response.status_code == 304:
-            return None
-        response.raise_for_status()
-        return MixtureVersionPublic.model_validate(response.json())
+        what = f"read current mixture {name}"
+        response = self._send(what, "GET", f"/mixtures/{name}/current", expected=(304,), headers=headers, params=params,
+                              timeout=wait + 10.0)
+        return None if response.status_code == 304 else self._version(what, response.json)
 
     def update(self, name: str, weights: dict[str, float], *, reason: str, author: str, if_match: int | None = None) -> MixtureVersionPublic:
         headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
-        response = self._http.put(f"/mixtures/{name}", json={"weights": weights, "reason": reason, "author": author}, headers=headers)
-        if response.status_code == 412:
-            raise MixtureConflict(f"mixture {name}: changed since version {if_match}: {response.text}")
-        response.raise_for_status()
-        return MixtureVersionPublic.model_validate(response.json())
+        what = f"update mixture {name}" + (f" if unchanged since version {if_match}" if if_match is not None else "")
+        response = self._send(what, "PUT", f"/mixtures/{name}", json={"weights": weights, "reason": reason, "author": author},
+                              headers=headers)
+        return self._version(what, response.json)
 
     def create(self, name: str, weights: dict[str, float], *, reason: str, author: str) -> MixtureVersionPublic:
-        response = self._http.post("/mixtures", json={"name": name, "weights": weights, "reason": reason, "author": author})
-        _raise_for_status(response, f"create mixture {name}")
-        return MixtureVersionPublic.model_validate(response.json())
+        what = f"create mixture {name}"
+        response = self._send(what, "POST", "/mixtures", json={"name": name, "weights": weights, "reason": reason, "author": author})
+        return self._version(what, response.json)
 
     def get(self, name: str) -> MixtureVersionPublic | None:
         """The current version, or None when the mixture does not exist."""
-        response = self._http.get(f"/mixtures/{name}")
-        if response.status_code == 404:
-            return None
-        _raise_for_status(response, f"read mixture {name}")
-        return MixtureVersionPublic.model_validate(response.json())
+        what = f"read mixture {name}"
+        response = self._send(what, "GET", f"/mixtures/{name}", expected=(404,))
+        return None if response.status_code == 404 else self._version(what, response.json)
 
     def versions(self, name: str) -> list[MixtureVersionPublic]:
-        response = self._http.get(f"/mixtures/{name}/versions")
-        _raise_for_status(response, f"list versions of mixture {name}")
-        return [MixtureVersionPublic.model_validate(v) for v in response.json()]
+        what = f"list versions of mixture {name}"
+        response = self._send(what, "GET", f"/mixtures/{name}/versions")
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, list):
+            raise MixtureRequestError(f"{what}: the DMU answered {type(payload).__name__}, not a list")
+        return [self._version(what, v) for v in payload]

@@ -26,12 +26,11 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from heurimentor.contracts.mixtures import MixtureClient
+from heurimentor.contracts.mixtures import MixtureClient, MixtureRequestError
 from heurimentor.contracts.shards import ShardFormatError, TokenizedSource
 
 log = logging.getLogger(__name__)
@@ -239,10 +238,9 @@ class MixturePoller:
         """One request; True when the DMU answered (changed or not)."""
         try:
             current = self._client.current(self.mixture, known_version=self._known, wait=self.wait if wait is None else wait)
-        except (httpx.HTTPError, ValueError) as e:
+        except MixtureRequestError as e:
             if self.reachable:
-                why = (f"DMU answered {e.response.status_code} for mixture {self.mixture}" if isinstance(e, httpx.HTTPStatusError)
-                       else "DMU unreachable")
+                why = f"DMU answered {e.status} for mixture {self.mixture}" if e.status is not None else "DMU unreachable"
                 log.warning("%s; training continues on the last mixture weights", why,
                             extra={"dmu_url": self.base_url, "mixture": self.mixture, "known_version": self._known, "error": repr(e)})
             self.reachable = False
