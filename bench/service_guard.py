@@ -53,8 +53,13 @@ class Server:
         self.port = free_port()
         prefix = f"HEURIMENTOR_{service.upper()}_"
         pythonpath = os.pathsep.join(str(code_root / sub) for sub in ("", "operator", "trainer"))
-        self.env = {**os.environ, "PYTHONPATH": pythonpath, **{prefix + k: v for k, v in env.items()},
-                    prefix + "PORT": str(self.port), prefix + "ENVIRONMENT": "production"}
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": pythonpath,
+            **{prefix + k: v for k, v in env.items()},
+            prefix + "PORT": str(self.port),
+            prefix + "ENVIRONMENT": "production",
+        }
         self.code_root = code_root
         self.log = open(workdir / f"{service}.log", "wb")  # noqa: SIM115 (closed in stop)
 
@@ -84,8 +89,9 @@ def _flood_one(port: int, method: str, path: str) -> str:
     body = b'{"weights": {"web-en": ' + b"9" * (FLOOD_BYTES - 40) + b"}}"
     sock = socket.create_connection(("127.0.0.1", port), timeout=60)
     try:
-        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {len(body)}\r\n\r\n".encode())
+        sock.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        )
         try:
             sock.sendall(body)
         except (BrokenPipeError, ConnectionResetError):
@@ -136,9 +142,14 @@ def flood(service: str, code_root: Path) -> dict:
             peak_kib = _status_kib(server.proc.pid, "VmHWM")
         finally:
             server.stop()
-    return {"service": service, "rss_before_mib": round(before_kib / 1024), "rss_peak_mib": round(peak_kib / 1024),
-            "flood_status": codes, "read_median_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
-            "reads": len(latencies)}
+    return {
+        "service": service,
+        "rss_before_mib": round(before_kib / 1024),
+        "rss_peak_mib": round(peak_kib / 1024),
+        "flood_status": codes,
+        "read_median_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
+        "reads": len(latencies),
+    }
 
 
 def contention(code_root: Path, database_url: str, writers: int, rounds: int) -> dict:
@@ -165,17 +176,24 @@ def contention(code_root: Path, database_url: str, writers: int, rounds: int) ->
                 statuses = []
                 for round_ in range(rounds):
                     barrier.wait()
-                    statuses.append(call(connection, "PUT", "/mixtures/main",
-                                         {"weights": {"web-en": 1.0 + index + round_ / 100}, "reason": f"w{index}"}))
+                    statuses.append(
+                        call(
+                            connection, "PUT", "/mixtures/main", {"weights": {"web-en": 1.0 + index + round_ / 100}, "reason": f"w{index}"}
+                        )
+                    )
                 return statuses
 
             with ThreadPoolExecutor(writers) as pool:
                 statuses = [s for batch in pool.map(writer, range(writers)) for s in batch]
         finally:
             server.stop()
-    return {"writes": len(statuses), "status_412": statuses.count(412), "ok": statuses.count(200),
-            "other": sorted({s for s in statuses if s not in (200, 412)}),
-            "rate_412": round(statuses.count(412) / len(statuses), 3)}
+    return {
+        "writes": len(statuses),
+        "status_412": statuses.count(412),
+        "ok": statuses.count(200),
+        "other": sorted({s for s in statuses if s not in (200, 412)}),
+        "rate_412": round(statuses.count(412) / len(statuses), 3),
+    }
 
 
 def main() -> None:
@@ -208,8 +226,7 @@ def main() -> None:
         for service in ("dmu", "tsm"):
             base, new = results.get(f"baseline flood {service}"), results.get(f"this tree flood {service}")
             if base and new:
-                print(f"{service} peak RSS under the flood, this tree / baseline: "
-                      f"{new['rss_peak_mib'] / base['rss_peak_mib']:.2f}x")
+                print(f"{service} peak RSS under the flood, this tree / baseline: {new['rss_peak_mib'] / base['rss_peak_mib']:.2f}x")
 
 
 if __name__ == "__main__":

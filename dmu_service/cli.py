@@ -52,7 +52,6 @@ def serve(config: ConfigOpt = None, host: Annotated[str | None, typer.Option()] 
 
     from dmu_service.api.main import create_app
     from heurimentor.logs import configure_logging
-
     from heurimentor.service_kit.settings import InsecureSettings
 
     settings = _settings(config, host=host, port=port, data_dir=data_dir, database_url=database_url)

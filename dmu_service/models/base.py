@@ -9,7 +9,6 @@ from sqlalchemy.types import TypeDecorator
 
 from heurimentor.service_kit.db import make_metadata
 
-
 # Mixture versions grow with every change: 64-bit on PostgreSQL (SQLite integers are 64-bit already).
 BigInt = BigInteger().with_variant(Integer, "sqlite")
 

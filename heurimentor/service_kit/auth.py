@@ -28,13 +28,13 @@ def check_access(request: Request, scope: Scope, resource: str | None = None) ->
     if principal is None:
         needed = policy.reads_need_token if scope == "read" else policy.writes_need_token
         if needed:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing or invalid bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, detail="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
         return
     if not principal.allows(scope, resource):
         target = f" on {resource!r}" if resource is not None else ""
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            detail=f"token {principal.name!r} (scope {principal.scope}) may not {scope}{target}")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"token {principal.name!r} (scope {principal.scope}) may not {scope}{target}")
 
 
 def require(scope: Scope, *, resource: str | None = None) -> Any:

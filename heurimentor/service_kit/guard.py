@@ -40,15 +40,23 @@ class BodyTooLarge(HTTPException):
 
 async def send_json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"), *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, *, policy: TokenPolicy, max_request_bytes: int,
-                 open_paths: frozenset[str] = OPEN_PATHS) -> None:
+    def __init__(self, app: ASGIApp, *, policy: TokenPolicy, max_request_bytes: int, open_paths: frozenset[str] = OPEN_PATHS) -> None:
         self.app = app
         self.policy = policy
         self.max_request_bytes = max_request_bytes

@@ -20,11 +20,10 @@ Scope = Literal["read", "write", "admin"]
 SCOPE_RANK: dict[str, int] = {"read": 0, "write": 1, "admin": 2}
 
 # Compared after stripping and lower-casing: "CHANGEME", "changeme " and "ChangeMe" are one placeholder.
-PLACEHOLDER_SECRETS = frozenset({
-    "", "x", "xxx", "changeme", "change-me", "change_me", "password", "passw0rd", "secret", "token", "dev",
-    "dev-token", "demo", "demo-token", "test", "test-token", "admin", "default", "example", "placeholder", "none",
-    "null", "todo", "replace-me", "s3cret", "letmein", "12345678", "123456",
-})
+PLACEHOLDER_SECRETS = frozenset(
+    "x xxx changeme change-me change_me password passw0rd secret token dev dev-token demo demo-token test test-token "
+    "admin default example placeholder none null todo replace-me s3cret letmein 12345678 123456".split()
+) | {""}
 MIN_SECRET_LENGTH = 24
 # Shannon estimate over the secret's own characters times its length. secrets.token_urlsafe(32)
 # scores ~200 bits and token_hex(16) ~115; "passwordpasswordpassword" scores 66.
@@ -44,17 +43,16 @@ def estimated_bits(value: str) -> float:
 def check_secret(value: str, *, what: str) -> None:
     """Raise ``WeakSecret`` naming ``what`` (the setting) unless ``value`` looks like a long random secret."""
     if value.strip().lower() in PLACEHOLDER_SECRETS:
-        raise WeakSecret(f"{what} is a placeholder; set a random secret, e.g. python -c 'import secrets; "
-                         f"print(secrets.token_urlsafe(32))'")
+        raise WeakSecret(f"{what} is a placeholder; set a random secret, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'")
     if value != value.strip() or any(c.isspace() for c in value):
         raise WeakSecret(f"{what} contains whitespace; a bearer token is one word")
     if len(value) < MIN_SECRET_LENGTH:
-        raise WeakSecret(f"{what} has {len(value)} characters; at least {MIN_SECRET_LENGTH} random ones "
-                         f"(secrets.token_urlsafe(32))")
+        raise WeakSecret(f"{what} has {len(value)} characters; at least {MIN_SECRET_LENGTH} random ones (secrets.token_urlsafe(32))")
     bits = estimated_bits(value)
     if bits < MIN_SECRET_BITS:
-        raise WeakSecret(f"{what} looks too regular to be random (about {bits:.0f} bits, at least "
-                         f"{MIN_SECRET_BITS:.0f}); use secrets.token_urlsafe(32)")
+        raise WeakSecret(
+            f"{what} looks too regular to be random (about {bits:.0f} bits, at least {MIN_SECRET_BITS:.0f}); use secrets.token_urlsafe(32)"
+        )
 
 
 class TokenSpec(BaseModel):
@@ -66,8 +64,8 @@ class TokenSpec(BaseModel):
     secret: SecretStr
     scope: Scope = "read"
     resources: list[str] | None = Field(
-        default=None, description="fnmatch patterns of the jobs (TSM) or mixtures (DMU) its writes may touch; "
-                                  "unset: all")
+        default=None, description="fnmatch patterns of the jobs (TSM) or mixtures (DMU) its writes may touch; unset: all"
+    )
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ class ServiceSettings(BaseSettings):
     service_name: ClassVar[str] = "service"
 
     environment: Literal["development", "production"] = Field(
-        default="production", description="production unless told otherwise: development opens anonymous access")
+        default="production", description="production unless told otherwise: development opens anonymous access"
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "INFO"
@@ -47,8 +48,7 @@ class ServiceSettings(BaseSettings):
 
     auth_token: SecretStr | None = Field(default=None, description="admin token (every scope, every resource)")
     tokens: list[TokenSpec] = Field(default_factory=list, description="scoped tokens (read / write / admin)")
-    reads_require_auth: bool | None = Field(
-        default=None, description="reads need a token; unset: yes in production, no in development")
+    reads_require_auth: bool | None = Field(default=None, description="reads need a token; unset: yes in production, no in development")
     max_request_bytes: int = Field(default=1024 * 1024, gt=0, le=1024**3, description="largest request body")
 
     @model_validator(mode="after")
@@ -78,27 +78,39 @@ class ServiceSettings(BaseSettings):
         if self.environment == "production":
             prefix = self.model_config.get("env_prefix", "")
             if self.auth_token is None and not any(spec.scope != "read" for spec in self.tokens):
-                raise InsecureSettings(f"{self.service_name}: production needs a write token ({prefix}AUTH_TOKEN or "
-                                       f"tokens); set environment: development to run without one")
+                raise InsecureSettings(
+                    f"{self.service_name}: production needs a write token ({prefix}AUTH_TOKEN or "
+                    f"tokens); set environment: development to run without one"
+                )
             for what, secret in self.named_secrets():
                 try:
                     check_secret(secret.get_secret_value(), what=what)
                 except WeakSecret as e:
                     raise InsecureSettings(f"{self.service_name}: {e} (production refuses weak tokens)") from e
-        principals = [(spec.secret.get_secret_value().encode(),
-                       Principal(spec.name, spec.scope, tuple(spec.resources) if spec.resources is not None else None))
-                      for spec in self.tokens]
+        principals = [
+            (
+                spec.secret.get_secret_value().encode(),
+                Principal(spec.name, spec.scope, tuple(spec.resources) if spec.resources is not None else None),
+            )
+            for spec in self.tokens
+        ]
         if self.auth_token is not None:
             principals.append((self.auth_token.get_secret_value().encode(), Principal("admin", "admin", None)))
         reads = self.reads_require_auth if self.reads_require_auth is not None else self.environment == "production"
         # Development without any token is the one open mode; once a token exists, writes need one.
-        return TokenPolicy(tokens=tuple(principals), reads_need_token=reads,
-                           writes_need_token=bool(principals) or self.environment == "production")
+        return TokenPolicy(
+            tokens=tuple(principals), reads_need_token=reads, writes_need_token=bool(principals) or self.environment == "production"
+        )
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         file_source = InitSettingsSource(settings_cls, init_kwargs=_file_values.get() or {})
         return init_settings, env_settings, file_source
 
@@ -127,7 +139,7 @@ def load_settings(cls: type[S], config_file: str | Path | None = None, **flags: 
     delimiter = cls.model_config.get("env_nested_delimiter") or "__"
     known = set(cls.model_fields)
     for name in os.environ:
-        key = name[len(prefix):].lower().split(delimiter)[0] if prefix and name.upper().startswith(prefix) else None
+        key = name[len(prefix) :].lower().split(delimiter)[0] if prefix and name.upper().startswith(prefix) else None
         if key is not None and key != "config_file":
             _unknown([key], known, f"environment variable {name}")
     config_file = config_file or os.environ.get(f"{prefix}CONFIG_FILE") or None

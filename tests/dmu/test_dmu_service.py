@@ -5,12 +5,12 @@ from __future__ import annotations
 import httpx
 import pytest
 from alembic import command
-from tests.dmu.testlib import add_sources, auth, live_server, settings_for
 from sqlalchemy import create_engine, inspect
 
 from dmu_service.config import load_settings
 from dmu_service.migrations import alembic_config, upgrade
 from heurimentor.service_kit.settings import InsecureSettings, SettingsError
+from tests.dmu.testlib import add_sources, auth, live_server, settings_for
 
 
 def test_settings_precedence_defaults_file_env_flags(tmp_path, monkeypatch) -> None:

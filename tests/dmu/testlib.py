@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 
-from hack.testenv.asgi import serve_app
 from dmu_service.api.main import create_app
 from dmu_service.config import Settings
 from dmu_service.migrations import upgrade
+from hack.testenv.asgi import serve_app
 
 DATA = Path(__file__).parent / "data"
 TOKEN = secrets.token_urlsafe(32)  # the admin token of the test servers: random, as production requires

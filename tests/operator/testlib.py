@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
 import contextlib
 import json
+import secrets
 import socket
 import subprocess
 import time

@@ -33,8 +33,9 @@ def serve_dmu(db_url: str, tmp_path: Path) -> ServeFn:
 
     @contextmanager
     def serve(**overrides) -> Iterator[str]:
-        settings = Settings(**{"database_url": db_url, "data_dir": tmp_path / "dmu", "auth_token": ADMIN_TOKEN,
-                               "mixture_poll_interval_s": 0.1, **overrides})
+        settings = Settings(
+            **{"database_url": db_url, "data_dir": tmp_path / "dmu", "auth_token": ADMIN_TOKEN, "mixture_poll_interval_s": 0.1, **overrides}
+        )
         upgrade(settings.sqlalchemy_url)
         with serve_app(create_app(settings), name="DMU") as url:
             yield url
@@ -51,8 +52,9 @@ def serve_tsm(db_url: str) -> ServeFn:
 
     @contextmanager
     def serve(**overrides) -> Iterator[str]:
-        settings = load_settings(**{"database_url": db_url, "auth_token": ADMIN_TOKEN, "evaluate_interval_seconds": 0,
-                                    "log_json": False, **overrides})
+        settings = load_settings(
+            **{"database_url": db_url, "auth_token": ADMIN_TOKEN, "evaluate_interval_seconds": 0, "log_json": False, **overrides}
+        )
         upgrade(db_url)
         with serve_app(create_app(settings), name="TSM") as url:
             yield url

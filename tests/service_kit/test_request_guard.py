@@ -51,8 +51,10 @@ def test_request_size_limit_on_every_route(service, serve_dmu, serve_tsm, admin)
         declared = httpx.request(method, url + path, content=b"x" * (65 * 1024), headers={**admin, "Content-Type": "application/json"})
         assert declared.status_code == 413 and "65536" in declared.json()["detail"]
         token = admin["Authorization"]
-        chunked = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\nContent-Type: application/json\r\n"
-                   f"Transfer-Encoding: chunked\r\n\r\n").encode()
+        chunked = (
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\nContent-Type: application/json\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\n"
+        ).encode()
         chunk = b"x" * 16384
         chunks = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 8 + [b"0\r\n\r\n"]  # 128 KiB, no Content-Length
         assert _raw(url, chunked, chunks) == "HTTP/1.1 413 Request Entity Too Large"

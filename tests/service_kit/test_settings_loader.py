@@ -18,8 +18,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-@pytest.mark.parametrize(("load", "prefix", "default_port"), [(load_dmu, "HEURIMENTOR_DMU_", 8700),
-                                                               (load_tsm, "HEURIMENTOR_TSM_", 8081)])
+@pytest.mark.parametrize(("load", "prefix", "default_port"), [(load_dmu, "HEURIMENTOR_DMU_", 8700), (load_tsm, "HEURIMENTOR_TSM_", 8081)])
 def test_precedence_defaults_file_env_flags(load, prefix, default_port, tmp_path, monkeypatch) -> None:
     config = tmp_path / "service.yaml"
     config.write_text("port: 9001\nhost: 0.0.0.0\nlog_level: DEBUG\n")

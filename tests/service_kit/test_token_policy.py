@@ -16,8 +16,17 @@ from heurimentor.service_kit.settings import InsecureSettings
 from tsm_service.api.main import create_app as create_tsm
 from tsm_service.config import Settings as TsmSettings
 
-PLACEHOLDERS = ["demo-token", "CHANGEME", "changeme ", "x", "password", "", "s3cret-tsm-token", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-                "passwordpasswordpassword"]
+PLACEHOLDERS = [
+    "demo-token",
+    "CHANGEME",
+    "changeme ",
+    "x",
+    "password",
+    "",
+    "s3cret-tsm-token",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "passwordpasswordpassword",
+]
 
 
 def _dmu(**settings) -> DmuSettings:
@@ -67,8 +76,7 @@ def test_one_placeholder_list_and_an_entropy_floor() -> None:
 
 def test_reads_need_a_token_in_production_metrics_included(serve_dmu, serve_tsm, admin) -> None:
     with serve_dmu() as dmu, serve_tsm() as tsm:
-        for url, path in [(dmu, "/mixtures"), (dmu, "/sources"), (dmu, "/runs"), (dmu, "/metrics"),
-                          (tsm, "/v1/jobs"), (tsm, "/metrics")]:
+        for url, path in [(dmu, "/mixtures"), (dmu, "/sources"), (dmu, "/runs"), (dmu, "/metrics"), (tsm, "/v1/jobs"), (tsm, "/metrics")]:
             refused = httpx.get(url + path)
             assert refused.status_code == 401, (url, path, refused.text)
             assert httpx.get(url + path, headers=admin).status_code == 200, (url, path)
@@ -88,12 +96,22 @@ def test_development_without_tokens_is_the_only_open_mode(serve_tsm) -> None:
 
 def test_scoped_tokens_on_the_tsm(serve_tsm, admin) -> None:
     trainer, operator, dashboards = (secrets.token_urlsafe(32) for _ in range(3))
-    tokens = [{"name": "trainer-a", "secret": trainer, "scope": "write", "resources": ["team.job-a"]},
-              {"name": "operator", "secret": operator, "scope": "write"},
-              {"name": "dashboards", "secret": dashboards, "scope": "read"}]
-    batch = json.dumps({"batch_id": "b1", "points": [{"step": s, "rank": 0, "time": 1.7e9 + s, "tokens_seen": s,
-                                                      "scalars": {"loss": float("nan") if s == 3 else 2.0}} for s in range(5)]})
+    tokens = [
+        {"name": "trainer-a", "secret": trainer, "scope": "write", "resources": ["team.job-a"]},
+        {"name": "operator", "secret": operator, "scope": "write"},
+        {"name": "dashboards", "secret": dashboards, "scope": "read"},
+    ]
+    batch = json.dumps(
+        {
+            "batch_id": "b1",
+            "points": [
+                {"step": s, "rank": 0, "time": 1.7e9 + s, "tokens_seen": s, "scalars": {"loss": float("nan") if s == 3 else 2.0}}
+                for s in range(5)
+            ],
+        }
+    )
     with serve_tsm(tokens=tokens) as tsm, httpx.Client(base_url=tsm) as http:
+
         def as_(token: str) -> dict[str, str]:
             return {"Authorization": f"Bearer {token}"}
 
@@ -119,8 +137,10 @@ def test_scoped_tokens_on_the_tsm(serve_tsm, admin) -> None:
 
 def test_scoped_tokens_on_the_dmu(serve_dmu, admin) -> None:
     tsm_token, reader = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    tokens = [{"name": "tsm", "secret": tsm_token, "scope": "write", "resources": ["main"]},
-              {"name": "trainer", "secret": reader, "scope": "read"}]
+    tokens = [
+        {"name": "tsm", "secret": tsm_token, "scope": "write", "resources": ["main"]},
+        {"name": "trainer", "secret": reader, "scope": "read"},
+    ]
     with serve_dmu(tokens=tokens) as dmu, httpx.Client(base_url=dmu) as http:
         tsm_headers, reader_headers = ({"Authorization": f"Bearer {t}"} for t in (tsm_token, reader))
         assert http.post("/sources", json={"name": "web-en", "language": "en"}, headers=tsm_headers).status_code == 403

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from heurimentor.contracts.shards import Manifest, write_shard
 from hack.testenv.asgi import serve_app  # noqa: F401 (the trainer tests serve the DMU and TSM with it)
+from heurimentor.contracts.shards import Manifest, write_shard
 
 REPO = Path(__file__).resolve().parents[2]
 VOCAB = 512  # the debug preset's vocabulary

@@ -8,15 +8,15 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from tests.tsm.testlib import TOKEN, point, serve_app, tsm_settings
 from typer.testing import CliRunner
 
 from heurimentor.cli import app as cli
+from heurimentor.contracts.metrics import MetricBatch
 from heurimentor.service_kit.settings import InsecureSettings, SettingsError
+from tests.tsm.testlib import TOKEN, point, serve_app, tsm_settings
 from tsm_service.api.main import create_app
 from tsm_service.config import load_settings
 from tsm_service.migrations import upgrade
-from heurimentor.contracts.metrics import MetricBatch
 
 
 def test_precedence_defaults_file_env_flags(tmp_path, monkeypatch):

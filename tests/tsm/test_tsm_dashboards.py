@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.tsm.testlib import auth, serve_app, tsm_settings
 
+from heurimentor.contracts.metrics import MetricBatch
+from tests.tsm.testlib import auth, serve_app, tsm_settings
 from tsm_service.api.main import create_app
 from tsm_service.migrations import upgrade
-from heurimentor.contracts.metrics import MetricBatch
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "heurimentor"
 RULES = CHART / "rules" / "tsm-alerts.yaml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from tests.tsm.testlib import auth, point, send, tsm_client
 
 
@@ -118,11 +119,11 @@ def test_concurrent_retries_and_ranks_on_postgresql(postgres_url):
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
-    from tests.tsm.testlib import serve_app, tsm_settings
 
+    from heurimentor.contracts.metrics import MetricBatch
+    from tests.tsm.testlib import serve_app, tsm_settings
     from tsm_service.api.main import create_app
     from tsm_service.migrations import upgrade
-    from heurimentor.contracts.metrics import MetricBatch
 
     upgrade(postgres_url)
     same = MetricBatch.model_validate({"batch_id": "same", "points": [point(s, rank=9, loss=1.0) for s in range(200)]})

@@ -3,18 +3,18 @@ guarded mixture versions out through PUT + If-Match, and a human edit is never o
 
 from __future__ import annotations
 
-import secrets
 import math
+import secrets
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.tsm.testlib import point, send, serve_app, tsm_client
 
 from dmu_service.api.main import create_app as create_dmu_app
-from heurimentor.contracts.mixtures import MixtureClient
 from dmu_service.config import load_settings as load_dmu_settings
 from dmu_service.migrations import upgrade as upgrade_dmu
+from heurimentor.contracts.mixtures import MixtureClient
+from tests.tsm.testlib import point, send, serve_app, tsm_client
 
 TOKEN = secrets.token_urlsafe(32)
 SOURCES = ["easy", "hard", "random"]

@@ -10,11 +10,10 @@ from contextlib import contextmanager
 from fastapi.testclient import TestClient
 
 from hack.testenv.asgi import serve_app  # noqa: F401 (the TSM tests serve apps with it)
+from heurimentor.contracts.metrics import MetricBatch
 from tsm_service.api.main import create_app
 from tsm_service.config import Settings, load_settings
 from tsm_service.migrations import upgrade
-from heurimentor.contracts.metrics import MetricBatch
-
 
 TOKEN = secrets.token_urlsafe(32)  # the admin token of the test TSMs: random, as production requires
 

@@ -8,12 +8,11 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request
 from sqlalchemy.orm import Session
 
+from heurimentor.contracts.jobs import JOB_NAME_PATTERN
 from heurimentor.service_kit.auth import require
-
 from tsm_service.config import Settings
 from tsm_service.crud.jobs import get_job
 from tsm_service.models import Job
-from heurimentor.contracts.jobs import JOB_NAME_PATTERN
 
 
 def get_settings(request: Request) -> Settings:

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import FastAPI
 
 from heurimentor.contracts.mixtures import MixtureClient
+from heurimentor.service_kit.app import install_security
 from tsm_service.api.routes import curves, events, health, ingest, jobs, metrics
 from tsm_service.config import Settings, load_settings
-from heurimentor.service_kit.app import install_security
 from tsm_service.db import make_engine, make_session_factory
 from tsm_service.exposition import Exposition
 from tsm_service.mixer import MixtureUpdater

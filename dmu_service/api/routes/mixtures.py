@@ -23,8 +23,6 @@ from dmu_service.crud import mixtures as crud
 from dmu_service.crud.sources import source_names
 from dmu_service.models import MixtureVersion
 from heurimentor.contracts.bounds import INT64_MAX
-from heurimentor.service_kit.auth import AUTH_RESPONSES, check_access
-from heurimentor.service_kit.errors import error_responses
 from heurimentor.contracts.mixtures import (
     MIXTURE_NAME_PATTERN,
     MixtureCreate,
@@ -33,6 +31,8 @@ from heurimentor.contracts.mixtures import (
     MixtureUpdate,
     MixtureVersionPublic,
 )
+from heurimentor.service_kit.auth import AUTH_RESPONSES, check_access
+from heurimentor.service_kit.errors import error_responses
 
 router = APIRouter(prefix="/mixtures", tags=["mixtures"], responses=AUTH_RESPONSES)
 SSE_HEARTBEAT_S = 15.0

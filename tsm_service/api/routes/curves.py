@@ -6,7 +6,6 @@ from fastapi import APIRouter, HTTPException, Query
 
 from heurimentor.contracts.bounds import INT32_MAX, INT64_MAX
 from heurimentor.contracts.metrics import SeriesName
-
 from heurimentor.service_kit.auth import AUTH_RESPONSES
 from heurimentor.service_kit.errors import error_responses, unprocessable
 from tsm_service.api.deps import JobDep, ReaderDep, SessionDep

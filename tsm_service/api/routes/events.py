@@ -6,7 +6,6 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from heurimentor.contracts.bounds import INT32_MAX, INT64_MAX
-
 from heurimentor.service_kit.auth import AUTH_RESPONSES
 from heurimentor.service_kit.errors import error_responses
 from tsm_service.api.deps import JobDep, JobWriterDep, ReaderDep, SessionDep

@@ -8,11 +8,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from heurimentor.contracts.metrics import MAX_POINTS_PER_BATCH, IngestResult, MetricBatch
 from heurimentor.service_kit.auth import AUTH_RESPONSES
 from heurimentor.service_kit.errors import error_responses, json_body
 from tsm_service.api.deps import JobName, JobWriterDep, SessionDep, SettingsDep
 from tsm_service.crud.ingest import ingest_batch
-from heurimentor.contracts.metrics import MAX_POINTS_PER_BATCH, IngestResult, MetricBatch
 
 router = APIRouter(tags=["ingest"])
 log = logging.getLogger(__name__)

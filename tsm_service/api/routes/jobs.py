@@ -9,8 +9,8 @@ from heurimentor.service_kit.auth import AUTH_RESPONSES, principal_of
 from heurimentor.service_kit.errors import error_responses
 from tsm_service.api.deps import JobDep, JobName, JobWriterDep, ReaderDep, SessionDep, SettingsDep
 from tsm_service.crud.jobs import get_or_create_job, job_public, list_jobs, update_job_config
-from tsm_service.schemas.jobs import JobConfigUpdate, JobPublic, JobSuspension
 from tsm_service.schemas.events import EventPublic
+from tsm_service.schemas.jobs import JobConfigUpdate, JobPublic, JobSuspension
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[ReaderDep], responses=AUTH_RESPONSES)
 
