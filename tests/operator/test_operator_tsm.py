@@ -4,6 +4,7 @@ writes, and its HTTP client against a real TSM (SQLite here; the cluster test ru
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 
 import httpx
@@ -60,6 +61,7 @@ def test_client_reads_and_closes_recommendations_of_a_real_tsm(tsm_url):
     from heurimentor.contracts.metrics import MetricBatch
 
     client = TSMClient(tsm_url, token=TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}  # reads need it too: the TSM runs in production
     assert client.open_rollbacks("ns.unknown-job") == []  # the TSM has not heard of it: nothing to do
     points = [{"step": s, "rank": 0, "time": 1.7e9 + s, "tokens_seen": 10 * s,
                "scalars": {"loss": float("nan") if s == 20 else 2.0}} for s in range(25)]
@@ -71,13 +73,13 @@ def test_client_reads_and_closes_recommendations_of_a_real_tsm(tsm_url):
         TSMClient(tsm_url).close("ns.job-a", open_one, "acknowledged")
     client.set_suspended("ns.unknown-job", True)  # nothing to pause: fine
     client.set_suspended("ns.job-a", True)
-    assert httpx.get(f"{tsm_url}/v1/jobs/ns.job-a").json()["suspended_at"] is not None
+    assert httpx.get(f"{tsm_url}/v1/jobs/ns.job-a", headers=auth).json()["suspended_at"] is not None
     assert (open_one.resume_before_step, open_one.skip_from_step, open_one.skip_to_step) == (15, 15, 20)
     client.close("ns.job-a", open_one, "acknowledged")
     client.close("ns.job-a", open_one, "acknowledged")  # again (a retry after a crash): fine
     client.close("ns.job-a", open_one, "dismissed")  # already closed the other way: left as it is (409)
     assert client.open_rollbacks("ns.job-a") == []
-    statuses = [r["status"] for r in httpx.get(f"{tsm_url}/v1/jobs/ns.job-a/rollbacks").json()]
+    statuses = [r["status"] for r in httpx.get(f"{tsm_url}/v1/jobs/ns.job-a/rollbacks", headers=auth).json()]
     assert statuses == ["acknowledged"]
 
 
