@@ -26,6 +26,7 @@ the trouble's onset to the step the recommendation became certain.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import sys
 import time
@@ -239,6 +240,71 @@ def with_planted_spike(curve: Curve) -> Curve:
                  events=curve.events + [Event("spike", onset, onset + 4, height=2.0, detail="planted x2 for 5 steps")])
 
 
+def issue_curves() -> dict[str, tuple[list[dict], str]]:
+    """The four curves of the issue that asked for this (3,000 steps, loss 2 + 8 exp(-t/400)), as a trainer
+    posts them: per-source losses (two sources, the blended loss their token-weighted mean), mixture version."""
+    rng = np.random.default_rng(17)
+    t = np.arange(3000)
+    shape = 1 + 4 * np.exp(-t / 400)  # per source: L_s (1 + 4 exp(-t/400)), blended 2 + 8 exp(-t/400) at 50/50
+
+    def points(noise: float, *, weights=lambda s: 0.5, version=lambda s: 1, spike=lambda s: 1.0) -> list[dict]:
+        out = []
+        for s in t:
+            easy = 1.0 * shape[s] * spike(s) * (1 + rng.normal(0, noise * 1.41))
+            hard = 3.0 * shape[s] * spike(s) * (1 + rng.normal(0, noise * 1.41))
+            w = weights(s)
+            out.append({"step": int(s), "rank": 0, "time": 0.0, "tokens_seen": 1000 * int(s),
+                        "mixture_version": version(s), "source_losses": {"easy": easy, "hard": hard},
+                        "scalars": {"loss": w * easy + (1 - w) * hard, "grad_norm": 1.0, "lr": 3e-4}})
+        return out
+
+    spikes = {900, 1700, 2400}
+    return {
+        "clean, 4 % noise": (points(0.04), "0"),
+        "noisy, 15 % noise (small batches)": (points(0.15), "0"),
+        "mixture v1 -> v2 at 1500, blended x1.7": (points(0.04, weights=lambda s: 0.5 if s < 1500 else 0.1,
+                                                          version=lambda s: 1 if s < 1500 else 2), "0"),
+        "three real spikes (x2.5 for 8 steps)": (points(0.04, spike=lambda s: 2.5 if any(0 <= s - a < 8 for a in spikes) else 1.0), "3"),
+    }
+
+
+def issue_table() -> None:
+    """The issue's curves posted to a real TSM (SQLite, in process), evaluated every 100 steps as it arrives."""
+    import secrets
+    import tempfile
+    import uuid
+
+    from fastapi.testclient import TestClient
+
+    from heurimentor.contracts.metrics import MetricBatch
+    from tsm_service.api.main import create_app
+    from tsm_service.config import load_settings
+    from tsm_service.migrations import upgrade
+
+    token = secrets.token_urlsafe(32)
+    logging.getLogger("tsm_service").setLevel(logging.ERROR)  # the findings are the table
+    print("\nThe issue's curves through the TSM (ingest, monitor, default settings)")
+    print(f"{'curve':42} {'events':34} {'rollbacks':>9} {'wanted':>6}")
+    with tempfile.TemporaryDirectory() as work:
+        url = f"sqlite:///{work}/tsm.db"
+        upgrade(url)
+        settings = load_settings(database_url=url, evaluate_interval_seconds=0, log_json=False, auth_token=token)
+        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"}) as client:
+            for i, (name, (points, wanted)) in enumerate(issue_curves().items()):
+                job, found = f"issue-{i}", defaultdict(int)
+                for start in range(0, len(points), 100):
+                    for p in points[start:start + 100]:
+                        p["time"] = time.time()  # sent as it trains: no stall
+                    batch = MetricBatch.model_validate({"batch_id": uuid.uuid4().hex, "points": points[start:start + 100]})
+                    client.post(f"/v1/jobs/{job}/metrics", content=batch.model_dump_json(),
+                                headers={"Content-Type": "application/json"}).raise_for_status()
+                    for event in client.post(f"/v1/jobs/{job}/evaluate").json():
+                        found[event["kind"]] += 1
+                rollbacks = len(client.get(f"/v1/jobs/{job}/rollbacks").json())
+                events = ", ".join(f"{k} x{v}" for k, v in sorted(found.items())) or "-"
+                print(f"{name:42} {events:34} {rollbacks:9d} {wanted:>6}")
+
+
 def memo(detector):  # noqa: ANN001, ANN201
     """The detector's alarms per curve, computed once (rows share detectors); cpu time counted once."""
     seen: dict[str, list[Alarm]] = {}
@@ -303,6 +369,7 @@ def main() -> None:
         s = score(curves, detector, (kind,), (kind,))
         print(f"{name:34} findings {s.alarms:4d}  matching a labelled {kind}: {s.alarms - s.false:4d}  "
               f"recall {s.found}/{s.labelled}  median delay {statistics.median(s.delays) if s.delays else float('nan'):.0f}")
+    issue_table()
     ours, theirs = scores["tsm all rollbacks"], scores["KillLossSpike, all troubles"]
     print(f"\nratio vs KillLossSpike: false rollbacks {ours.false}/{theirs.false}, recall "
           f"{ours.found / ours.labelled:.3f}/{theirs.found / theirs.labelled:.3f}, median delay "
