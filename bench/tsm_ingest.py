@@ -33,12 +33,12 @@ from sqlalchemy import select  # noqa: E402
 
 from hack.testenv.postgres import PostgresServer  # noqa: E402
 from hack.testenv.procs import free_port  # noqa: E402
+from heurimentor.contracts.metrics import MetricBatch  # noqa: E402
 from tsm_service.crud.ingest import ingest_batch  # noqa: E402
 from tsm_service.crud.jobs import get_or_create_job  # noqa: E402
 from tsm_service.db import make_engine, make_session_factory  # noqa: E402
 from tsm_service.migrations import upgrade  # noqa: E402
 from tsm_service.models import Sample, Series  # noqa: E402
-from heurimentor.contracts.metrics import MetricBatch  # noqa: E402
 
 SCALARS = ("loss", "grad_norm", "lr", "step_time_seconds", "tokens_per_second", "mfu")
 SOURCES = ("web-en", "web-zh", "code", "books")

@@ -22,9 +22,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from heurimentor.contracts.metrics import IngestResult
 from tsm_service.crud.events import count_events, count_rollbacks
 from tsm_service.models import EVENT_KINDS, Job, PolicyState, Series
-from heurimentor.contracts.metrics import IngestResult
 
 log = logging.getLogger(__name__)
 disable_created_metrics()  # *_created series double the exposition and no dashboard uses them

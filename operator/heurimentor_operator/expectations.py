@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from heurimentor_operator.conditions import rfc3339
@@ -30,7 +30,7 @@ class Expectations:
                 "uid": f"expected:{meta['name']}",
                 "labels": meta.get("labels", {}),
                 "annotations": meta.get("annotations", {}),
-                "creationTimestamp": rfc3339(now or datetime.now(timezone.utc)),
+                "creationTimestamp": rfc3339(now or datetime.now(UTC)),
             },
             "spec": {},
             "status": {"phase": "Pending"},

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -158,7 +158,7 @@ async def run_job(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, w
                 await asyncio.wait_for(wake.wait(), timeout=min(delay, memo.cfg.resync_interval_s))
                 # A pod's create, bind and start arrive as a burst of events: one pass for all of them.
                 await asyncio.sleep(memo.cfg.debounce_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     finally:
         memo.wakeups.forget(namespace, name)
@@ -265,7 +265,7 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
         return memo.cfg.resync_interval_s
     expected: Expectations = state["expected"]
     pods = expected.view(list(state["pods"].get((namespace, name), [])))
-    decided = plan(body, spec, pods, datetime.now(timezone.utc))
+    decided = plan(body, spec, pods, datetime.now(UTC))
 
     # Record the decision (guarded by resourceVersion) before deleting anything or starting a new
     # attempt: a crash in between leaves a status the next pass re-derives the same actions from,
@@ -367,7 +367,7 @@ async def _act(memo: kopf.Memo, body: dict[str, Any], spec: Any, decided: Plan, 
 async def _announce(memo: kopf.Memo, body: dict[str, Any], events: list[Event]) -> None:
     """Post a pass's Events: those of a recorded decision (keyed) under their deterministic names,
     awaited, so none is lost once the pass ends; the rest through kopf's background poster."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for ev in events:
         if not ev.key:
             kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
@@ -378,7 +378,7 @@ async def _announce(memo: kopf.Memo, body: dict[str, Any], events: list[Event]) 
 async def _block(memo: kopf.Memo, body: dict[str, Any], spec: JobSpec, status: dict[str, Any], message: str) -> None:
     """Blocked, reason InvalidPodTemplate, with the apiserver's message; the planner then removes
     the job's workers and creates none until the spec's generation changes."""
-    blocked, event = block(status, spec, "InvalidPodTemplate", message, datetime.now(timezone.utc))
+    blocked, event = block(status, spec, "InvalidPodTemplate", message, datetime.now(UTC))
     meta = body["metadata"]
     # No resourceVersion guard: this follows our own status write of this pass.
     await _call(memo, memo.kube.patch_job_status, meta["namespace"], meta["name"], None, merge_patch(status, blocked))
@@ -391,7 +391,7 @@ async def _reject(memo: kopf.Memo, body: dict[str, Any], message: str) -> None:
     """A spec the CRD let through but the operator cannot run: say so once, in status and an Event."""
     status = dict(body.get("status") or {})
     conditions = list(status.get("conditions") or [])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if set_condition(conditions, "Failed", True, "InvalidSpec", message, now=now):
         kopf.event(body, type="Warning", reason="InvalidSpec", message=message)
         status.update(phase="Failed", conditions=conditions)

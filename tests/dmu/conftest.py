@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from tests.dmu.testlib import live_server, settings_for, train_tokenizer
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from tests.dmu.testlib import make_doc, sentences
 
 from dmu_service.pipeline import langid
 from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig, PipelineConfig
@@ -13,6 +12,7 @@ from dmu_service.pipeline.normalize import normalize
 from dmu_service.pipeline.process import DocumentProcessor
 from dmu_service.pipeline.quality import Failure, _words, c4, chinese_rules, english_rules, fineweb, gopher_quality, gopher_repetition
 from dmu_service.pipeline.readers import Record
+from tests.dmu.testlib import make_doc, sentences
 
 
 def test_normalize() -> None:

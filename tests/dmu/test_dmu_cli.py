@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.dmu.testlib import TOKEN, live_server, make_doc, settings_for
 from typer.testing import CliRunner
 
 from heurimentor.cli import app
+from tests.dmu.testlib import TOKEN, live_server, make_doc, settings_for
 
 
 @pytest.fixture

@@ -6,10 +6,9 @@ import hashlib
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 import zstandard
-import httpx
-from tests.dmu.testlib import live_server, make_doc, settings_for
 
 from dmu_service.db import make_engine, make_session_factory
 from dmu_service.migrations import upgrade
@@ -17,6 +16,7 @@ from dmu_service.models import Run, Source
 from dmu_service.pipeline.outputs import tokenizer_id
 from dmu_service.pipeline.runner import RunError, discard_run, execute_run, start_run
 from heurimentor.contracts.shards import TokenizedSource, source_folder
+from tests.dmu.testlib import live_server, make_doc, settings_for
 
 
 def _corpus(path: Path, language: str, seeds: range, *, extra: list[bytes] = ()) -> Path:

@@ -8,9 +8,9 @@ import time
 
 import httpx
 import pytest
-from tests.dmu.testlib import add_sources, auth, live_server, settings_for
 
 from heurimentor.contracts.mixtures import MixtureClient, MixtureConflict
+from tests.dmu.testlib import add_sources, auth, live_server, settings_for
 
 
 def _create(http: httpx.Client, weights: dict, name: str = "main") -> httpx.Response:

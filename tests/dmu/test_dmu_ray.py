@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.dmu.testlib import make_doc
 from test_dmu_ingest import Env, kept_texts, shard_digests
 
 from dmu_service.pipeline.ray_backend import RayBackend
+from tests.dmu.testlib import make_doc
 
 # Ray Data's own DataContext emits these on import; they are not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.operator.testlib import CHART, CRD, OPERATOR_USER, Jobs
 
 

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from tests.operator.testlib_manifests import job
 from tests.operator.testlib import TSM_TOKEN, free_port, running_operator, wait_for, worker_kubeconfig
+from tests.operator.testlib_manifests import job
 
 METRICS_PORT = free_port()
 
@@ -318,8 +318,8 @@ def test_a_worker_pod_run_for_real_trains_reports_to_the_tsm_and_fills_the_statu
     import httpx
     import numpy as np
 
-    from heurimentor.contracts.shards import Manifest, write_shard
     from hack.testenv.asgi import serve_app
+    from heurimentor.contracts.shards import Manifest, write_shard
     from tsm_service.api.main import create_app
     from tsm_service.config import load_settings
     from tsm_service.migrations import upgrade

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from heurimentor_operator.builders import build_pod
 from heurimentor_operator.expectations import Expectations
 from heurimentor_operator.planner import plan
 from heurimentor_operator.spec import parse_job
-
 from tests.operator.testlib_manifests import job
 
 
@@ -25,13 +24,13 @@ def test_created_pods_count_as_existing_until_the_watch_shows_them():
     spec = parse_job(body)
     clock = Clock()
     expected = Expectations(ttl_s=30, clock=clock)
-    first = plan(body, spec, expected.view([]), datetime.now(timezone.utc))
+    first = plan(body, spec, expected.view([]), datetime.now(UTC))
     assert first.create == [("a100", 0), ("h800", 0)]
     for pool, index in first.create:
         expected.created(build_pod(spec, next(p for p in spec.pools if p.name == pool), index, attempt=0))
     # A pass before the watch delivered them: nothing is created again.
     body["status"] = first.status
-    again = plan(body, spec, expected.view([]), datetime.now(timezone.utc))
+    again = plan(body, spec, expected.view([]), datetime.now(UTC))
     assert again.create == []
     # The watch shows one; the other expectation stays until it shows or expires.
     seen = build_pod(spec, spec.pools[0], 0, attempt=0)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
+from heurimentor.contracts.progress import ANNOTATION_PROGRESS
 from heurimentor_operator.builders import build_pod
 from heurimentor_operator.conditions import get_condition, rfc3339
-from heurimentor.contracts.progress import ANNOTATION_PROGRESS
 from heurimentor_operator.constants import ANNOTATION_ROLLBACK, ANNOTATION_ROLLBACK_ID, ANNOTATION_ROLLBACK_SKIP
 from heurimentor_operator.planner import plan
 from heurimentor_operator.spec import parse_job
-
 from tests.operator.testlib_manifests import job
 
-T0 = datetime(2026, 11, 30, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
 
 
 def pod(body, pool, index, *, attempt=0, phase="Running", node="node-x", created=T0, exit_code=None, progress=None):

@@ -14,9 +14,8 @@ import yaml
 
 from heurimentor_operator.builders import build_pod
 from heurimentor_operator.spec import parse_job
-
-from tests.operator.testlib_manifests import job
 from tests.operator.testlib import running_operator, wait_for
+from tests.operator.testlib_manifests import job
 
 
 def small(name, **overrides):

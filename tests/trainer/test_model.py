@@ -6,11 +6,11 @@ import resource
 
 import pytest
 import torch
-from tests.trainer.testlib_checkpoint import one_torch_thread  # noqa: F401 (autouse fixture)
 import torch.nn.functional as F
 
 from heurimentor_trainer.model import ModelArgs, ModelConfigError, Transformer, build_model
 from heurimentor_trainer.presets import PRESETS, get_preset
+from tests.trainer.testlib_checkpoint import one_torch_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.mark.parametrize(("name", "billions"), [("aquila2-7b", 7), ("aquila2-34b", 34), ("aquila2-70b", 70)])

@@ -5,12 +5,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.trainer.testlib_checkpoint import CORPUS, one_torch_thread, shared_tiny_checkpoint  # noqa: F401 (autouse fixture)
 from heurimentor_trainer.hf import load_hf_checkpoint
 from heurimentor_trainer.quantize import (
-    Int4Linear, QuantizationError, load_quantized, pack_int4, perplexity, quantize_gptq, quantize_model, quantize_rtn,
-    save_quantized, token_windows, unpack_int4)
+    Int4Linear,
+    QuantizationError,
+    load_quantized,
+    pack_int4,
+    perplexity,
+    quantize_gptq,
+    quantize_model,
+    quantize_rtn,
+    save_quantized,
+    token_windows,
+    unpack_int4,
+)
 from heurimentor_trainer.tokenizer import encode_files, load_tokenizer
+from tests.trainer.testlib_checkpoint import CORPUS, one_torch_thread, shared_tiny_checkpoint  # noqa: F401 (autouse fixture)
 
 
 def test_pack_unpack_round_trip():

@@ -7,8 +7,16 @@ import json
 import pytest
 
 from heurimentor_trainer.tokenizer import (
-    REPORT_FILE, SAMPLE_CORPUS, TOKENIZER_FILE, TokenizerTrainingError, load_tokenizer, model_vocab_size, parse_ratio,
-    sample_to_ratio, train_tokenizer)
+    REPORT_FILE,
+    SAMPLE_CORPUS,
+    TOKENIZER_FILE,
+    TokenizerTrainingError,
+    load_tokenizer,
+    model_vocab_size,
+    parse_ratio,
+    sample_to_ratio,
+    train_tokenizer,
+)
 
 EN, ZH = SAMPLE_CORPUS / "en.txt", SAMPLE_CORPUS / "zh.txt"
 

@@ -7,10 +7,10 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from tests.trainer.testlib import make_sources
 
 from heurimentor.contracts.shards import ShardFormatError
 from heurimentor_trainer.data import MixtureDataLoader, MixtureSampler, SourceSet, batch_slices, uniform_draws
+from tests.trainer.testlib import make_sources
 
 NAMES, SIZES = ["a", "b", "c"], [300, 200, 100]
 WEIGHTS = {"a": 0.5, "b": 0.3, "c": 0.2}

@@ -11,6 +11,7 @@ import shutil
 
 import pytest
 import torch
+
 from tests.trainer.testlib import base_config, consumed_samples, log_records, make_sources, run_torchrun, step_losses, write_config
 
 pytestmark = pytest.mark.gpu

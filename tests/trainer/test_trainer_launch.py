@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.trainer.testlib import REPO, base_config, consumed_samples, free_port, make_sources, worker_env, write_config
-
 from heurimentor_trainer.torchx_component import train
+from tests.trainer.testlib import REPO, base_config, consumed_samples, free_port, make_sources, worker_env, write_config
 
 BIN = Path(sys.executable).parent
 

@@ -9,14 +9,14 @@ import httpx
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.trainer.testlib import free_port, make_sources, serve_app, tsm_app
 
+from heurimentor.contracts.metrics import EvalResult, StepPoint
 from heurimentor_trainer.data import SourceSet
 from heurimentor_trainer.evals import MultipleChoiceTask, build_downstream, validation_loss
 from heurimentor_trainer.metrics import TSMSender, WeightStats
 from heurimentor_trainer.model import build_model
 from heurimentor_trainer.presets import get_preset
-from heurimentor.contracts.metrics import EvalResult, StepPoint
+from tests.trainer.testlib import free_port, make_sources, serve_app, tsm_app
 
 NO_AUTOCAST = torch.autocast("cpu", enabled=False)
 

@@ -8,10 +8,22 @@ import subprocess
 import time
 
 import httpx
-from tests.trainer.testlib import (DMU_TOKEN, REPO, base_config, consumed_samples, dmu_app, free_port, make_sources, serve_app,
-                             stop_torchrun, torchrun_cmd, worker_env, write_config)
 
 from heurimentor_trainer.data import MixturePoller, MixtureSampler, sync_mixture
+from tests.trainer.testlib import (
+    DMU_TOKEN,
+    REPO,
+    base_config,
+    consumed_samples,
+    dmu_app,
+    free_port,
+    make_sources,
+    serve_app,
+    stop_torchrun,
+    torchrun_cmd,
+    worker_env,
+    write_config,
+)
 
 AUTH = {"Authorization": f"Bearer {DMU_TOKEN}"}
 NAMES = ["code", "en", "zh"]

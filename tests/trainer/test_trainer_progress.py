@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.trainer.testlib import REPO, base_config, log_records, make_sources, write_config
 
 from heurimentor_trainer.train import main
+from tests.trainer.testlib import REPO, base_config, log_records, make_sources, write_config
 
 CHART = REPO / "charts" / "heurimentor"
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.trainer.testlib import base_config, consumed_samples, log_records, make_sources, run_torchrun, step_losses, write_config
 
 from heurimentor_trainer.checkpoint import CheckpointManager
 from heurimentor_trainer.train import main
+from tests.trainer.testlib import base_config, consumed_samples, log_records, make_sources, run_torchrun, step_losses, write_config
 
 
 def run(tmp_path, config, capfd) -> str:

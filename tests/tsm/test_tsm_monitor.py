@@ -4,7 +4,6 @@ per-job thresholds apply, and the operator can act on a recommendation."""
 from __future__ import annotations
 
 import math
-
 import time
 
 from tests.tsm.testlib import point, send, tsm_client

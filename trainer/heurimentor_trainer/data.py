@@ -263,7 +263,7 @@ class MixturePoller:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    def start(self) -> "MixturePoller":
+    def start(self) -> MixturePoller:
         self._thread = threading.Thread(target=self._run, name=f"mixture-poller-{self.mixture}", daemon=True)
         self._thread.start()
         return self

@@ -14,12 +14,12 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from heurimentor.contracts.metrics import IngestResult, MetricBatch
 from tsm_service.crud._dialect import insert_for, is_postgresql
-from tsm_service.crud.events import record_event, recommend_rollback
+from tsm_service.crud.events import recommend_rollback, record_event
 from tsm_service.crud.jobs import get_or_create_job
 from tsm_service.crud.timeline import rewind_on_replay
 from tsm_service.models import IngestBatch, Job, Sample, Series, StepRecord
-from heurimentor.contracts.metrics import IngestResult, MetricBatch
 
 SeriesKey = tuple[str, str]  # (kind, name)
 MAX_EVIDENCE_OCCURRENCES = 20
