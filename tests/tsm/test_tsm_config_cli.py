@@ -6,6 +6,7 @@ import secrets
 
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from typer.testing import CliRunner
@@ -16,7 +17,7 @@ from heurimentor.service_kit.settings import InsecureSettings, SettingsError
 from tests.tsm.testlib import TOKEN, point, serve_app, tsm_settings
 from tsm_service.api.main import create_app
 from tsm_service.config import load_settings
-from tsm_service.migrations import upgrade
+from tsm_service.migrations import alembic_config, upgrade
 
 
 def test_precedence_defaults_file_env_flags(tmp_path, monkeypatch):
@@ -52,7 +53,8 @@ def test_migrate_command_then_ready(postgres_url):
         result = CliRunner().invoke(cli, ["tsm", "migrate", "--database-url", postgres_url])
         assert result.exit_code == 0, result.output
         assert "TSM schema at head" in result.output
-        assert client.get("/readyz").json() == {"status": "ready", "schema_revision": "0002"}
+        head = ScriptDirectory.from_config(alembic_config(postgres_url)).get_current_head()
+        assert client.get("/readyz").json() == {"status": "ready", "schema_revision": head}
         assert "/v1/jobs/{job}/metrics" in client.get("/openapi.json").json()["paths"]
 
 
