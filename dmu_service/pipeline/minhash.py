@@ -1,8 +1,13 @@
 """Vectorized MinHash + LSH band keys for whole batches of documents (numpy, no per-shingle Python).
 
-Shingles: lowercased word n-grams for alphabetic text, character n-grams (whitespace removed) for
-CJK text (``shingle='auto'`` picks per document by CJK share). ``shingles()`` returns the same
-shingles as strings, for tests and for the datasketch baseline in bench/dmu_dedup.py.
+Shingles (``shingle='auto'``) are script-aware within one document: its units are the lowercased
+words of alphabetic scripts and the single characters of CJK scripts (ideographs, kana, hangul),
+in text order, and a shingle is n consecutive units. A Chinese page that is mostly commands thus
+gets character shingles for its Chinese and word shingles for its commands, the same on both
+sides of a duplicate pair (choosing one kind per document by its CJK share gave the two sides of
+a pair different kinds, and Jaccard 0). ``'word'`` / ``'char'`` force one kind. ``shingles()``
+returns the same shingles as strings, for tests and for the datasketch baseline in
+bench/dmu_dedup.py.
 
 Hashing: a unit (character, or word via a polynomial prefix hash over the concatenated batch) is a
 uint64; an n-gram is a polynomial of its units; splitmix64 mixes it into x. Permutation i maps x to
@@ -16,12 +21,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from dmu_service.pipeline.config import DedupConfig
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+_CJK_CLASS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+# One unit per CJK character, one per run of other word characters.
+_SCRIPT_UNIT = re.compile(f"[{_CJK_CLASS}]|[^\\W{_CJK_CLASS}]+")
 _SPACE = re.compile(r"\s+")
 U64 = np.uint64
 _BASE = 0x100000001B3  # odd, so invertible mod 2^64 (the prefix-hash trick below needs its inverse)
@@ -46,61 +55,98 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _is_cjk_heavy(text: str) -> bool:
-    sample = text[:2000]
-    if sample.isascii():
-        return False
-    visible = len(sample) - sum(map(sample.count, (" ", "\n", "\t")))
-    cps = np.frombuffer(sample.encode("utf-32-le"), dtype="<u4")
-    cjk = np.count_nonzero(cps - np.uint32(0x3400) <= np.uint32(0x9FFF - 0x3400))  # U+3400..U+9FFF, one compare
-    return cjk > 0.3 * max(visible, 1)
-
-
-def shingle_kind(text: str, mode: str) -> str:
-    return mode if mode != "auto" else ("char" if _is_cjk_heavy(text) else "word")
-
-
 def units(text: str, kind: str) -> list[str] | str:
-    """Words (a list) or characters (a string, whitespace removed) of the lowercased text."""
+    """Script-aware units (``auto``), words (a list), or characters (a string, whitespace removed)."""
     lowered = text.lower()
+    if kind == "auto":
+        return _SCRIPT_UNIT.findall(lowered)
     return _WORD.findall(lowered) if kind == "word" else _SPACE.sub("", lowered)
 
 
 def shingles(text: str, *, ngram: int, mode: str = "auto") -> set[str]:
     """The shingle strings of one document (reference implementation; the hashed path matches it)."""
-    kind = shingle_kind(text, mode)
-    parts = units(text, kind)
-    sep = " " if kind == "word" else ""
+    parts = units(text, mode)
+    sep = "" if mode == "char" else " "
     return {sep.join(parts[i : i + ngram]) for i in range(len(parts) - ngram + 1)}
 
 
+_POWERS: list[np.ndarray] = []
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """BASE^i and BASE^-i (mod 2^64) for i < n, cached and grown by doubling (batches are alike)."""
+    if not _POWERS or _POWERS[0].size < n:
+        size = max(n, 2 * _POWERS[0].size if _POWERS else 1 << 16)
+        powers = np.full(size, U64(_BASE), dtype=U64)
+        powers[0] = 1
+        np.cumprod(powers, out=powers)
+        inv_powers = np.full(size, U64(_BASE_INV), dtype=U64)
+        inv_powers[0] = 1
+        np.cumprod(inv_powers, out=inv_powers)
+        _POWERS[:] = [powers, inv_powers]
+    return _POWERS[0], _POWERS[1]
+
+
+def _range_hashes(cps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Polynomial hash of each codepoint range [start, end), from prefix sums over ``cps`` (uint64)."""
+    n = cps.size
+    if n == 0 or starts.size == 0:
+        return np.zeros(starts.size, dtype=U64)
+    powers, inv_powers = _powers(n + 1)
+    prefix = np.zeros(n + 1, dtype=U64)
+    np.cumsum(cps * inv_powers[:n], out=prefix[1:])
+    # sum_{j in [s, e)} c_j * BASE^(e-1-j) = (prefix[e] - prefix[s]) * BASE^(e-1)
+    return (prefix[ends] - prefix[starts]) * powers[ends - 1]
+
+
+@lru_cache(maxsize=1)
+def _bmp_classes() -> np.ndarray:
+    """Per BMP codepoint: 0 separator, 1 word character (``\\w``), 2 CJK character (a unit of its own)."""
+    classes = np.zeros(0x10000, dtype=np.uint8)
+    chars = "".join(map(chr, range(0x10000))).encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    word = re.compile(r"\w")
+    for match in word.finditer(chars):
+        classes[match.start()] = 1
+    for match in re.finditer(f"[{_CJK_CLASS}]", chars):
+        classes[match.start()] = 2
+    return classes
+
+
+def script_unit_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(hash of every script-aware unit of the batch, in order; units per document), without Python lists.
+
+    The same units as ``units(text, 'auto')``: every CJK character, every run of other word
+    characters (codepoints above the BMP count as word characters)."""
+    joined = "\x00".join(texts).lower()  # \x00 separates documents: no unit crosses one
+    cps = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
+    classes = np.where(cps < 0x10000, _bmp_classes()[np.minimum(cps, 0xFFFF)], 1)
+    word = classes == 1
+    previous_word = np.concatenate([[False], word[:-1]])
+    starts = np.flatnonzero((classes == 2) | (word & ~previous_word))
+    next_word = np.concatenate([word[1:], [False]])
+    word_ends = np.flatnonzero(word & ~next_word) + 1
+    # A word unit ends at the next word end; a CJK unit after its one character.
+    is_cjk = classes[starts] == 2
+    ends = np.empty_like(starts)
+    ends[is_cjk] = starts[is_cjk] + 1
+    ends[~is_cjk] = word_ends
+    doc_starts = np.concatenate([[0], np.cumsum([len(t) + 1 for t in texts])[:-1]]) if texts else np.zeros(0, np.int64)
+    lengths = np.bincount(np.searchsorted(doc_starts, starts, side="right") - 1, minlength=len(texts))
+    return _range_hashes(cps.astype(U64), starts, ends), lengths.astype(np.int64)
+
+
 def _unit_hashes(docs_units: list, kind: str) -> np.ndarray:
-    """One uint64 per unit of the concatenated batch."""
-    if kind == "char":
+    """One uint64 per unit of the concatenated batch (``word`` / ``char`` modes)."""
+    if kind == "char":  # a string per document
         joined = "".join(docs_units)
         return np.frombuffer(joined.encode("utf-32-le"), dtype="<u4").astype(U64)
-    # Words: polynomial hash of each word from prefix sums over the whole batch's characters.
     words = [w for u in docs_units for w in u]
     if not words:
         return np.zeros(0, dtype=U64)
-    joined = "".join(words)
-    cps = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4").astype(U64)
+    cps = np.frombuffer("".join(words).encode("utf-32-le"), dtype="<u4").astype(U64)
     word_lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
     ends = np.cumsum(word_lengths)
-    starts = ends - word_lengths
-    n = cps.size
-    inv_powers = np.empty(n, dtype=U64)
-    inv_powers[0] = 1
-    inv_powers[1:] = U64(_BASE_INV)
-    np.cumprod(inv_powers, out=inv_powers)
-    powers = np.empty(n + 1, dtype=U64)
-    powers[0] = 1
-    powers[1:] = U64(_BASE)
-    np.cumprod(powers, out=powers)
-    prefix = np.zeros(n + 1, dtype=U64)
-    np.cumsum(cps * inv_powers, out=prefix[1:])
-    # sum_{j in [s, e)} c_j * BASE^(e-1-j) = (prefix[e] - prefix[s]) * BASE^(e-1)
-    return (prefix[ends] - prefix[starts]) * powers[ends - 1]
+    return _range_hashes(cps, ends - word_lengths, ends)
 
 
 @dataclass
@@ -117,11 +163,15 @@ class MinHasher:
         self.band_salt = _mix64(np.arange(1, cfg.bands + 1, dtype=U64) * U64(0x9E3779B97F4A7C15))
         self.row_multipliers = _mix64(np.arange(1, cfg.rows + 1, dtype=U64) * U64(0xC2B2AE3D27D4EB4F)) | U64(1)
 
-    def shingle_hashes(self, docs_units: list, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    def shingle_hashes(self, texts: list[str], kind: str) -> tuple[np.ndarray, np.ndarray]:
         """(hashes of all shingles, count per document); a document shorter than n has none."""
         n = self.cfg.ngram
-        lengths = np.fromiter(map(len, docs_units), dtype=np.int64, count=len(docs_units))
-        unit_hash = _unit_hashes(docs_units, kind)
+        if kind == "auto":
+            unit_hash, lengths = script_unit_hashes(texts)
+        else:
+            docs_units = [units(t, kind) for t in texts]
+            lengths = np.fromiter(map(len, docs_units), dtype=np.int64, count=len(docs_units))
+            unit_hash = _unit_hashes(docs_units, kind)
         counts = np.maximum(lengths - n + 1, 0)
         if unit_hash.size < n or counts.sum() == 0:
             return np.zeros(0, dtype=U64), counts
@@ -135,13 +185,10 @@ class MinHasher:
 
     def signatures(self, texts: list[str]) -> Signatures:
         out = np.full((len(texts), self.cfg.num_perm), MAX_HASH, dtype=np.uint32)
-        kinds = [shingle_kind(t, self.cfg.shingle) for t in texts]
-        for kind in ("word", "char"):
-            members = [i for i, k in enumerate(kinds) if k == kind]
-            if not members:
-                continue
-            hashes, counts = self.shingle_hashes([units(texts[i], kind) for i in members], kind)
-            self._minimum_per_doc(hashes, counts, out, np.array(members))
+        kind = self.cfg.shingle
+        if texts:
+            hashes, counts = self.shingle_hashes(texts, kind)
+            self._minimum_per_doc(hashes, counts, out, np.arange(len(texts)))
         return Signatures(out, out[:, 0] != MAX_HASH if len(texts) else np.zeros(0, bool))
 
     def _minimum_per_doc(self, hashes: np.ndarray, counts: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:

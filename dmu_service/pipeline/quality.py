@@ -101,7 +101,9 @@ class Units:
 
     def grams(self, n: int) -> np.ndarray:
         count = self.hashes.size - n + 1
-        gram = np.zeros(max(count, 0), dtype=np.uint64)
+        if count <= 0:
+            return np.zeros(0, dtype=np.uint64)
+        gram = np.zeros(count, dtype=np.uint64)
         for k in range(n):
             gram += self.hashes[k : k + count] * _GRAM_MULTIPLIERS[k]
         return gram

@@ -122,9 +122,7 @@ class Ingestion:
                 write_kept_part(layout.kept_part(step), pending.kept)
             if tokenizer is not None and pending.tokens:
                 checkpoint["parts"].append(write_shard_part(layout.shard_part(step), pending.tokens, tokenizer.get_vocab_size()))
-            merged = DedupDecision([], np.concatenate([d.exact_keys for d in pending.decisions] or [np.zeros(0, np.uint64)]),
-                                   np.concatenate([d.band_keys for d in pending.decisions] or [np.zeros(0, np.uint64)]))
-            write_segment(layout.index_segment(step), merged)
+            write_segment(layout.index_segment(step), pending.decisions, num_perm=cfg.dedup.num_perm, bands=cfg.dedup.bands)
             checkpoint.update(file_index=position[0], record=position[1], step=step + 1)
             self._save(checkpoint=checkpoint, counts=counts)
             pending.__init__()
@@ -137,7 +135,7 @@ class Ingestion:
             batches = chunked(records, cfg.batch_docs)
             docs_since_commit = 0
             for processed in self.map_batches(processor, batches):
-                self._consume(processed, path, source, counts, dedup, tokenizer, pending)
+                self._consume(processed, path, file_index, source, counts, dedup, tokenizer, pending)
                 self.on_progress(counts, file_index, len(inputs))
                 docs_since_commit += len(processed)
                 if pending.n_tokens >= cfg.tokenize.shard_max_tokens or docs_since_commit >= cfg.tokenize.commit_every_docs:
@@ -146,8 +144,8 @@ class Ingestion:
             commit((file_index + 1, 0))
         return self._complete(source=source, tok_id=tok_id, tokenizer=tokenizer, layout=layout)
 
-    def _consume(self, processed: list[Processed], path: Path, source: str, counts: dict, dedup: Deduplicator,
-                 tokenizer, pending: _Pending) -> None:
+    def _consume(self, processed: list[Processed], path: Path, file_index: int, source: str, counts: dict,
+                 dedup: Deduplicator, tokenizer, pending: _Pending) -> None:
         counts["read"] += len(processed)
         survivors = []
         for item in processed:
@@ -162,7 +160,7 @@ class Ingestion:
                     dropped[item.language] = dropped.get(item.language, 0) + 1
             else:
                 counts["filtered"][item.outcome] = counts["filtered"].get(item.outcome, 0) + 1
-        decision = dedup.decide([s.text for s in survivors])
+        decision = dedup.decide([s.text for s in survivors], [(self.run_id, file_index, s.index) for s in survivors])
         pending.decisions.append(decision)
         kept = []
         for item, verdict in zip(survivors, decision.verdict, strict=True):

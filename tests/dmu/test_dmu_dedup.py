@@ -1,4 +1,4 @@
-"""MinHash shingles/signatures against the reference definitions, the sorted key index, union-find clusters."""
+"""MinHash shingles/signatures against the reference definitions, the sorted key map, verified near dedup."""
 
 from __future__ import annotations
 
@@ -6,19 +6,26 @@ import numpy as np
 from tests.dmu.testlib import make_doc
 
 from dmu_service.pipeline.config import DedupConfig
-from dmu_service.pipeline.dedup import Deduplicator, SortedKeySet, _components
-from dmu_service.pipeline.minhash import MinHasher, shingle_kind, shingles, units
+from dmu_service.pipeline.dedup import Deduplicator, SortedKeyMap, estimated_jaccard
+from dmu_service.pipeline.minhash import MinHasher, script_unit_hashes, shingles, units
 
 
 def test_hashed_shingles_match_reference_shingles() -> None:
     hasher = MinHasher(DedupConfig())
     for text in [make_doc("en", 1), make_doc("zh", 1), "Short text.", "A b c d e f", "中文 和 English mixed 文本内容"]:
-        kind = shingle_kind(text, "auto")
-        hashes, counts = hasher.shingle_hashes([units(text, kind)], kind)
+        hashes, counts = hasher.shingle_hashes([text], "auto")
         assert len(set(hashes.tolist())) == len(shingles(text, ngram=5)), text
         assert counts.sum() == hashes.size
-    assert shingle_kind(make_doc("zh", 1), "auto") == "char" and shingle_kind(make_doc("en", 1), "auto") == "word"
     assert shingles("The cat sat on the mat today", ngram=5) == {"the cat sat on the", "cat sat on the mat", "sat on the mat today"}
+
+
+def test_script_aware_units_within_one_document() -> None:
+    # CJK characters are units of their own, other scripts' words are units: whatever the CJK share.
+    text = "使用 ls -la 列出目录 /etc/apt 的内容"
+    assert units(text, "auto") == ["使", "用", "ls", "la", "列", "出", "目", "录", "etc", "apt", "的", "内", "容"]
+    texts = [text, "", "ÉCOLE déjà-vu", "x"]
+    _, lengths = script_unit_hashes(texts)
+    assert lengths.tolist() == [len(units(t, "auto")) for t in texts]
 
 
 def test_signature_agreement_estimates_jaccard() -> None:
@@ -27,13 +34,16 @@ def test_signature_agreement_estimates_jaccard() -> None:
     words = base.split(" ")
     variants = [base] + [" ".join(words[: len(words) - k * 20]) for k in range(1, 8)] + [make_doc("en", 99)]
     signatures = hasher.signatures(variants).values
-    errors = []
     reference = shingles(base, ngram=5)
-    for text, sig in zip(variants, signatures):
+    errors_32, errors_8 = [], []
+    low = (signatures & 0xFF).astype(np.uint8)
+    for text, sig, sig8 in zip(variants, signatures, low, strict=True):
         other = shingles(text, ngram=5)
         true = len(reference & other) / len(reference | other)
-        errors.append(abs((sig == signatures[0]).mean() - true))
-    assert max(errors) < 0.1, errors
+        errors_32.append(abs((sig == signatures[0]).mean() - true))
+        errors_8.append(abs(float(estimated_jaccard(sig8, low[0])) - true))
+    assert max(errors_32) < 0.1, errors_32
+    assert max(errors_8) < 0.1, errors_8  # b-bit minima, corrected for chance agreement
 
 
 def test_signatures_do_not_depend_on_batching() -> None:
@@ -45,22 +55,19 @@ def test_signatures_do_not_depend_on_batching() -> None:
     assert together.has_shingles.tolist() == [True] * 12 + [False]
 
 
-def test_sorted_key_set() -> None:
-    keys = SortedKeySet()
+def test_sorted_key_map_keeps_the_first_owner() -> None:
+    keys = SortedKeyMap()
     rng = np.random.default_rng(0)
     added = [rng.integers(0, 1 << 63, size=n, dtype=np.uint64) for n in (5, 50, 3, 500, 1)]
+    row = 0
     for batch in added:
-        keys.add(batch)
+        keys.add(batch, np.arange(row, row + batch.size))
+        row += batch.size
     everything = np.concatenate(added)
-    assert keys.contains(everything).all() and len(keys) == np.unique(everything).size
-    assert not keys.contains(rng.integers(0, 1 << 63, size=100, dtype=np.uint64)).any()
-
-
-def test_union_find_components() -> None:
-    labels = _components(6, np.array([0, 2, 4]), np.array([1, 3, 3]))
-    assert labels.tolist() == [0, 0, 2, 2, 2, 5]
-    chain = _components(5, np.array([4, 3, 2, 1]), np.array([3, 2, 1, 0]))
-    assert chain.tolist() == [0] * 5
+    assert (keys.lookup(everything) == np.arange(everything.size)).all() and len(keys) == everything.size
+    keys.add(added[0], np.full(5, 999))
+    assert (keys.lookup(added[0]) == np.arange(5)).all()
+    assert (keys.lookup(rng.integers(0, 1 << 63, size=100, dtype=np.uint64)) == -1).all()
 
 
 def test_decisions_exact_near_and_across_batches() -> None:
@@ -70,15 +77,39 @@ def test_decisions_exact_near_and_across_batches() -> None:
     other = make_doc("en", 8, n_sentences=20)
     zh = make_doc("zh", 7, n_sentences=20)
     zh_near = zh[:-3] + "呢。"
-    first = dedup.decide([doc, doc, near, other, zh, zh_near, "tiny"])
+    ids = [(1, 0, i) for i in range(7)]
+    first = dedup.decide([doc, doc, near, other, zh, zh_near, "tiny"], ids)
     assert first.verdict == ["kept", "exact_dup", "near_dup", "kept", "kept", "near_dup", "kept"]
-    second = dedup.decide([near + " Yet another line.", other, make_doc("en", 9, n_sentences=20)])
+    assert first.duplicate_of[1] == (1, 0, 0) and first.similarity[1] == 1.0
+    assert first.duplicate_of[2] == (1, 0, 0) and 0.8 < first.similarity[2] <= 1.0
+    assert first.duplicate_of[5] == (1, 0, 4)
+    assert len(dedup) == 4  # only kept documents enter the index
+    second = dedup.decide([near + " Yet another line.", other, make_doc("en", 9, n_sentences=20)], [(2, 0, i) for i in range(3)])
     assert second.verdict == ["near_dup", "exact_dup", "kept"]
+    assert second.duplicate_of[0] == (1, 0, 0) and second.duplicate_of[1] == (1, 0, 3)
 
 
-def test_cluster_touching_the_index_drops_every_member() -> None:
-    dedup = Deduplicator(DedupConfig())
+def test_verification_rejects_candidates_below_the_threshold() -> None:
+    """Two documents sharing a third of their text may collide in a band; the verified estimate keeps both."""
+    a = make_doc("en", 21, n_sentences=18)
+    b = "\n\n".join(a.split("\n\n")[:2] + make_doc("en", 22, n_sentences=12).split("\n\n"))
+    true = len(shingles(a, ngram=5) & shingles(b, ngram=5)) / len(shingles(a, ngram=5) | shingles(b, ngram=5))
+    assert 0.1 < true < 0.45
+    assert Deduplicator(DedupConfig()).decide([a, b]).verdict == ["kept", "kept"]
+    assert Deduplicator(DedupConfig(threshold=0.05)).decide([a, b]).verdict[1] in ("near_dup", "kept")
+
+
+def test_the_index_persists_and_verifies_across_runs(tmp_path) -> None:
+    from dmu_service.pipeline.dedup import write_segment
+
+    cfg = DedupConfig()
     doc = make_doc("en", 11, n_sentences=20)
-    dedup.decide([doc])
+    first = Deduplicator(cfg)
+    decision = first.decide([doc, make_doc("en", 12, n_sentences=20)], [(1, 0, 0), (1, 0, 1)])
+    write_segment(tmp_path / "seg-00000.npz", [decision], num_perm=cfg.num_perm, bands=cfg.bands)
+    later = Deduplicator(cfg)
+    later.load([tmp_path / "seg-00000.npz"])
     edited = doc + " An extra closing sentence."
-    assert dedup.decide([make_doc("en", 12, n_sentences=20), edited, edited + " And one more."]).verdict == ["kept", "near_dup", "near_dup"]
+    verdict = later.decide([make_doc("en", 13, n_sentences=20), edited, edited + " And one more."], [(2, 0, i) for i in range(3)])
+    assert verdict.verdict == ["kept", "near_dup", "near_dup"]
+    assert verdict.duplicate_of[1] == (1, 0, 0) and verdict.duplicate_of[2] == (1, 0, 0)
