@@ -129,7 +129,7 @@ def test_cli_render_refuses_a_bad_manifest(tmp_path):
 
 def test_chart_operator_templates_are_accepted_by_the_apiserver(kube, a2j_crd):
     helm = str(kube.bin_dir / "helm")
-    for values in ([], ["--set", "operator.peering.standalone=true"], ["--set", "operator.namespaces={team-a,team-b}"]):
+    for values in ([], ["--set", "operator.replicas=1,operator.peering.standalone=true"], ["--set", "operator.namespaces={team-a,team-b}"]):
         rendered = subprocess.run(
             [helm, "template", "hm", str(CHART), "--namespace", "default", *values,
              "--show-only", "templates/operator-deployment.yaml", "--show-only", "templates/operator-rbac.yaml"],
@@ -140,7 +140,7 @@ def test_chart_operator_templates_are_accepted_by_the_apiserver(kube, a2j_crd):
         deployment = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment")
         args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         assert args[:2] == ["operator", "run"]
-        if "operator.peering.standalone=true" in values:
+        if "operator.replicas=1,operator.peering.standalone=true" in values:
             assert "--standalone" in args and deployment["spec"]["replicas"] == 1
         if "operator.namespaces={team-a,team-b}" in values:
             assert "--namespace=team-a" in args and "--namespace=team-b" in args
