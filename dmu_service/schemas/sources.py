@@ -7,15 +7,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from heurimentor.contracts.bounds import bounded_text
 from heurimentor.contracts.mixtures import MIXTURE_NAME_PATTERN
 
 Language = Literal["en", "zh", "code", "mixed"]
+# The column lengths; no NUL or lone surrogate (PostgreSQL cannot store them).
+Domain = bounded_text(100)
+Location = bounded_text(2000)
 
 
 class SourceBase(BaseModel):
     language: Language
-    domain: str = Field(default="", max_length=100)
-    location: str = Field(default="", max_length=2000, description="where the raw data lives (path or URL)")
+    domain: Domain = ""
+    location: Location = Field(default="", description="where the raw data lives (path or URL)")
     pipeline: dict = Field(default_factory=dict, description="overrides of the cleaning stages (PipelineConfig)")
 
 
@@ -24,8 +28,8 @@ class SourceCreate(SourceBase):
 
 
 class SourceUpdate(BaseModel):
-    domain: str | None = Field(default=None, max_length=100)
-    location: str | None = Field(default=None, max_length=2000)
+    domain: Domain | None = None
+    location: Location | None = None
     pipeline: dict | None = None
 
 

@@ -133,9 +133,16 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
     return _unprocessable_response(exc.errors())
 
 
+# FastAPI's answer to a body it cannot decode (bytes that are not UTF-8); a body that is not JSON is
+# a 422 there, so this one is too.
+_FASTAPI_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     if exc.status_code == 422:
         return _unprocessable_response(exc.detail)
+    if exc.status_code == 400 and exc.detail == _FASTAPI_UNPARSABLE_BODY:
+        return _unprocessable_response([{"loc": ["body"], "msg": "the body is not JSON in UTF-8", "type": "json_invalid"}])
     return await http_exception_handler(request, exc)
 
 

@@ -66,14 +66,14 @@ def test_undelivered_batches_are_spooled_at_exit_and_resent_by_the_next_start(tm
     for step in range(1, 6):
         sender.add_point(_point(step, rank=1))
     sender.close(timeout=0.3)
-    spooled = list(spool.glob("spool-job-r1-*.json"))
+    spooled = list(spool.glob("spool-job/r1-*.json"))  # one folder per job: another job's files never match
     assert spooled and sum(len(json.loads(p.read_text())["points"]) for p in spooled) == 5
     with serve_app(tsm_app(tmp_path), port=port) as url:
         restarted = TSMSender(url, "spool-job", 0, flush_interval=0.05, spool_dir=str(spool))
         restarted.add_point(_point(6))
         _wait_for(lambda: restarted.buffered_batches == 0 and restarted.delivered_batches >= 2)
         restarted.close()
-        assert not list(spool.iterdir())
+        assert not [p for p in spool.rglob("*") if p.is_file()]
         curve = httpx.get(f"{url}/v1/jobs/spool-job/curves/scalar/loss", params={"rank": 1}).json()["points"]
         assert [p["step"] for p in curve] == [1, 2, 3, 4, 5]
 
@@ -87,7 +87,7 @@ def test_a_refused_token_keeps_the_metrics_until_the_right_one_delivers_them(tmp
         _wait_for(lambda: not refused.reachable)
         assert refused.delivered_batches == 0 and refused.buffered_batches >= 1  # kept, not dropped as invalid
         refused.close(timeout=0.3)
-        assert list(spool.glob("auth-job-r0-*.json"))
+        assert list(spool.glob("auth-job/r0-*.json"))
         fixed = TSMSender(url, "auth-job", 0, flush_interval=0.05, spool_dir=str(spool), token="tsm-secret")
         _wait_for(lambda: fixed.buffered_batches == 0 and fixed.delivered_batches >= 1)
         fixed.close()

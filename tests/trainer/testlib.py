@@ -162,13 +162,13 @@ def dmu_app(tmp: Path):
     return create_app(settings)
 
 
-def tsm_app(tmp: Path, **settings):
-    """The real TSM app on a migrated SQLite database (detector loop off)."""
+def tsm_app(tmp: Path, database_url: str | None = None, **settings):
+    """The real TSM app on a migrated database, SQLite unless ``database_url`` names one (detector loop off)."""
     from tsm_service.api.main import create_app
     from tsm_service.config import load_settings
     from tsm_service.migrations import upgrade
 
-    url = f"sqlite:///{tmp / 'tsm.sqlite3'}"
+    url = database_url or f"sqlite:///{tmp / 'tsm.sqlite3'}"
     upgrade(url)
     # development: writes open unless a test passes auth_token (production is docs/security.md's and tests/tsm's)
     return create_app(load_settings(**{"database_url": url, "evaluate_interval_seconds": 0, "log_json": False,
