@@ -153,3 +153,16 @@ def test_scoped_tokens_on_the_dmu(serve_dmu, admin) -> None:
         # a leaked trainer token reads and cannot rewrite anything
         assert http.get("/mixtures/main/current", headers=reader_headers).json()["version"] == 2
         assert http.patch("/mixtures/main", json={"weights": {"web-en": 5}}, headers=reader_headers).status_code == 403
+
+
+@pytest.mark.parametrize("service", ["dmu", "tsm"])
+def test_serve_exits_with_the_reason_on_a_placeholder_token(service, tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from heurimentor.cli import app as cli
+
+    prefix = f"HEURIMENTOR_{service.upper()}_"
+    env = {prefix + "AUTH_TOKEN": "changeme ", prefix + "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
+    result = CliRunner().invoke(cli, [service, "serve"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "placeholder" in result.output and "AUTH_TOKEN" in result.output
