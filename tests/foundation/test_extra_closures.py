@@ -206,7 +206,7 @@ def test_operator_extra_installs_its_crd_and_reconciles_a_job(extra_venv, kube, 
     venv = extra_venv("operator")
     heurimentor = str(venv / "bin" / "heurimentor")
     crd = _run([heurimentor, "operator", "crd"], cwd="/").stdout
-    assert crd == (REPO / "charts" / "heurimentor" / "crds" / "aquila2trainingjobs.heurimentor.io.yaml").read_text()
+    assert crd.rstrip("\n") == (REPO / "charts" / "heurimentor" / "crds" / "aquila2trainingjobs.heurimentor.io.yaml").read_text().rstrip("\n")
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crd)
     kube.kubectl("wait", "--for=condition=Established", "crd/aquila2trainingjobs.heurimentor.io", "--timeout=30s")
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "KUBECONFIG": str(kube.kubeconfig)}
