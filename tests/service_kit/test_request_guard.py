@@ -86,3 +86,30 @@ def test_unconditional_writes_succeed_under_20_concurrent_writers(serve_dmu, adm
         assert versions == list(range(1, writers + 2))  # one version per write, none lost, no gaps
         stale = http.put("/mixtures/main", json={"weights": {"web-en": 1}}, headers={"If-Match": '"1"'})
         assert stale.status_code == 412  # a conditional write still fails when it lost
+
+
+def test_unconditional_tsm_writes_succeed_under_20_concurrent_writers(serve_tsm, admin) -> None:
+    """PATCH config and PUT suspension of a job nobody has configured yet, 20 at once: none fails."""
+    writers = 20
+    with serve_tsm() as url:
+        barrier = threading.Barrier(writers)
+        statuses: list[int] = []
+
+        def write(index: int) -> None:
+            with httpx.Client(base_url=url, headers=admin, timeout=60) as client:
+                barrier.wait()
+                if index % 2:
+                    response = client.patch("/v1/jobs/team.new-job/config", json={"detectors": {"spike": {"factor": 1.5 + index / 100}}})
+                else:
+                    response = client.put("/v1/jobs/team.new-job/suspension", json={"suspended": bool(index % 4)})
+                statuses.append(response.status_code)
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # a suspension before the job exists is a 404 (nothing to pause); every config write lands
+        assert len(statuses) == writers and set(statuses) <= {200, 404}, statuses
+        assert statuses.count(200) >= writers // 2, statuses  # at least every PATCH
+        assert httpx.get(f"{url}/v1/jobs/team.new-job", headers=admin).status_code == 200
