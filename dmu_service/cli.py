@@ -199,6 +199,49 @@ def run_resume(run_id: int, backend: Annotated[str, typer.Option()] = "local", r
     _execute(_settings(config, data_dir=data_dir, database_url=database_url), run_id, backend, ray_address)
 
 
+@run_app.command("why")
+def run_why(
+    run_id: int, rule: Annotated[str | None, typer.Option("--rule", help="only this rule (e.g. near_dup, gopher_stop_words)")] = None,
+    document: Annotated[str | None, typer.Option("--id", help="only this document, RUN:FILE:RECORD")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many rows")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+) -> None:
+    """Why documents of run RUN went: its exclusion log (rule or duplicate_of, the value that tripped it)."""
+    from dmu_service.api.routes.exclusions import exclusion_public
+    from dmu_service.crud.exclusions import list_exclusions, parse_document_id
+    from dmu_service.crud.sources import get_run
+
+    position = None
+    if document is not None:
+        try:
+            doc_run, file_index, record = parse_document_id(document)
+        except ValueError as e:
+            raise _fail(str(e)) from e
+        if doc_run != run_id:
+            raise _fail(f"document {document} belongs to run {doc_run}, not run {run_id}")
+        position = (file_index, record)
+    with _session_factory(_settings(config, data_dir=data_dir, database_url=database_url))() as session:
+        run = get_run(session=session, run_id=run_id)
+        if run is None:
+            raise _fail(f"run {run_id} does not exist")
+        rows = [exclusion_public(run, r) for r in
+                list_exclusions(session=session, run_id=run_id, rule=rule, position=position, limit=limit)]
+    if as_json:
+        for row in rows:
+            typer.echo(row.model_dump_json())
+        return
+    if not rows:
+        what = f"document {document}" if document else f"rule {rule!r}" if rule else "any document"
+        console.print(f"run {run_id}: no exclusion of {what} (kept, or not read yet)")
+        return
+    table = Table("document", "file", "record", "rule", "value", "duplicate of", "language")
+    for row in rows:
+        table.add_row(row.document, Path(row.file).name, str(row.record), row.rule,
+                      "" if row.value is None else f"{row.value:g}", row.duplicate_of or "", row.language)
+    Console().print(table)
+
+
 @run_app.command("discard")
 def run_discard(run_id: int, config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
     """Delete an unfinished run's outputs; the kept set stays that of the completed runs."""

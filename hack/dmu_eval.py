@@ -88,7 +88,8 @@ def good_documents(*, per_corpus_files: int | None = 300, seed: int = 0) -> list
     require_corpora()
     docs: list[CorpusDoc] = []
     for corpus in GOOD_CORPORA:
-        limit = 120 if corpus == "python-doc" else per_corpus_files
+        # A Python docs page makes ~8 documents, a man page ~2: fewer pages keep the corpora balanced.
+        limit = per_corpus_files if corpus != "python-doc" or per_corpus_files is None else max(per_corpus_files * 2 // 5, 4)
         docs.extend(documents(corpus, limit_files=limit))
     seen: set[str] = set()
     unique = [d for d in docs if not (d.text in seen or seen.add(d.text))]
@@ -209,6 +210,22 @@ def _junk_lorem(rng: random.Random, lang: str) -> str:
     return "Lorem ipsum dolor sit amet. " + " ".join(sentences)
 
 
+def _make_junk(rng: random.Random, kind: str, lang: str, source: str) -> str:
+    if kind == "nav_boilerplate":
+        return _junk_nav(rng, lang)
+    if kind == "keyword_spam":
+        return _junk_spam(rng, lang)
+    if kind == "generated_list":
+        return _junk_list(rng, lang)
+    if kind == "encoding_debris":
+        return _junk_debris(rng, lang, source)
+    if kind == "repeated_line":
+        return _junk_repeated(rng, lang, source)
+    if kind == "link_farm":
+        return _junk_links(rng, lang, source)
+    return _junk_lorem(rng, lang)
+
+
 JUNK_KINDS = ("nav_boilerplate", "keyword_spam", "generated_list", "encoding_debris", "repeated_line", "link_farm", "lorem_ipsum")
 
 
@@ -222,15 +239,7 @@ def junk_documents(good: list[EvalDoc], *, per_kind: int = 40, seed: int = 0) ->
                 continue
             for i in range(per_kind):
                 source = rng.choice(by_lang[lang]).text
-                text = {
-                    "nav_boilerplate": lambda: _junk_nav(rng, lang),
-                    "keyword_spam": lambda: _junk_spam(rng, lang),
-                    "generated_list": lambda: _junk_list(rng, lang),
-                    "encoding_debris": lambda: _junk_debris(rng, lang, source),
-                    "repeated_line": lambda: _junk_repeated(rng, lang, source),
-                    "link_farm": lambda: _junk_links(rng, lang, source),
-                    "lorem_ipsum": lambda: _junk_lorem(rng, lang),
-                }[kind]()
+                text = _make_junk(rng, kind, lang, source)
                 out.append(EvalDoc(f"junk-{lang}-{kind}-{i:03d}", text, lang, "junk", kind))
     index_pages = list(documents("python-index"))
     for i, d in enumerate(rng.sample(index_pages, min(per_kind, len(index_pages)))):

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 
 from dmu_service.api.metrics import DmuMetrics
 from dmu_service.api.notify import MixtureNotifier
-from dmu_service.api.routes import health, mixtures, runs, sources
+from dmu_service.api.routes import exclusions, health, mixtures, runs, sources
 from dmu_service.config import Settings, load_settings
 from dmu_service.db import make_engine, make_session_factory
 from heurimentor.service_kit.app import install_security
@@ -53,6 +53,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     install_security(app, settings)  # outermost: refuses before the request counter or a body parse
-    for router in (health.router, sources.router, runs.router, mixtures.router):
+    for router in (health.router, sources.router, runs.router, exclusions.router, mixtures.router):
         app.include_router(router)
     return app

@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from dmu_service.crud.exclusions import add_exclusions, document_id
 from dmu_service.models import Run, RunStatus, Source
 from dmu_service.models.base import utcnow
 from dmu_service.pipeline.config import PipelineConfig
@@ -38,6 +39,7 @@ from heurimentor.contracts.shards import source_folder
 log = logging.getLogger(__name__)
 # (counts so far, index of the file being read, number of files); called after every batch.
 ProgressFn = Callable[[dict, int, int], None]
+SAMPLES_PER_RULE = 3
 COUNT_KEYS = ("read", "malformed", "undecodable", "too_long", "empty", "language", "exact_dup", "near_dup", "kept", "tokens")
 
 
@@ -63,7 +65,7 @@ def chunked(items: Iterable[Record], size: int) -> Iterator[list[Record]]:
 
 
 def empty_counts() -> dict:
-    return {**{k: 0 for k in COUNT_KEYS}, "filtered": {}, "lines_removed": {}, "languages": {}, "languages_dropped": {}}
+    return {**{k: 0 for k in COUNT_KEYS}, "filtered": {}, "lines_removed": {}, "languages": {}, "languages_dropped": {}, "samples": {}}
 
 
 @dataclass
@@ -74,6 +76,7 @@ class _Pending:
     tokens: list[np.ndarray] = field(default_factory=list)
     n_tokens: int = 0
     decisions: list[DedupDecision] = field(default_factory=list)
+    exclusions: list[dict] = field(default_factory=list)  # the exclusion log rows of these documents
 
 
 class Ingestion:
@@ -124,7 +127,7 @@ class Ingestion:
                 checkpoint["parts"].append(write_shard_part(layout.shard_part(step), pending.tokens, tokenizer.get_vocab_size()))
             write_segment(layout.index_segment(step), pending.decisions, num_perm=cfg.dedup.num_perm, bands=cfg.dedup.bands)
             checkpoint.update(file_index=position[0], record=position[1], step=step + 1)
-            self._save(checkpoint=checkpoint, counts=counts)
+            self._save(checkpoint=checkpoint, counts=counts, exclusions=pending.exclusions)
             pending.__init__()
 
         for file_index in range(checkpoint["file_index"], len(inputs)):
@@ -153,7 +156,9 @@ class Ingestion:
                 counts["lines_removed"][rule] = counts["lines_removed"].get(rule, 0) + n
             if item.outcome == "ok":
                 survivors.append(item)
-            elif item.outcome in COUNT_KEYS:
+                continue
+            self._exclude(pending, counts, file_index, item.index, item.outcome, item.value, None, item.language)
+            if item.outcome in COUNT_KEYS:
                 counts[item.outcome] += 1
                 if item.outcome == "language":
                     dropped = counts.setdefault("languages_dropped", {})
@@ -163,8 +168,12 @@ class Ingestion:
         decision = dedup.decide([s.text for s in survivors], [(self.run_id, file_index, s.index) for s in survivors])
         pending.decisions.append(decision)
         kept = []
-        for item, verdict in zip(survivors, decision.verdict, strict=True):
+        for item, verdict, duplicate_of, similarity in zip(survivors, decision.verdict, decision.duplicate_of,
+                                                           decision.similarity, strict=True):
             counts[verdict] += 1
+            if verdict != "kept":
+                self._exclude(pending, counts, file_index, item.index, verdict, similarity,
+                              document_id(*duplicate_of) if duplicate_of else None, item.language)
             if verdict == "kept":
                 kept.append(item)
                 counts["languages"][item.language] = counts["languages"].get(item.language, 0) + 1
@@ -177,8 +186,21 @@ class Ingestion:
         pending.kept.extend({"text": k.text, "source": source, "file": path.name, "record": k.index, "language": k.language}
                             for k in kept)
 
-    def _save(self, *, checkpoint: dict, counts: dict) -> None:
+    def _exclude(self, pending: _Pending, counts: dict, file_index: int, record: int, rule: str, value: float | None,
+                 duplicate_of: str | None, language: str) -> None:
+        row = {"file_index": file_index, "record": record, "rule": rule, "value": value, "duplicate_of": duplicate_of,
+               "language": language}
+        pending.exclusions.append(row)
+        # The run summary keeps the first few of each rule, so `run show` says why without a query.
+        samples = counts.setdefault("samples", {}).setdefault(rule, [])
+        if len(samples) < SAMPLES_PER_RULE:
+            samples.append({"document": document_id(self.run_id, file_index, record), "value": value,
+                            "duplicate_of": duplicate_of})
+
+    def _save(self, *, checkpoint: dict, counts: dict, exclusions: list[dict]) -> None:
         with self.session_factory() as session:
+            # The step's exclusion log rows commit with its position: resume neither repeats nor loses one.
+            add_exclusions(session=session, run_id=self.run_id, rows=exclusions)
             run = session.get(Run, self.run_id)
             # Fresh containers: the JSON columns are compared by value to detect the change.
             run.checkpoint = _copy(checkpoint)

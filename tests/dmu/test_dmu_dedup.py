@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from tests.dmu.testlib import make_doc
 
 from dmu_service.pipeline.config import DedupConfig
 from dmu_service.pipeline.dedup import Deduplicator, SortedKeyMap, estimated_jaccard
 from dmu_service.pipeline.minhash import MinHasher, script_unit_hashes, shingles, units
+from tests.dmu.testlib import make_doc
 
 
 def test_hashed_shingles_match_reference_shingles() -> None:
