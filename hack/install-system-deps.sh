@@ -3,6 +3,7 @@
 #   postgresql-15  initdb / pg_ctl / postgres for throwaway clusters (hack/testenv/postgres.py)
 #   prometheus     prometheus + promtool (hack/testenv/prometheus.py)
 #   openssl        certificates for the local control plane (hack/testenv/certs.py)
+#   manpages(-zh), fortunes(-zh), debian-edu-doc-en/-zh-cn, python3-doc  the DMU's real-text corpora
 # Idempotent: a machine that has them all does no network I/O. Needs root (or sudo) otherwise.
 set -euo pipefail
 
@@ -11,6 +12,10 @@ missing=()
 [ -x "${PG_BIN}/initdb" ] && [ -x "${PG_BIN}/pg_ctl" ] && [ -x "${PG_BIN}/postgres" ] || missing+=(postgresql-15)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 command -v openssl >/dev/null || missing+=(openssl)
+# The DMU's real-text corpora (hack/corpora.py: tests/dmu/test_dmu_real_text.py, bench/dmu_*.py).
+for package in manpages manpages-zh fortunes fortunes-zh debian-edu-doc-en debian-edu-doc-zh-cn python3-doc; do
+    dpkg-query -W -f='${Status}' "${package}" 2>/dev/null | grep -q "ok installed" || missing+=("${package}")
+done
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "system packages present: postgresql-15, prometheus, openssl" >&2
