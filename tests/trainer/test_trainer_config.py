@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from heurimentor_trainer.config import ConfigError, load_config, parse_args
-from heurimentor_trainer.train import lr_at, plan_batch_split
+from heurimentor_trainer.train import lr_at, micro_batches, plan_batch_split
 
 
 def _file(tmp_path, body: dict):
@@ -76,3 +76,13 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
     assert lr_at(60, **kw) == pytest.approx(0.55)
     assert lr_at(110, **kw) == pytest.approx(0.1)
     assert lr_at(500, **kw) == pytest.approx(0.1)
+
+
+def test_every_rank_runs_as_many_micro_batches_as_the_largest():
+    # Homogeneous: micro batches of micro_batch rows, as before.
+    assert micro_batches([6, 6], 1, 2) == [(slice(0, 2), 1.0), (slice(2, 4), 1.0), (slice(4, 6), 1.0)]
+    # Heterogeneous (9 and 3 rows, micro 3): the small rank runs three micro batches of one row.
+    assert micro_batches([9, 3], 1, 3) == [(slice(0, 1), 1.0), (slice(1, 2), 1.0), (slice(2, 3), 1.0)]
+    # Fewer rows than passes: the last row again, with weight 0 (collectives only).
+    assert micro_batches([7, 6], 1, 1)[-1] == (slice(5, 6), 0.0)
+    assert [s.stop - s.start for s, w in micro_batches([7, 6], 1, 1) if w] == [1] * 6

@@ -22,7 +22,7 @@ from heurimentor_trainer.config import load_config
 from heurimentor_trainer.model import build_model
 from heurimentor_trainer.presets import get_preset
 from heurimentor_trainer.train import Trainer
-from tests.trainer.testlib import REPO, base_config, make_sources, worker_env
+from tests.trainer.testlib import REPO, base_config, log_records, make_sources, worker_env
 
 WORKER = REPO / "tests" / "trainer" / "sharded_memory.py"
 WORLD = 4
@@ -93,3 +93,18 @@ def test_a_checkpoint_holds_exactly_the_train_state(trainer):
     assert isinstance(saved, TrainState) and saved == trainer.state
     assert json.loads((folder / "trainer_state.json").read_text()) == asdict(trainer.state)
     assert saved.step == 1 and saved.sampler["consumed"] == 12 and saved.lr_schedule["total"] == 3
+
+
+def test_sharded_ranks_with_unequal_rows_step_together(tmp_path):
+    """FSDP2 (gloo on CPU) with 13 rows over 2 ranks: 7 and 6. Each micro batch all-gathers every
+    block, so before every rank ran the largest rank's count of micro batches this run timed out in
+    a collective; now it trains, checkpoints its DTensor shards and reports every step."""
+    from tests.trainer.testlib import run_torchrun, step_losses, write_config
+
+    config = base_config(tmp_path, make_sources(tmp_path / "shards"), steps=3, global_batch=13, micro_batch=1, fsdp=True,
+                         **{"metrics.eval_interval": 1000})
+    text = run_torchrun(write_config(tmp_path / "train.yaml", config), nproc=2, nnodes="1:2", timeout=400)
+    training = {r["rank"]: r for r in log_records(text, "training")}
+    assert {r: (t["rows"], t["accumulation"]) for r, t in training.items()} == {0: (7, 7), 1: (6, 7)}
+    assert sorted(step_losses(text)) == [1, 2, 3]
+    assert (tmp_path / "ckpt" / "latest").read_text() == "step-00000003"

@@ -94,6 +94,7 @@ class TrainConfig:
     relative_throughput: float = 1.0
     seed: int = 0
     device: str = "auto"  # auto: cuda when available, else cpu
+    fsdp: bool | None = None  # shard with FSDP2 when distributed; None: on GPU (DDP on CPU)
     activation_checkpointing: bool = False
     compile: bool = False
     optim: OptimConfig = field(default_factory=OptimConfig)

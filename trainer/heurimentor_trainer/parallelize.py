@@ -89,8 +89,7 @@ def parallelize(model: Transformer, device: torch.device, *, activation_checkpoi
     if compile:
         apply_compile(model)
     distributed = dist.is_initialized()
-    if shard is None:
-        shard = distributed and device.type == "cuda"
+    shard = distributed and (device.type == "cuda" if shard is None else shard)
     if shard:
         apply_fsdp(model, mixed_precision=device.type == "cuda")
     materialize(model, device, seed=seed)

@@ -75,6 +75,24 @@ def plan_batch_split(cfg: TrainConfig, global_batch: int, world_size: int) -> li
     return counts
 
 
+def micro_batches(rows: list[int], rank: int, micro_batch: int) -> list[tuple[slice, float]]:
+    """This rank's rows cut into as many micro batches as every other rank runs: (rows, loss weight).
+
+    Under FSDP2 every micro batch's forward and backward all-gather each block, so ranks running
+    different counts wait on each other until the collective times out (seen with heterogeneous
+    pools: 9 and 3 rows). Every rank runs the largest rank's count, ``ceil(rows / micro_batch)``;
+    smaller ranks run smaller micro batches, and one with fewer rows than passes repeats its last
+    row with loss weight 0 (collectives only, no gradient).
+    """
+    passes = max(math.ceil(r / micro_batch) for r in rows)
+    mine, start, plan = rows[rank], 0, []
+    for j in range(passes):
+        size = mine // passes + (j < mine % passes)
+        plan.append((slice(start, start + size), 1.0) if size else (slice(mine - 1, mine), 0.0))
+        start += size
+    return plan
+
+
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices only (not on norm gains or the embedding table)."""
     decay, no_decay = [], []
@@ -130,7 +148,7 @@ class Trainer:
         self.base_lr = cfg.optim.lr or preset.lr
         self.last_step = min(cfg.steps, cfg.stop_at_step or cfg.steps)
         self.rows = plan_batch_split(cfg, self.global_batch, self.world)
-        self.accumulation = self.rows[self.rank] // cfg.micro_batch
+        self.micro_batches = micro_batches(self.rows, self.rank, cfg.micro_batch)
         self.sources = SourceSet(cfg.data.shard_root, self.seq_len, names=cfg.data.sources, vocab_size=self.args.vocab_size,
                                  val_samples_per_source=cfg.data.val_samples_per_source)
         self.manager = ckpt.CheckpointManager(cfg.checkpoint.dir, keep=cfg.checkpoint.keep) if cfg.checkpoint.dir else None
@@ -140,7 +158,7 @@ class Trainer:
         except (ValueError, OSError) as e:
             raise ConfigError(f"metrics.downstream: {e}") from e
 
-        self.model = par.parallelize(build_model(self.args, device="meta"), self.device, seed=cfg.seed,
+        self.model = par.parallelize(build_model(self.args, device="meta"), self.device, seed=cfg.seed, shard=cfg.fsdp,
                                      activation_checkpointing=cfg.activation_checkpointing, compile=cfg.compile)
         self.optimizer = build_optimizer(self.model, cfg, self.base_lr)
         weights = cfg.data.static_weights or {name: 1.0 for name in self.sources.names}
@@ -250,18 +268,19 @@ class Trainer:
 
     def _forward_backward(self, batch: Batch) -> torch.Tensor:
         """This rank's micro batches, gradients accumulated; [loss sum, per-source loss sums, per-source tokens]."""
-        micro, seq_len, n_sources = self.cfg.micro_batch, self.seq_len, len(self.sources.names)
+        seq_len, n_sources = self.seq_len, len(self.sources.names)
         tokens = batch.tokens.to(self.device)
         source_index = batch.source_index.to(self.device)
         sums = torch.zeros(1 + 2 * n_sources, dtype=torch.float64, device=self.device)
-        for i in range(self.accumulation):
-            rows = slice(i * micro, (i + 1) * micro)
-            with par.gradient_sync(self.model, i == self.accumulation - 1):
+        for i, (rows, weight) in enumerate(self.micro_batches):
+            with par.gradient_sync(self.model, i == len(self.micro_batches) - 1):
                 with self.autocast:
                     logits = self.model(tokens[rows, :-1])
                 token_loss = F.cross_entropy(logits.float().flatten(0, 1), tokens[rows, 1:].flatten(), reduction="none")
                 # Gradients are averaged over ranks: scale so the result is the global mean per token.
-                (token_loss.sum() * self.world / (self.global_batch * seq_len)).backward()
+                (token_loss.sum() * (weight * self.world / (self.global_batch * seq_len))).backward()
+            if not weight:
+                continue  # a stand-in pass: its collectives only
             row_loss = token_loss.detach().view(-1, seq_len).sum(1).double()
             sums[0] += row_loss.sum()
             sums[1 : 1 + n_sources].index_add_(0, source_index[rows], row_loss)
@@ -293,7 +312,7 @@ class Trainer:
         """Step until ``last_step``: evaluate, report and checkpoint on their intervals."""
         cfg, state = self.cfg, self.state
         log.info("training", extra={"job": cfg.job, "rank": self.rank, "pool": cfg.pool, "world_size": self.world, "global_batch": self.global_batch,
-                                    "rows": self.rows[self.rank], "accumulation": self.accumulation, "resumed_at": state.step,
+                                    "rows": self.rows[self.rank], "accumulation": len(self.micro_batches), "resumed_at": state.step,
                                     "device": str(self.device)})
         if self.progress and self.resume_from:  # the step and checkpoint a restart resumed at, before the first new step
             self.progress.step(state.step, loss=None, mixture_version=self.sampler.version, tokens=state.tokens_seen)
