@@ -7,7 +7,7 @@ its OpenAPI does not list for the route, or a body or content type that does not
 response. The stateful part chains calls along the links schemathesis infers from the schemas
 (a created mixture's name into its GET/PUT/PATCH, a job's name into its curves...).
 
-Bounded: ``HEURIMENTOR_FUZZ_EXAMPLES`` cases per operation and mode (default 15) and as many stateful
+Bounded: ``HEURIMENTOR_FUZZ_EXAMPLES`` cases per operation and mode (default 10) and as many stateful
 scenarios, derandomized so a run is reproducible; both services together take about two minutes.
 """
 
@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 
 log = logging.getLogger(__name__)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-MAX_EXAMPLES = int(os.environ.get("HEURIMENTOR_FUZZ_EXAMPLES", "15"))
+MAX_EXAMPLES = int(os.environ.get("HEURIMENTOR_FUZZ_EXAMPLES", "10"))
 
 
 def fuzz_settings(max_examples: int = MAX_EXAMPLES, **extra: Any) -> hypothesis.settings:

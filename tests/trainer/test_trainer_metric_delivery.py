@@ -8,11 +8,11 @@ import time
 
 import httpx
 from fastapi import FastAPI, Request, Response
-from tests.trainer.testlib import serve_app, tsm_app
 
 from heurimentor.contracts.metrics import StepPoint
 from heurimentor_trainer import metrics as sender_module
 from heurimentor_trainer.metrics import TSMSender
+from tests.trainer.testlib import serve_app, tsm_app
 
 
 def _point(step: int, *, metric: str = "loss") -> StepPoint:

@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 from fastapi import FastAPI
-from tests.tsm.testlib import auth, point, send, serve_app
 
 from heurimentor.contracts.bounds import INT32_MAX, INT64_MAX
 from heurimentor.service_kit.errors import install_error_handling
+from tests.tsm.testlib import auth, point, send, serve_app
 
 
 def _post_raw(client, job: str, body: bytes | str):
