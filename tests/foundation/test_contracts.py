@@ -46,11 +46,15 @@ def test_the_crd_lists_exactly_the_contract_presets():
 def test_the_crd_knows_each_presets_maximum_sequence_length():
     from heurimentor_trainer.presets import PRESETS
 
-    rules = " ".join(r.get("rule", "") + r.get("messageExpression", "") for r in crd_spec_schema()["x-kubernetes-validations"])
-    maps = re.findall(r"\{'aquila2-7b'[^}]*\}", rules)
-    assert len(maps) == 3, rules  # the bound, its lookup and the message
-    for literal in maps:
-        assert ast.literal_eval(literal) == {name: PRESETS[name].model.max_seq_len for name in PRESET_NAMES}
+    expected = {name: PRESETS[name].model.max_seq_len for name in PRESET_NAMES}
+    texts = [r.get(k, "") for r in crd_spec_schema()["x-kubernetes-validations"] for k in ("rule", "message", "messageExpression")]
+    maps = [ast.literal_eval(m) for text in texts for m in re.findall(r"\{'aquila2-7b'[^}]*\}", text)]
+    assert maps and all(m == expected for m in maps), maps
+    # A message that lists them ("aquila2-7b 2048, ...") lists the same.
+    for text in texts:
+        if "aquila2-7b 2048" in text:
+            listed = dict(re.findall(r"([a-z0-9.-]+) (\d+)[,)]", text.split("preset's:")[-1]))
+            assert {k: int(v) for k, v in listed.items()} == expected, text
 
 
 def test_pod_env_the_operator_writes_is_what_the_trainer_reads():
