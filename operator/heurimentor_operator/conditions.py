@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-CONDITION_TYPES = ("Created", "Running", "Scaling", "Restarting", "Suspended", "Succeeded", "Failed")
+# Blocked: the spec can never run as it is (pods the apiserver refuses, a batch that does not split);
+# the job waits, workers removed, until the spec changes.
+CONDITION_TYPES = ("Created", "Running", "Scaling", "Restarting", "Suspended", "Blocked", "Succeeded", "Failed")
 
 
 def rfc3339(moment: datetime) -> str:

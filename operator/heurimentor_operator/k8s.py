@@ -20,6 +20,11 @@ class Conflict(Exception):
     """The job changed between our read and our write; reconcile again from a fresh read."""
 
 
+class InvalidPodTemplate(Exception):
+    """The apiserver refused a worker pod as malformed or invalid (400/422): the same template can
+    never be created, so the job waits for a spec change instead of retrying."""
+
+
 def client_configuration(kubeconfig: Path | None) -> client.Configuration:
     """Credentials from ``kubeconfig``, else the in-cluster ServiceAccount, else ~/.kube/config."""
     cfg = client.Configuration()
@@ -60,10 +65,11 @@ class Kube:
                 return None
             raise
 
-    def patch_job_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> None:
-        """Merge-patch .status, failing with Conflict if the job moved past ``resource_version``."""
-        self._patch_job(self.custom.patch_namespaced_custom_object_status, namespace, name,
-                        {"metadata": {"resourceVersion": resource_version}, "status": status},
+    def patch_job_status(self, namespace: str, name: str, resource_version: str | None, status: dict[str, Any]) -> None:
+        """Merge-patch .status, failing with Conflict if the job moved past ``resource_version``
+        (None: no precondition, for a write that follows our own just made)."""
+        guard = {"metadata": {"resourceVersion": resource_version}} if resource_version else {}
+        self._patch_job(self.custom.patch_namespaced_custom_object_status, namespace, name, {**guard, "status": status},
                         conflict=f"changed since resourceVersion {resource_version}")
 
     def patch_job_annotations(self, namespace: str, name: str, uid: str, annotations: dict[str, str | None]) -> None:
@@ -99,6 +105,8 @@ class Kube:
             if e.status == 409:
                 log.info("pod %s/%s already exists; adopting it", meta["namespace"], meta["name"])
                 return False
+            if e.status in (400, 422):
+                raise InvalidPodTemplate(f"pod {meta['namespace']}/{meta['name']}: {_message(e)}") from e
             raise RuntimeError(f"cannot create pod {meta['namespace']}/{meta['name']}: {e.status} {e.reason}: {_message(e)}") from e
 
     def delete_pod(self, namespace: str, name: str, uid: str) -> bool:
@@ -109,6 +117,17 @@ class Kube:
             return True
         except ApiException as e:
             if e.status in (404, 409):
+                return False
+            raise
+
+    # -- events --------------------------------------------------------------------------------
+    def create_event(self, manifest: dict[str, Any]) -> bool:
+        """Create an Event of a deterministic name; False if it was already posted (409)."""
+        try:
+            self.core.create_namespaced_event(manifest["metadata"]["namespace"], manifest, _request_timeout=self.timeout, _preload_content=False)
+            return True
+        except ApiException as e:
+            if e.status == 409:
                 return False
             raise
 

@@ -47,6 +47,8 @@ def test_overlong_name_is_rejected(kube, a2j_crd, namespace):
 def test_example_manifests_are_valid_and_defaulted(kube, a2j_crd, namespace):
     for path in sorted((REPO / "deploy").glob("*.yaml")):
         body = yaml.safe_load(path.read_text())
+        if body.get("kind") != "Aquila2TrainingJob":
+            continue  # the chart's values files live there too
         body["metadata"]["namespace"] = namespace
         out = kube.kubectl("create", "--dry-run=server", "-o", "yaml", "-f", "-", input=yaml.safe_dump(body), check=False)
         assert out.returncode == 0, f"{path.name}: {out.stderr}"
