@@ -387,29 +387,6 @@ async def _block(memo: kopf.Memo, body: dict[str, Any], spec: JobSpec, status: d
         await _announce(memo, body, [event])
 
 
-async def _announce(memo: kopf.Memo, body: dict[str, Any], events: list[Event]) -> None:
-    """Post a pass's Events: those of a recorded decision (keyed) under their deterministic names,
-    awaited, so none is lost once the pass ends; the rest through kopf's background poster."""
-    now = datetime.now(timezone.utc)
-    for ev in events:
-        if not ev.key:
-            kopf.event(body, type=ev.type, reason=ev.reason, message=ev.message)
-    keyed = [build_event(body, key=ev.key, type_=ev.type, reason=ev.reason, message=ev.message, now=now) for ev in events if ev.key]
-    await asyncio.gather(*(_call(memo, memo.kube.create_event, manifest) for manifest in keyed))
-
-
-async def _block(memo: kopf.Memo, body: dict[str, Any], spec: JobSpec, status: dict[str, Any], message: str) -> None:
-    """Blocked, reason InvalidPodTemplate, with the apiserver's message; the planner then removes
-    the job's workers and creates none until the spec's generation changes."""
-    blocked, event = block(status, spec, "InvalidPodTemplate", message, datetime.now(timezone.utc))
-    meta = body["metadata"]
-    # No resourceVersion guard: this follows our own status write of this pass.
-    await _call(memo, memo.kube.patch_job_status, meta["namespace"], meta["name"], None, merge_patch(status, blocked))
-    log.warning("Aquila2TrainingJob %s blocked: %s", spec.ref, message)
-    if event is not None:
-        await _announce(memo, body, [event])
-
-
 async def _reject(memo: kopf.Memo, body: dict[str, Any], message: str) -> None:
     """A spec the CRD let through but the operator cannot run: say so once, in status and an Event."""
     status = dict(body.get("status") or {})
