@@ -31,7 +31,7 @@ class OperatorSettings(BaseSettings):
     priority: int | None = Field(None, description="peering priority; unset: derived from pod_name, so two replicas never tie")
     # A replica killed without saying goodbye stays in the peering object this long; the next one
     # waits for it to expire. kopf's 60 s default would leave the jobs unattended for a minute.
-    peering_lifetime_s: int = Field(8, ge=3, le=600, description="seconds a replica's keep-alive in the peering object stays valid")
+    peering_lifetime_s: int = Field(6, ge=3, le=600, description="seconds a replica's keep-alive in the peering object stays valid")
     # kopf keeps a watch open until the server closes it; without these a silently dead
     # connection stalls the operator (kopf's stale-watch issues), so both ends time out.
     watch_server_timeout_s: int = 300  # sent as ?timeoutSeconds=, an integer

@@ -90,12 +90,20 @@ def small(name: str, replicas: int) -> dict:
     return body
 
 
+def wait_replicas(jobs, name: str, replicas: int, log: Path, what: str) -> None:
+    try:
+        wait_for(what, lambda: jobs.status(name).get("replicas") == replicas, timeout=30)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n--- {log.name}:\n{log.read_text()[-4000:]}") from None
+
+
 def assert_lean_json_logs(log_path: Path) -> None:
     lines = [line for line in log_path.read_text().splitlines() if line.strip()]
     assert lines, f"{log_path.name}: no log lines"
     entries = [json.loads(line) for line in lines]  # every line is one JSON object
     assert not any("settings" in e for e in entries), "kopf's settings leaked into a log line"
-    longest = max(lines, key=len)
+    # A traceback ("exc") is as long as it is; every other field stays short.
+    longest = max((json.dumps({k: v for k, v in e.items() if k != "exc"}) for e in entries), key=len)
     assert len(longest) < 1000, f"{log_path.name}: a {len(longest)}-byte log line: {longest[:300]}"
 
 
@@ -120,7 +128,7 @@ def test_standalone_replica_reconciles_and_uses_no_peering(kube, jobs, operator_
     log = tmp_path / "standalone.log"
     with replica(argv, env, operator_kubeconfig, log):
         assert jobs.apply(small("alone", 2)).returncode == 0
-        wait_for("the standalone operator reconciles", lambda: jobs.status("alone").get("replicas") == 2, timeout=30)
+        wait_replicas(jobs, "alone", 2, log, "the standalone operator reconciles")
     assert "Pausing" not in log.read_text()
     assert_lean_json_logs(log)
 
@@ -132,7 +140,7 @@ def test_single_peering_replica_reconciles_and_its_successor_acts_at_once(kube, 
     argv, env = command_line(deployment, pod_name="hm-operator-5f6b-aaaaa")
     with replica(argv, env, operator_kubeconfig, tmp_path / "first.log") as first:
         assert jobs.apply(small("single", 1)).returncode == 0
-        wait_for("one peering replica reconciles", lambda: jobs.status("single").get("replicas") == 1, timeout=30)
+        wait_replicas(jobs, "single", 1, tmp_path / "first.log", "one peering replica reconciles")
         first.send_signal(signal.SIGKILL)  # as when the node dies: no goodbye in the peering object
         first.wait()
     assert "hm-operator-5f6b-aaaaa" in peers(kube, peering)
@@ -140,11 +148,14 @@ def test_single_peering_replica_reconciles_and_its_successor_acts_at_once(kube, 
     argv, env = command_line(deployment, pod_name="hm-operator-5f6b-bbbbb")
     log = tmp_path / "second.log"
     with replica(argv, env, operator_kubeconfig, log):
+        # Python and kopf take their seconds to start (more on a loaded machine): time from when it is up.
+        wait_for("the successor is up", lambda: "Initial authentication has finished" in log.read_text(), timeout=90)
         kube.kubectl("scale", "a2j/single", "-n", jobs.ns, "--replicas=2")
         started = time.monotonic()
-        wait_for("the restarted replica acts on a scale", lambda: jobs.status("single").get("replicas") == 2, timeout=30)
+        wait_replicas(jobs, "single", 2, log, "the restarted replica acts on a scale")
         took = time.monotonic() - started
-    assert took < 15, f"the successor waited {took:.1f}s"
+    print(f"successor acted on a scale {took:.1f}s after it was up")
+    assert took < 10, f"the successor waited {took:.1f}s"
     assert "Pausing all operators" not in log.read_text()
     assert_lean_json_logs(log)
 
@@ -163,15 +174,17 @@ def test_two_replicas_get_distinct_priorities_and_one_takes_over_within_10s(kube
         priorities = {pod: entry["priority"] for pod, entry in seen.items()}
         assert set(priorities) == set(pods) and len(set(priorities.values())) == 2, priorities
         assert jobs.apply(small("paired", 2)).returncode == 0
-        wait_for("the pair reconciles", lambda: jobs.status("paired").get("replicas") == 2, timeout=30)
+        wait_replicas(jobs, "paired", 2, logs[0], "the pair reconciles")
         active, standby = (a, b) if priorities[pods[0]] > priorities[pods[1]] else (b, a)
+        standby_pod = pods[1] if standby is b else pods[0]
         active.send_signal(signal.SIGKILL)
         active.wait()
         killed = time.monotonic()
         kube.kubectl("scale", "a2j/paired", "-n", jobs.ns, "--replicas=3")
-        wait_for("the standby takes over", lambda: jobs.status("paired").get("replicas") == 3, timeout=30)
+        wait_replicas(jobs, "paired", 3, logs[pods.index(standby_pod)], "the standby takes over")
         took = time.monotonic() - killed
         assert standby.poll() is None
+    print(f"take-over after SIGKILL of the active replica: {took:.1f}s")
     assert took < 10, f"take-over took {took:.1f}s"
     for log in logs:
         assert "Pausing all operators, including self" not in log.read_text()
