@@ -32,6 +32,7 @@ def demo(
 def _register() -> None:
     # Each deployable owns a typer app in its cli.py; imports there stay light (heavy ones lazy).
     from dmu_service.cli import app as dmu_app, mixture_app
+    from heurimentor.dashboards import app as dashboards_app
     from heurimentor_operator.cli import app as operator_app
     from heurimentor_trainer.cli import register as register_trainer
     from tsm_service.cli import app as tsm_app
@@ -41,6 +42,7 @@ def _register() -> None:
     app.add_typer(mixture_app, name="mixture", help="Read and change data mixtures.")
     app.add_typer(tsm_app, name="tsm", help="Training state monitor.")
     app.add_typer(operator_app, name="operator", help="The Aquila2TrainingJob Kubernetes operator.")
+    app.add_typer(dashboards_app, name="dashboards", help="Grafana dashboards: push them to a Grafana.")
 
 
 _register()
