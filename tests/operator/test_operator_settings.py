@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 from heurimentor_operator import handlers
 from heurimentor_operator.config import OperatorSettings, load_settings
 from heurimentor_operator.k8s import Conflict, Kube, merge_patch
-
-from tests.operator.testlib_manifests import job
 from tests.operator.testlib import CHART, REPO
+from tests.operator.testlib_manifests import job
 
 
 def test_settings_precedence_defaults_file_env_flags(tmp_path, monkeypatch):
