@@ -97,8 +97,7 @@ def test_a_mixture_put_on_a_job_with_auto_rollback_restarts_nothing(kube, jobs, 
     import math
 
     from heurimentor.contracts.metrics import MetricBatch
-    from tests.dmu.testlib import add_sources, live_server, settings_for
-    from tests.dmu.testlib import auth as dmu_auth
+    from tests.dmu.testlib import add_sources, auth as dmu_auth, live_server, settings_for
     from tests.operator.testlib import TSM_TOKEN, running_operator, wait_for
     from tests.operator.testlib_manifests import job
     from tsm_service.api.main import create_app

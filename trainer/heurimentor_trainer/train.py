@@ -28,8 +28,7 @@ from heurimentor.contracts.batch import BatchSplitError, describe_split, pool_th
 from heurimentor.contracts.metrics import EvalResult, StepPoint
 from heurimentor.contracts.shards import ShardFormatError
 from heurimentor.logs import configure_logging
-from heurimentor_trainer import checkpoint as ckpt
-from heurimentor_trainer import parallelize as par
+from heurimentor_trainer import checkpoint as ckpt, parallelize as par
 from heurimentor_trainer.checkpoint import TrainState
 from heurimentor_trainer.config import ConfigError, DistEnv, PodEnv, TrainConfig, parse_args
 from heurimentor_trainer.data import (
