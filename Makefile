@@ -8,11 +8,12 @@ export HEURIMENTOR_CACHE ?= $(HOME)/.cache/heurimentor
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 MAKE_START := $(shell date +%s)
 
-.PHONY: help venv system-deps tools test demo cluster-up cluster-down bench
+.PHONY: help venv system-deps tools images test demo cluster-up cluster-down bench
 
 help:
 	@echo "make demo         set up and run the main job on this machine (embedded defaults)"
 	@echo "make test         set up and run the whole test suite against real servers"
+	@echo "make images       build the five images with buildah (offline), OCI archives in \$$HEURIMENTOR_CACHE/images"
 	@echo "make cluster-up   start a local control plane (etcd, apiserver, controller-manager, scheduler, KWOK)"
 	@echo "make cluster-down stop it"
 
@@ -27,9 +28,14 @@ system-deps:
 tools:
 	hack/timed.sh "control-plane binaries (Go module proxy)" hack/build-tools.sh
 
+# The images (hack/build-images.sh): cached by content hash, so a warm run takes seconds; a change
+# to the sources rebuilds them (the trainer's torch layer dominates, see README "Measured").
+images: system-deps venv
+	hack/timed.sh "images (buildah)" hack/build-images.sh
+
 # Phases in order (each prints its time), then the total. PYTEST_ARGS narrows the run, e.g.
 # `make test PYTEST_ARGS=tests/foundation`.
-test: system-deps venv tools
+test: system-deps venv tools images
 	@status=0; hack/timed.sh "test suite" hack/run-tests.sh $(VENV)/bin/python $(PYTEST_ARGS) || status=$$?; \
 	echo "==> make test: $$(( $$(date +%s) - $(MAKE_START) ))s in all (exit $$status)" >&2; exit $$status
 

@@ -1,18 +1,48 @@
-# The ATE worker: torchrun + heurimentor_trainer.train, started by the operator in every worker pod.
-# CUDA wheels of torch come from PyPI (the cu12 runtime is bundled in the wheels).
-# Build from the repository root:  docker build -f docker/trainer.Dockerfile -t heurimentor/trainer .
-FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY heurimentor/ heurimentor/
-COPY operator/ operator/
-COPY trainer/ trainer/
-COPY dmu_service/ dmu_service/
-COPY tsm_service/ tsm_service/
-RUN pip install ".[trainer]" && useradd --uid 10001 --create-home trainer
-USER 10001
-# torchrun's c10d rendezvous store (pod 0 of the first pool hosts it).
+# syntax=docker/dockerfile:1
+# The trainer worker: torchrun + heurimentor_trainer.train, started by the operator in every worker pod. torch from PyPI bundles its CUDA runtime.
+# Built by `make images` (hack/build-images.sh) with buildah, offline: the context holds the
+# sources and wheels/ (the pinned wheelhouse, hack/constraints.txt); BASE_IMAGE is the local
+# bookworm-slim + python3 from hack/build-base-image.sh. Elsewhere: the public bookworm-slim.
+ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
+
+FROM ${BASE_IMAGE} AS python
+# bookworm's python3 (3.11). The local base has it already; the public one gets it from Debian.
+RUN python3 -c 'import ensurepip, venv' 2>/dev/null || { apt-get update \
+      && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+      && rm -rf /var/lib/apt/lists/*; }
+
+# Stage 1: build the project's wheel and install it, with exactly the extra this image runs, into a
+# virtual environment, from wheels only (no index).
+FROM python AS build
+COPY src/ /src/
+RUN --mount=type=bind,source=wheels,target=/wheels \
+    python3 -m venv /opt/heurimentor \
+ && /opt/heurimentor/bin/pip install --quiet --no-index --find-links /wheels --no-cache-dir \
+      -c /src/hack/constraints.txt "/src[trainer]" \
+ && /opt/heurimentor/bin/pip uninstall --quiet -y pip setuptools
+
+# Stage 2: the runtime: python3 and the environment, no compilers, no pip, no sources.
+FROM python
+ARG BASE_IMAGE
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="heurimentor-trainer" \
+      org.opencontainers.image.description="The trainer worker: torchrun + heurimentor_trainer.train, started by the operator in every worker pod. torch from PyPI bundles its CUDA runtime." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="https://github.com/heurimentor/heurimentor" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
+RUN groupadd --gid 10001 heurimentor \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin heurimentor
+COPY --from=build /opt/heurimentor /opt/heurimentor
+# Byte code was compiled at install: the root filesystem can be read-only.
+ENV PATH=/opt/heurimentor/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+USER 10001:10001
+WORKDIR /tmp
+# torchrun's c10d rendezvous store (pod 0 of the first pool hosts it). No HEALTHCHECK: the operator
+# follows the workers through their pods' phases and the progress annotation.
 EXPOSE 29400
 # The operator sets the command (torchrun ... -m heurimentor_trainer.train --config /etc/heurimentor/train.yaml).
-CMD ["python", "-m", "heurimentor_trainer.train", "--help"]
+CMD ["python3", "-m", "heurimentor_trainer.train", "--help"]

@@ -1,17 +1,48 @@
-# The training state monitor: `heurimentor tsm serve` (FastAPI). Run `heurimentor tsm migrate`
-# first (an init container or a Helm hook): migrations run before the app, not in it.
-# Build from the repository root:  docker build -f docker/tsm.Dockerfile -t heurimentor/tsm .
-FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY heurimentor/ heurimentor/
-COPY operator/ operator/
-COPY trainer/ trainer/
-COPY dmu_service/ dmu_service/
-COPY tsm_service/ tsm_service/
-RUN pip install ".[services]" && useradd --uid 10001 --create-home tsm
-USER 10001
-EXPOSE 8000
+# syntax=docker/dockerfile:1
+# The Training Stability Monitor service: heurimentor tsm serve (run heurimentor tsm migrate first).
+# Built by `make images` (hack/build-images.sh) with buildah, offline: the context holds the
+# sources and wheels/ (the pinned wheelhouse, hack/constraints.txt); BASE_IMAGE is the local
+# bookworm-slim + python3 from hack/build-base-image.sh. Elsewhere: the public bookworm-slim.
+ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
+
+FROM ${BASE_IMAGE} AS python
+# bookworm's python3 (3.11). The local base has it already; the public one gets it from Debian.
+RUN python3 -c 'import ensurepip, venv' 2>/dev/null || { apt-get update \
+      && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+      && rm -rf /var/lib/apt/lists/*; }
+
+# Stage 1: build the project's wheel and install it, with exactly the extra this image runs, into a
+# virtual environment, from wheels only (no index).
+FROM python AS build
+COPY src/ /src/
+RUN --mount=type=bind,source=wheels,target=/wheels \
+    python3 -m venv /opt/heurimentor \
+ && /opt/heurimentor/bin/pip install --quiet --no-index --find-links /wheels --no-cache-dir \
+      -c /src/hack/constraints.txt "/src[tsm]" \
+ && /opt/heurimentor/bin/pip uninstall --quiet -y pip setuptools
+
+# Stage 2: the runtime: python3 and the environment, no compilers, no pip, no sources.
+FROM python
+ARG BASE_IMAGE
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="heurimentor-tsm" \
+      org.opencontainers.image.description="The Training Stability Monitor service: heurimentor tsm serve (run heurimentor tsm migrate first)." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="https://github.com/heurimentor/heurimentor" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
+RUN groupadd --gid 10001 heurimentor \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin heurimentor
+COPY --from=build /opt/heurimentor /opt/heurimentor
+# Byte code was compiled at install: the root filesystem can be read-only.
+ENV PATH=/opt/heurimentor/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 8081
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+  CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('HEURIMENTOR_TSM_PORT', '8081'), timeout=4)"]
 ENTRYPOINT ["heurimentor"]
-CMD ["tsm", "serve", "--host", "0.0.0.0"]
+CMD ["tsm", "serve"]

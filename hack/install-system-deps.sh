@@ -4,6 +4,8 @@
 #   prometheus     prometheus + promtool (hack/testenv/prometheus.py)
 #   openssl        certificates for the local control plane (hack/testenv/certs.py)
 #   manpages(-zh), fortunes(-zh), debian-edu-doc-en/-zh-cn, python3-doc  the DMU's real-text corpora
+#   buildah, mmdebstrap, runc  the images: base from Debian packages, builds, and the image tests
+#                  (hack/build-base-image.sh, hack/build-images.sh, tests/deploy/test_images.py)
 # Idempotent: a machine that has them all does no network I/O. Needs root (or sudo) otherwise.
 set -euo pipefail
 
@@ -16,9 +18,10 @@ command -v openssl >/dev/null || missing+=(openssl)
 for package in manpages manpages-zh fortunes fortunes-zh debian-edu-doc-en debian-edu-doc-zh-cn python3-doc; do
     dpkg-query -W -f='${Status}' "${package}" 2>/dev/null | grep -q "ok installed" || missing+=("${package}")
 done
+for tool in buildah mmdebstrap runc; do command -v "${tool}" >/dev/null || missing+=("${tool}"); done
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "system packages present: postgresql-15, prometheus, openssl" >&2
+    echo "system packages present: postgresql-15, prometheus, openssl, buildah, mmdebstrap, runc" >&2
     exit 0
 fi
 

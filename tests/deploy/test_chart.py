@@ -231,7 +231,10 @@ def test_install_upgrade_uninstall(cluster, release_namespace):
     password = base64.b64decode(database["password"]).decode()
     assert f":{password}@{release}-postgresql:5432/dmu" in base64.b64decode(database["dmu-url"]).decode()
     claims = json.loads(kube.kubectl("get", "pvc", "-n", ns, "-o", "json").stdout)["items"]
-    assert {c["metadata"]["name"]: c["status"]["phase"] for c in claims} == {f"{release}-dmu-shards": "Bound", f"data-{release}-postgresql-0": "Bound"}
+    assert {c["metadata"]["name"]: c["status"]["phase"] for c in claims} == {
+        f"{release}-dmu-shards": "Bound",
+        f"data-{release}-postgresql-0": "Bound",
+    }
     # The migration hook ran to completion and was removed (hook-succeeded).
     assert kube.kubectl("get", "job", f"{release}-migrate", "-n", ns, check=False).returncode != 0
 
