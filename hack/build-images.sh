@@ -62,13 +62,13 @@ for name in "${names[@]}"; do
     archive=${out}/${name}-${hash}.oci.tar
     start=$(date +%s)
     if ${check}; then
-        built=$("${buildah[@]}" inspect --type image --format '{{index .ImageAnnotations "io.heurimentor.build-hash"}}' "${tag}" 2>/dev/null || true)
+        built=$("${buildah[@]}" inspect --type image --format '{{index .OCIv1.Config.Labels "io.heurimentor.build-hash"}}' "${tag}" 2>/dev/null || true)
         [ -s "${archive}" ] && [ "${built}" = "${hash}" ] || stale+=("${name}")
         continue
     fi
     if [ -s "${archive}" ]; then
         # Cached: make sure local storage has it too (a fresh storage pulls it from the archive).
-        if [ "$("${buildah[@]}" inspect --type image --format '{{index .ImageAnnotations "io.heurimentor.build-hash"}}' "${tag}" 2>/dev/null)" != "${hash}" ]; then
+        if [ "$("${buildah[@]}" inspect --type image --format '{{index .OCIv1.Config.Labels "io.heurimentor.build-hash"}}' "${tag}" 2>/dev/null)" != "${hash}" ]; then
             "${buildah[@]}" pull --quiet "oci-archive:${archive}" >/dev/null
             "${buildah[@]}" tag "$("${buildah[@]}" images --quiet --filter "reference=${tag}" | head -1)" "${tag}" 2>/dev/null || true
         fi
@@ -80,7 +80,7 @@ for name in "${names[@]}"; do
         # chroot isolation runs RUN steps in buildah's own network namespace: a new, empty one.
         unshare --net -- "${buildah[@]}" bud --isolation chroot --format docker --layers=false --quiet \
             --build-arg "BASE_IMAGE=${base}" --build-arg "VERSION=${version}" --build-arg "REVISION=${revision}" \
-            --annotation "io.heurimentor.build-hash=${hash}" \
+            --label "io.heurimentor.build-hash=${hash}" \
             -f "${PWD}/${dockerfile}" -t "${tag}" "${ctx}" >/dev/null
         rm -f "${out}/${name}"-*.oci.tar
         "${buildah[@]}" push --quiet "${tag}" "oci-archive:${archive}.tmp:${tag}"
