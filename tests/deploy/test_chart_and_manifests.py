@@ -8,7 +8,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "heurimentor"
-MANIFESTS = sorted((ROOT / "deploy").glob("*.yaml"))
+MANIFESTS = sorted(p for p in (ROOT / "deploy").glob("*.yaml") if not p.name.startswith("values-"))  # values-*: Helm values
 
 
 def helm(kube, *args: str) -> subprocess.CompletedProcess:
