@@ -226,7 +226,8 @@ def test_install_upgrade_uninstall(cluster, release_namespace):
     assert set(objects(kube, "statefulsets", ns, release)) == {f"{release}-postgresql"}
     secrets = objects(kube, "secrets", ns, release)
     tokens = {k: base64.b64decode(v).decode() for k, v in secrets[f"{release}-tokens"]["data"].items()}
-    assert set(tokens) == {"dmu-token", "tsm-token"} and all(len(t) == 48 for t in tokens.values()) and len(set(tokens.values())) == 2
+    assert set(tokens) == {"dmu-token", "tsm-token", "metrics-token"} and all(len(t) == 48 for t in tokens.values())
+    assert len(set(tokens.values())) == 3
     database = secrets[f"{release}-database"]["data"]
     password = base64.b64decode(database["password"]).decode()
     assert f":{password}@{release}-postgresql:5432/dmu" in base64.b64decode(database["dmu-url"]).decode()
