@@ -173,7 +173,7 @@ def make_constant_task(value: float, name: str = "constant"):
 
 
 def test_downstream_tasks_are_pluggable_and_bad_specs_are_refused(tmp_path):
-    task = build_downstream({"kind": "test_trainer_metrics:make_constant_task", "value": 0.25})
+    task = build_downstream({"kind": "tests.trainer.test_trainer_metrics:make_constant_task", "value": 0.25})
     assert task.evaluate(None, device=None, autocast=None) == 0.25
     with pytest.raises(ValueError, match="unknown"):
         build_downstream({"kind": "no_such_kind", "path": "x"})
