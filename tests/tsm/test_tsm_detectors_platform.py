@@ -176,3 +176,19 @@ def test_a_spike_back_at_the_same_steps_after_its_data_was_skipped_is_said_not_r
     assert outcome["evidence"]["verdict"] == "not_data" and outcome["severity"] == "critical"
     assert "not rolled back again" in outcome["message"]
     assert [r["id"] for r in rollbacks(pg_tsm, "stubborn")] == [rollback["id"]]
+
+
+def test_ranks_reporting_the_same_step_a_moment_apart_are_no_resume(pg_tsm):
+    # Every rank sends its own batch per step; rank 1 finishes step N a few milliseconds after rank 0.
+    for s in range(1, 21):
+        for rank in (0, 1):
+            response = send(pg_tsm, "two-ranks", [{"step": s, "rank": rank, "time": T0 + s + 0.003 * rank,
+                                                   "tokens_seen": 1000 * s, "scalars": {"loss": 2.0}}])
+            assert response.status_code == 200, response.text
+    assert pg_tsm.get("/v1/jobs/two-ranks/events", params={"kind": "resumed"}).json() == []
+    curve = pg_tsm.get("/v1/jobs/two-ranks/curves/scalar/loss").json()
+    assert sorted({p["step"] for p in curve["points"]}) == list(range(1, 21))
+    # A real resume on rank 1 alone (a later clock, an earlier step) is still one.
+    assert send(pg_tsm, "two-ranks", [{"step": 15, "rank": 1, "time": T1, "tokens_seen": 15_000, "scalars": {"loss": 2.0}}]).status_code == 200
+    [resumed] = pg_tsm.get("/v1/jobs/two-ranks/events", params={"kind": "resumed"}).json()
+    assert resumed["evidence"]["first_replayed_step"] == 15

@@ -1,19 +1,21 @@
 """One timeline per job: a trainer that resumed from an earlier checkpoint replays steps the TSM has seen.
 
-A point at or before the job's last step that was taken *after* it (a later trainer clock than the last
-step's) means a resume: after a rollback the operator applied, a restart or a rescale. The steps of the
+A point at or before its rank's last step that was taken *after* it (a later trainer clock than that
+step's on the same rank) means a resume: after a rollback the operator applied, a restart or a rescale. The steps of the
 abandoned timeline from the first replayed step on are dropped (the replay overwrites them anyway; left
 in place, old and new values would interleave and the detectors would see a jump where the timelines
 meet), the detectors judge the replayed steps anew, and a ``resumed`` event records the resume, naming
 the rollback it carried out when there was one (``replays.py`` then tells whether the trouble recurred).
-Late batches of other ranks and retried batches carry their original times and are no resume.
+Judged per rank: every rank reports each step, so rank 1's point of step N, taken a few milliseconds
+after rank 0's, is no replay of it. Late batches and retried batches carry their original times and
+are no resume.
 """
 
 from __future__ import annotations
 
 import logging
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from heurimentor.contracts.metrics import MetricBatch
@@ -34,11 +36,22 @@ def applied_rollback(session: Session, *, job_id: int, first_replayed: int, aban
                            .limit(1)).one_or_none()
 
 
+def _latest_step_per_rank(session: Session, *, job_id: int, ranks: set[int]) -> dict[int, tuple[int, float]]:
+    """rank -> (its last recorded step, that step's trainer time)."""
+    last = (select(StepRecord.rank, func.max(StepRecord.step).label("step"))
+            .where(StepRecord.job_id == job_id, StepRecord.rank.in_(ranks)).group_by(StepRecord.rank).subquery())
+    rows = session.execute(select(StepRecord.rank, StepRecord.step, StepRecord.time)
+                           .join(last, and_(StepRecord.rank == last.c.rank, StepRecord.step == last.c.step))
+                           .where(StepRecord.job_id == job_id))
+    return {rank: (step, time) for rank, step, time in rows}
+
+
 def rewind_on_replay(session: Session, *, job: Job, batch: MetricBatch, now: float) -> int | None:
     """Drop the abandoned timeline when ``batch`` replays steps; returns the first replayed step, if any."""
     if job.last_step is None or job.last_step_time is None:
         return None
-    replayed = [p.step for p in batch.points if p.step <= job.last_step and p.time > job.last_step_time]
+    latest = _latest_step_per_rank(session, job_id=job.id, ranks={p.rank for p in batch.points})
+    replayed = [p.step for p in batch.points if p.rank in latest and p.step <= latest[p.rank][0] and p.time > latest[p.rank][1]]
     if not replayed:
         return None
     first, abandoned_to = min(replayed), job.last_step
