@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -40,6 +41,7 @@ class Wakeups:
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, str], asyncio.Event] = {}
+        self._deleted: set[str] = set()  # UIDs of jobs the watch reported DELETED
 
     def event(self, namespace: str, name: str) -> asyncio.Event:
         return self._events.setdefault((namespace, name), asyncio.Event())
@@ -50,6 +52,14 @@ class Wakeups:
 
     def forget(self, namespace: str, name: str) -> None:
         self._events.pop((namespace, name), None)
+
+    def deleted(self, namespace: str | None, name: str | None, uid: str | None) -> None:
+        if uid:
+            self._deleted.add(uid)
+        self.wake(namespace, name)
+
+    def is_deleted(self, uid: str) -> bool:
+        return uid in self._deleted
 
 
 def _settings() -> OperatorSettings:
@@ -113,8 +123,12 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def job_changed(namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any) -> None:
-    memo.wakeups.wake(namespace, name)
+def job_changed(namespace: str | None, name: str | None, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if type == "DELETED":
+        # No finalizer (below), so kopf does not stop the job's daemons: they stop on this.
+        memo.wakeups.deleted(namespace, name, body.get("metadata", {}).get("uid"))
+    else:
+        memo.wakeups.wake(namespace, name)
 
 
 @kopf.index("", "v1", "pods", labels={LABEL_MANAGED_BY: MANAGER, LABEL_JOB: kopf.PRESENT})
@@ -135,8 +149,9 @@ async def run_job(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, w
     wake = memo.wakeups.event(namespace, name)
     # ``body`` is kopf's live view, refreshed by the job's watch before our wake-up handler runs.
     state: dict[str, Any] = {"pods": worker_pods, "expected": Expectations(), "live": body, "fresh": False}
+    uid = body["metadata"]["uid"]
     try:
-        while True:
+        while not memo.wakeups.is_deleted(uid):
             wake.clear()
             started = time.monotonic()
             try:
@@ -169,7 +184,8 @@ async def follow_tsm(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo
     """For a job with spec.tsm.url: tell its TSM when the job is suspended (so its silence is no
     stall) and, with spec.tsm.autoRollback, apply the TSM's rollback recommendations as they come."""
     told_suspended: bool | None = None  # what the TSM last heard from this daemon; None: nothing yet
-    while not stopped:
+    uid = body["metadata"]["uid"]
+    while not stopped and not memo.wakeups.is_deleted(uid):
         try:
             spec = parse_job(copy.deepcopy(dict(body)), default_image=memo.cfg.default_image)
         except SpecError:
@@ -193,6 +209,21 @@ async def follow_tsm(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo
                 log.exception("following the TSM for %s failed; retrying", spec.ref)
                 metrics.TSM_ERRORS.inc()
         await stopped.wait(memo.cfg.tsm_poll_interval_s)
+
+
+def _daemons_need_no_finalizer() -> None:
+    """kopf puts a finalizer on every object that has a daemon, so it can stop the daemon before
+    the object goes. Ours stop on the watch's DELETED event, and ownerReferences already have the
+    garbage collector delete the pods, ConfigMap and Service: the finalizer would only cost two
+    writes per job (added, removed) and a race with the first status write. kopf has no switch for
+    it, so the two daemons' handlers are re-registered with requires_finalizer off; kopf then also
+    removes the finalizer that an older operator left on a job."""
+    spawning = kopf.get_default_registry()._spawning
+    spawning._handlers = [dataclasses.replace(h, requires_finalizer=False) if h.fn in (run_job, follow_tsm) else h
+                          for h in spawning._handlers]
+
+
+_daemons_need_no_finalizer()
 
 
 async def apply_tsm_rollback(memo: kopf.Memo, spec: JobSpec, body: kopf.Body, tsm: TSMClient) -> None:

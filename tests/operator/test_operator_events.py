@@ -77,3 +77,16 @@ def test_a_restart_recorded_by_an_operator_that_died_before_its_event_is_announc
     assert event["type"] == "Warning" and "crashy-h800-0 exited 137" in event["message"] and "restart 1 of backoffLimit 2" in event["message"]
     assert event["count"] == 1 and event["metadata"]["name"].endswith(".restart-1")
     assert events[0]["metadata"]["uid"] == event["metadata"]["uid"]
+
+
+def test_jobs_carry_no_finalizer_and_their_daemons_stop_when_deleted(kube, jobs, operator_kubeconfig):
+    """ownerReferences garbage-collect the workers; kopf's finalizer would only cost writes."""
+    with running_operator(operator_kubeconfig):
+        assert jobs.apply(small("unfinalized")).returncode == 0
+        wait_for("2 running", lambda: jobs.status("unfinalized").get("replicas") == 2)
+        assert not jobs.get("unfinalized")["metadata"].get("finalizers")
+        kube.kubectl("delete", "a2j", "unfinalized", "-n", jobs.ns, "--wait=true", "--timeout=30s")
+        wait_for("the workers garbage-collected", lambda: jobs.pods("unfinalized") == [], timeout=60)
+        # The same name again is a new job with its own daemon (the old one has stopped).
+        assert jobs.apply(small("unfinalized", elastic={"replicas": 1})).returncode == 0
+        wait_for("1 running", lambda: jobs.status("unfinalized").get("replicas") == 1)
