@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from test_dmu_ingest import Env, kept_texts, shard_digests
 
 from dmu_service.pipeline.ray_backend import RayBackend
+from tests.dmu.test_dmu_ingest import Env, kept_texts, shard_digests
 from tests.dmu.testlib import make_doc
 
 # Ray Data's own DataContext emits these on import; they are not ours to fix.
