@@ -160,8 +160,10 @@ def operator_kubeconfig(plane: ControlPlane) -> Path:
 class Controller:
     """One controller process, started fresh for each round (peak RSS is per round)."""
 
-    def __init__(self, workload: Workload, command: list[str], env: dict[str, str], ready_url: str, log_path: Path):
+    def __init__(self, workload: Workload, command: list[str], env: dict[str, str], ready_url: str, log_path: Path,
+                 while_starting=None):
         self.workload, self.command, self.env, self.ready_url, self.log_path = workload, command, env, ready_url, log_path
+        self.while_starting = while_starting  # called while waiting for readiness (Kubeflow: "mount" its cert Secret)
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -171,6 +173,8 @@ class Controller:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.workload.name} exited {self.process.returncode}: {self.log_path.read_text()[-3000:]}")
+            if self.while_starting:
+                self.while_starting()
             if _answers(self.ready_url):
                 time.sleep(2)  # controllers start right after readiness (Kubeflow: in a goroutine)
                 return
@@ -185,6 +189,21 @@ class Controller:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def mount_webhook_secret(plane: ControlPlane) -> None:
+    """Do the kubelet's part: Kubeflow's cert rotator fills its Secret and then waits for it to
+    appear as files in its (fixed) cert dir, where the Deployment mounts it."""
+    out = plane.kubectl("get", "secret", "training-operator-webhook-cert", "-n", "kubeflow", "-o", "json", check=False)
+    data = json.loads(out.stdout).get("data") or {} if out.returncode == 0 else {}
+    if not data.get("tls.crt"):
+        return
+    import base64
+
+    cert_dir = Path("/tmp/k8s-webhook-server/serving-certs")
+    cert_dir.mkdir(parents=True, exist_ok=True)
+    for key, value in data.items():
+        (cert_dir / key).write_bytes(base64.b64decode(value))
 
 
 def _answers(url: str) -> bool:
@@ -206,7 +225,8 @@ def make_controllers(plane: ControlPlane, kubeflow_bin: Path, state: Path) -> di
     theirs = Controller(KUBEFLOW, [str(kubeflow_bin / "training-operator"), f"--metrics-bind-address=127.0.0.1:{free_port()}",
                                    f"--health-probe-bind-address=127.0.0.1:{probe}", f"--webhook-server-port={free_port()}"],
                         {**base, "KUBECONFIG": str(plane.kubeconfig), "MY_POD_NAMESPACE": "kubeflow"},
-                        f"http://127.0.0.1:{probe}/readyz", state / "training-operator.log")
+                        f"http://127.0.0.1:{probe}/readyz", state / "training-operator.log",
+                        while_starting=lambda: mount_webhook_secret(plane))
     return {"heurimentor": ours, "kubeflow": theirs}
 
 
