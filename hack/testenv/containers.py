@@ -232,21 +232,24 @@ class Container:
         shutil.rmtree(self.bundle, ignore_errors=True)
 
 
-def wait_http(netns: NetworkNamespace, url: str, *, timeout: float = 60, container: Container | None = None) -> tuple[int, str]:
+def wait_http(
+    netns: NetworkNamespace, url: str, *, timeout: float = 60, container: Container | None = None, token: str | None = None
+) -> tuple[int, str]:
     """GET ``url`` from inside ``netns`` until it answers 200; (status, body) of the last try."""
     probe = (
         "import sys, urllib.request, urllib.error\n"
-        "try:\n r = urllib.request.urlopen(sys.argv[1], timeout=5); print(r.status); print(r.read().decode())\n"
+        "req = urllib.request.Request(sys.argv[1], headers={'Authorization': 'Bearer ' + sys.argv[2]} if len(sys.argv) > 2 else {})\n"
+        "try:\n r = urllib.request.urlopen(req, timeout=5); print(r.status); print(r.read().decode())\n"
         "except urllib.error.HTTPError as e: print(e.code); print(e.read().decode())\n"
         "except Exception as e: print(0); print(e)\n"
     )
     deadline = time.monotonic() + timeout
     status, body = 0, ""
     while time.monotonic() < deadline:
-        out = netns.run([sys.executable, "-c", probe, url], capture_output=True, text=True, timeout=30)
+        out = netns.run([sys.executable, "-c", probe, url, *([token] if token else [])], capture_output=True, text=True, timeout=30)
         status_line, _, body = out.stdout.partition("\n")
         status = int(status_line or 0)
-        if status == 200:
+        if status == 200 or status in (401, 403):  # an answer; refusals are for the caller to judge
             return status, body
         if container is not None and not container.running():
             break

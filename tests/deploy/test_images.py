@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -99,8 +100,8 @@ def resolved_env(container: dict, docs: list[dict], pod_name: str = "pod-0") -> 
     env = {}
     for entry in container.get("env", []):
         source = entry.get("valueFrom", {})
-        if "value" in entry:
-            env[entry["name"]] = str(entry["value"])
+        if "value" in entry:  # $(NAME) of an earlier variable is expanded, as the kubelet does
+            env[entry["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), str(entry["value"]))
         elif "secretKeyRef" in source:
             ref = source["secretKeyRef"]
             env[entry["name"]] = base64.b64decode(find(docs, "Secret", ref["name"])["data"][ref["key"]]).decode()
@@ -199,7 +200,14 @@ def test_services_are_ready_against_the_bundled_postgresql_and_pass_helm_test(im
     for component, port in (("dmu", 8700), ("tsm", 8081)):
         status, body = wait_http(netns, f"http://127.0.0.1:{port}/readyz", timeout=90, container=running[component])
         assert status == 200 and json.loads(body)["status"] == "ready", f"{component}: {status} {body} {running[component].logs()[-3000:]}"
-    # The `helm test` hook's pod, its command as rendered, in the DMU image.
+    # /metrics takes the chart's read-only metrics token (what the ServiceMonitors send), nothing less.
+    metrics_token = base64.b64decode(find(docs, "Secret", "hm-tokens")["data"]["metrics-token"]).decode()
+    for port in (8700, 8081):
+        status, _ = wait_http(netns, f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert status == 401, (port, status)
+        status, body = wait_http(netns, f"http://127.0.0.1:{port}/metrics", timeout=10, token=metrics_token)
+        assert status == 200 and "# TYPE" in body, (port, status, body[:300])
+    # The `helm test` hook's pod, its command as rendered, in the TSM image.
     test_pod = find(docs, "Pod", "hm-test-services")
     (check,) = test_pod["spec"]["containers"]
     out = Container(
