@@ -83,6 +83,8 @@ for name in "${names[@]}"; do
             --label "io.heurimentor.build-hash=${hash}" \
             -f "${PWD}/${dockerfile}" -t "${tag}" "${ctx}" >/dev/null
         rm -f "${out}/${name}"-*.oci.tar
+        # The image this tag pointed at before is dangling now: vfs keeps every one whole (5 GB for the trainer).
+        "${buildah[@]}" rmi --prune >/dev/null 2>&1 || true
         "${buildah[@]}" push --quiet "${tag}" "oci-archive:${archive}.tmp:${tag}"
         mv "${archive}.tmp" "${archive}"
     fi
