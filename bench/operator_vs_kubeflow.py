@@ -179,6 +179,8 @@ class Controller:
                 time.sleep(2)  # controllers start right after readiness (Kubeflow: in a goroutine)
                 return
             time.sleep(0.3)
+        self.process.kill()  # never leave a controller behind the benchmark
+        self.process.wait()
         raise RuntimeError(f"{self.workload.name} not ready at {self.ready_url}: {self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
