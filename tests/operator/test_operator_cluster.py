@@ -62,6 +62,7 @@ def test_pools_land_on_their_gpu_nodes_with_the_torchrun_contract(kube, jobs):
     assert "PHASE" in table and "Running" in table.splitlines()[1]
     reasons = {e["reason"] for e in jobs.events("hetero")}
     assert {"Created", "Running"} <= reasons
+
     # The first pods are named in the Created event, or in a CreatedPods one when the first pass
     # created the config and service before the pods.
     def creations() -> str:
@@ -97,13 +98,17 @@ def test_kubectl_scale_uses_the_scale_subresource(kube, jobs):
     wait_for("1 running", lambda: running_count(jobs, "scaled") == 1)
 
     def config_version() -> str:
-        return json.loads(kube.kubectl("get", "configmap", "scaled-config", "-n", jobs.ns, "-o", "json").stdout)["metadata"]["resourceVersion"]
+        return json.loads(kube.kubectl("get", "configmap", "scaled-config", "-n", jobs.ns, "-o", "json").stdout)["metadata"][
+            "resourceVersion"
+        ]
 
     before = config_version()
     kube.kubectl("scale", "a2j/scaled", "-n", jobs.ns, "--replicas=4")
     wait_for("4 running", lambda: running_count(jobs, "scaled") == 4 and jobs.status("scaled").get("replicas") == 4)
     assert config_version() == before, "a rescale rewrote the ConfigMap"
-    scale = json.loads(kube.kubectl("get", "--raw", f"/apis/heurimentor.io/v1alpha1/namespaces/{jobs.ns}/aquila2trainingjobs/scaled/scale").stdout)
+    scale = json.loads(
+        kube.kubectl("get", "--raw", f"/apis/heurimentor.io/v1alpha1/namespaces/{jobs.ns}/aquila2trainingjobs/scaled/scale").stdout
+    )
     assert scale["status"]["replicas"] == 4 and "heurimentor.io/job=scaled" in scale["status"]["selector"]
     refused = kube.kubectl("scale", "a2j/scaled", "-n", jobs.ns, "--replicas=9", check=False)
     assert refused.returncode != 0 and "elastic.replicas must lie within" in refused.stderr
@@ -116,10 +121,13 @@ def test_pending_pods_shrink_the_job_and_it_grows_back(kube, jobs):
     label = f"pool-{uuid.uuid4().hex[:6]}"
     kube.add_kwok_nodes(1, f"kwok-{label}", accelerator="nvidia-l40", gpus=8, labels={"heurimentor.io/test-pool": label})
     body = job(name="shrinky", elastic={"minReplicas": 1, "replicas": 3, "pendingTimeoutSeconds": 2})
-    body["spec"]["pools"] = [{"name": "l40", "nodeSelector": {"heurimentor.io/test-pool": label},
-                              "resources": {"limits": {"nvidia.com/gpu": 8}}}]
+    body["spec"]["pools"] = [
+        {"name": "l40", "nodeSelector": {"heurimentor.io/test-pool": label}, "resources": {"limits": {"nvidia.com/gpu": 8}}}
+    ]
     assert jobs.apply(body).returncode == 0
-    shrunk = wait_for("shrink to 1", lambda: (s := jobs.status("shrinky")).get("targetReplicas") == 1 and s.get("replicas") == 1 and s, timeout=30)
+    shrunk = wait_for(
+        "shrink to 1", lambda: (s := jobs.status("shrinky")).get("targetReplicas") == 1 and s.get("replicas") == 1 and s, timeout=30
+    )
     scaling = next(c for c in shrunk["conditions"] if c["type"] == "Scaling")
     assert scaling["status"] == "True" and scaling["reason"] == "InsufficientCapacity"
     assert shrunk["phase"] == "Running"
@@ -127,7 +135,9 @@ def test_pending_pods_shrink_the_job_and_it_grows_back(kube, jobs):
     wait_for("running + probe", lambda: phases(jobs.pods("shrinky")) == ["Pending", "Running"])
     assert "InsufficientCapacity" in {e["reason"] for e in jobs.events("shrinky")}
     kube.add_kwok_nodes(2, f"kwok-{label}", accelerator="nvidia-l40", gpus=8, labels={"heurimentor.io/test-pool": label})
-    grown = wait_for("grow back to 3", lambda: (s := jobs.status("shrinky")).get("replicas") == 3 and s.get("targetReplicas") == 3 and s, timeout=30)
+    grown = wait_for(
+        "grow back to 3", lambda: (s := jobs.status("shrinky")).get("replicas") == 3 and s.get("targetReplicas") == 3 and s, timeout=30
+    )
     assert next(c for c in grown["conditions"] if c["type"] == "Scaling")["status"] == "False"
     assert "CapacityRecovered" in {e["reason"] for e in jobs.events("shrinky")}
 
@@ -138,8 +148,15 @@ def test_failures_restart_the_gang_with_backoff_until_the_limit(kube, jobs):
     first = wait_for("2 running", lambda: (p := jobs.pods("flaky")) and phases(p) == ["Running", "Running"] and p)
     jobs.exit_pod("flaky-h800-0", 137)
     wait_for("restart 1, attempt 1", lambda: (s := jobs.status("flaky")).get("restarts") == 1 and s.get("attempt") == 1)
-    second = wait_for("2 new running pods", lambda: (p := jobs.pods("flaky")) and phases(p) == ["Running", "Running"]
-                      and all(x["metadata"]["labels"]["heurimentor.io/attempt"] == "1" for x in p) and p)
+    second = wait_for(
+        "2 new running pods",
+        lambda: (
+            (p := jobs.pods("flaky"))
+            and phases(p) == ["Running", "Running"]
+            and all(x["metadata"]["labels"]["heurimentor.io/attempt"] == "1" for x in p)
+            and p
+        ),
+    )
     assert {p["metadata"]["uid"] for p in second}.isdisjoint(p["metadata"]["uid"] for p in first)
     jobs.exit_pod("flaky-a100-0", 1)
     failed = wait_for("Failed", lambda: (s := jobs.status("flaky")).get("phase") == "Failed" and s)
@@ -158,8 +175,14 @@ def test_success_then_ttl_deletes_the_job_and_garbage_collection_its_pods(kube, 
         jobs.exit_pod(p["metadata"]["name"], 0)
     wait_for("Succeeded", lambda: jobs.status("done").get("phase") == "Succeeded")
     wait_for("job deleted by TTL", lambda: jobs.get("done") is None, timeout=30)
-    wait_for("pods, config and service collected", lambda: not jobs.pods("done") and kube.kubectl(
-        "get", "configmap,service", "-n", jobs.ns, "-l", "heurimentor.io/job=done", "-o", "name").stdout.strip() == "", timeout=60)
+    wait_for(
+        "pods, config and service collected",
+        lambda: (
+            not jobs.pods("done")
+            and kube.kubectl("get", "configmap,service", "-n", jobs.ns, "-l", "heurimentor.io/job=done", "-o", "name").stdout.strip() == ""
+        ),
+        timeout=60,
+    )
 
 
 def test_suspend_deletes_pods_and_resume_recreates_them(kube, jobs):
@@ -179,8 +202,14 @@ def test_deleting_the_job_removes_everything(kube, jobs):
     assert jobs.apply(small("gone", elastic={"replicas": 2})).returncode == 0
     wait_for("2 running", lambda: running_count(jobs, "gone") == 2)
     kube.kubectl("delete", "a2j", "gone", "-n", jobs.ns, "--wait=true", "--timeout=30s")
-    wait_for("pods, config and service collected", lambda: not jobs.pods("gone") and kube.kubectl(
-        "get", "configmap,service", "-n", jobs.ns, "-l", "heurimentor.io/job=gone", "-o", "name").stdout.strip() == "", timeout=60)
+    wait_for(
+        "pods, config and service collected",
+        lambda: (
+            not jobs.pods("gone")
+            and kube.kubectl("get", "configmap,service", "-n", jobs.ns, "-l", "heurimentor.io/job=gone", "-o", "name").stdout.strip() == ""
+        ),
+        timeout=60,
+    )
 
 
 def test_rollback_annotation_and_progress_reports(kube, jobs):
@@ -193,7 +222,9 @@ def test_rollback_annotation_and_progress_reports(kube, jobs):
     columns = kube.kubectl("get", "a2j", "rolling", "-n", jobs.ns, "--no-headers").stdout.split()
     assert "40" in columns and "2.25" in columns and "3" in columns
     kube.kubectl("annotate", "a2j", "rolling", "-n", jobs.ns, "heurimentor.io/rollback-to-step=20")
-    pod = wait_for("pod of attempt 1", lambda: [p for p in jobs.pods("rolling") if p["metadata"]["labels"]["heurimentor.io/attempt"] == "1"])
+    pod = wait_for(
+        "pod of attempt 1", lambda: [p for p in jobs.pods("rolling") if p["metadata"]["labels"]["heurimentor.io/attempt"] == "1"]
+    )
     env = {e["name"]: e.get("value") for e in pod[0]["spec"]["containers"][0]["env"]}
     assert env["HEURIMENTOR_ROLLBACK_TO_STEP"] == "20"
     assert jobs.status("rolling")["rollback"]["step"] == 20
@@ -217,10 +248,18 @@ def tsm(postgres_url):
     from tsm_service.migrations import upgrade
 
     upgrade(postgres_url)
-    settings = load_settings(database_url=postgres_url, evaluate_interval_seconds=0, log_json=False, auth_token=TSM_TOKEN,
-                             detectors={"spike": {"rollback_margin_steps": 10}})
-    with serve_app(create_app(settings), name="TSM") as url, httpx.Client(base_url=url) as client:
-        yield client
+    settings = load_settings(
+        database_url=postgres_url,
+        evaluate_interval_seconds=0,
+        log_json=False,
+        auth_token=TSM_TOKEN,
+        detectors={"spike": {"rollback_margin_steps": 10}},
+    )
+    with (
+        serve_app(create_app(settings), name="TSM") as url,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TSM_TOKEN}"}) as client,
+    ):
+        yield client  # reads need the token too: they are closed in production
 
 
 def report(tsm, job, steps, bad=None):
@@ -228,11 +267,18 @@ def report(tsm, job, steps, bad=None):
     from heurimentor.contracts.metrics import MetricBatch
 
     bad = bad or {}
-    points = [{"step": s, "rank": 0, "time": 1.7e9 + s, "tokens_seen": 1000 * s,
-               "scalars": {"loss": 2.0, "grad_norm": 1.0, **({bad[s]: float("nan")} if s in bad else {})}} for s in steps]
+    points = [
+        {
+            "step": s,
+            "rank": 0,
+            "time": 1.7e9 + s,
+            "tokens_seen": 1000 * s,
+            "scalars": {"loss": 2.0, "grad_norm": 1.0, **({bad[s]: float("nan")} if s in bad else {})},
+        }
+        for s in steps
+    ]
     batch = MetricBatch.model_validate({"batch_id": uuid.uuid4().hex, "points": points})
-    response = tsm.post(f"/v1/jobs/{job}/metrics", content=batch.model_dump_json(),
-                        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TSM_TOKEN}"})
+    response = tsm.post(f"/v1/jobs/{job}/metrics", content=batch.model_dump_json(), headers={"Content-Type": "application/json"})
     assert response.status_code == 200, response.text
 
 
@@ -244,7 +290,7 @@ def test_a_suspended_job_is_paused_on_the_tsm_and_resumed(kube, jobs, tsm):
     report(tsm, f"{jobs.ns}.napping", range(0, 5))
     kube.kubectl("patch", "a2j", "napping", "-n", jobs.ns, "--type=merge", "-p", '{"spec":{"runPolicy":{"suspend":true}}}')
     paused = wait_for("suspended on the TSM", lambda: tsm.get(f"/v1/jobs/{jobs.ns}.napping").json()["suspended_at"])
-    assert tsm.post(f"/v1/jobs/{jobs.ns}.napping/evaluate", headers={"Authorization": f"Bearer {TSM_TOKEN}"}).json() == []
+    assert tsm.post(f"/v1/jobs/{jobs.ns}.napping/evaluate").json() == []
     assert paused > 0
     kube.kubectl("patch", "a2j", "napping", "-n", jobs.ns, "--type=merge", "-p", '{"spec":{"runPolicy":{"suspend":false}}}')
     wait_for("resumed on the TSM", lambda: tsm.get(f"/v1/jobs/{jobs.ns}.napping").json()["suspended_at"] is None)
@@ -275,7 +321,9 @@ def test_tsm_rollback_recommendations_are_applied_and_acknowledged(kube, jobs, t
     rollback = jobs.status("spiky")["rollback"]
     answered = "+".join(str(i) for i in sorted((by_step[40]["id"], by_step[41]["id"])))
     assert (rollback["step"], rollback["skipSteps"], rollback["requestId"]) == (30, [30, 41], f"tsm/{answered}")
-    closed = wait_for("recommendations closed", lambda: all(r["status"] != "open" for r in recommendations().values()) and recommendations())
+    closed = wait_for(
+        "recommendations closed", lambda: all(r["status"] != "open" for r in recommendations().values()) and recommendations()
+    )
     assert {r["skip_to_step"]: r["status"] for r in closed.values()} == {5: "dismissed", 40: "acknowledged", 41: "acknowledged"}
     assert {"TSMRollback", "Rollback"} <= {e["reason"] for e in jobs.events("spiky")}
 
@@ -299,8 +347,9 @@ def test_status_follows_the_trainers_progress_reporter(kube, jobs):
     reporter.step(30, loss=1.5, mixture_version=2, tokens=30 * 96 * 128)
     reporter.checkpoint(30, "/ckpt/step-00000030")
     reporter.close()
-    status = wait_for("step 30 and its checkpoint in status",
-                      lambda: (s := jobs.status("reported")).get("step") == 30 and s.get("lastCheckpoint") and s)
+    status = wait_for(
+        "step 30 and its checkpoint in status", lambda: (s := jobs.status("reported")).get("step") == 30 and s.get("lastCheckpoint") and s
+    )
     assert (status["loss"], status["mixtureVersion"], status["tokens"], status["progress"]) == (1.5, 2, 30 * 96 * 128, "30.0%")
     assert status["lastCheckpoint"] == {"step": 30, "path": "/ckpt/step-00000030"}
 
@@ -331,13 +380,22 @@ def test_a_worker_pod_run_for_real_trains_reports_to_the_tsm_and_fills_the_statu
         info = write_shard(folder / "00000.bin", [rng.integers(0, 500, size=int(rng.integers(30, 90))) for _ in range(40)], 512)
         Manifest(source=source, tokenizer_id="test", vocab_size=512, shards=[info]).write(folder)
     upgrade(f"sqlite:///{tmp_path / 'tsm.db'}")
-    tsm_app = create_app(load_settings(database_url=f"sqlite:///{tmp_path / 'tsm.db'}", evaluate_interval_seconds=0, log_json=False,
-                                       environment="development"))  # open TSM: the worker here sends no token
+    tsm_app = create_app(
+        load_settings(
+            database_url=f"sqlite:///{tmp_path / 'tsm.db'}", evaluate_interval_seconds=0, log_json=False, environment="development"
+        )
+    )  # open TSM: the worker here sends no token
     with serve_app(tsm_app, name="TSM") as tsm_url:
-        body = small("real", elastic={"minReplicas": 1, "maxReplicas": 1, "replicas": 1}, nprocPerNode=2,
-                     data={"shardRoot": str(tmp_path / "shards"), "dmuUrl": None, "mixture": None}, tsm={"url": tsm_url},
-                     checkpoint={"path": str(tmp_path / "ckpt"), "intervalSteps": 1}, metrics={"prometheusPort": 0},
-                     hyperparameters={"globalBatchSize": 4, "microBatchSize": 1, "steps": 2, "seqLen": 16, "learningRate": 1e-3})
+        body = small(
+            "real",
+            elastic={"minReplicas": 1, "maxReplicas": 1, "replicas": 1},
+            nprocPerNode=2,
+            data={"shardRoot": str(tmp_path / "shards"), "dmuUrl": None, "mixture": None},
+            tsm={"url": tsm_url},
+            checkpoint={"path": str(tmp_path / "ckpt"), "intervalSteps": 1},
+            metrics={"prometheusPort": 0},
+            hyperparameters={"globalBatchSize": 4, "microBatchSize": 1, "steps": 2, "seqLen": 16, "learningRate": 1e-3},
+        )
         body["spec"]["data"] = {k: v for k, v in body["spec"]["data"].items() if v is not None}
         applied = jobs.apply(body)
         assert applied.returncode == 0, applied.stderr
@@ -361,8 +419,9 @@ def test_a_worker_pod_run_for_real_trains_reports_to_the_tsm_and_fills_the_statu
         assert command[0] == "torchrun" and command[-2:] == ["--config", "/etc/heurimentor/train.yaml"]
         command = [str(Path(sys.executable).parent / "torchrun"), *command[1:-1], str(tmp_path / "train.yaml")]
         process_env = {k: v for k, v in os.environ.items() if not k.startswith("HEURIMENTOR_")}
-        process_env.update(env, OMP_NUM_THREADS="1", KUBECONFIG=str(worker_kubeconfig(kube, jobs.ns)),
-                           PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        process_env.update(
+            env, OMP_NUM_THREADS="1", KUBECONFIG=str(worker_kubeconfig(kube, jobs.ns)), PYTHONPATH=str(Path(__file__).resolve().parents[2])
+        )
         result = subprocess.run(command, env=process_env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-5000:]
 
