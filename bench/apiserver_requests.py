@@ -11,9 +11,15 @@ WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY", "DELETECOLLECTION"}
 # (group, resource) a job controller reads or writes; subresources other than a job's status are
 # other components' work (pods/binding: the scheduler; pods/status: KWOK). POSTs count answered
 # 409s too (a create of a pod that exists).
-CONTROLLER_RESOURCES = {("", "pods"), ("", "services"), ("", "configmaps"), ("", "events"),
-                        ("heurimentor.io", "aquila2trainingjobs"), ("kubeflow.org", "pytorchjobs")}
-_LINE = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
+CONTROLLER_RESOURCES = {
+    ("", "pods"),
+    ("", "services"),
+    ("", "configmaps"),
+    ("", "events"),
+    ("heurimentor.io", "aquila2trainingjobs"),
+    ("kubeflow.org", "pytorchjobs"),
+}
+_LINE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -48,5 +54,8 @@ class Requests:
             if n:
                 delta[(verb, group, resource, sub)] = n
         by_kind = {f"{v} {r}{'/' + s if s else ''}": n for (v, _, r, s), n in sorted(delta.items()) if v in WRITE_VERBS}
-        return {"writes": sum(n for (v, *_), n in delta.items() if v in WRITE_VERBS),
-                "reads": sum(n for (v, *_), n in delta.items() if v not in WRITE_VERBS), "by_kind": by_kind}
+        return {
+            "writes": sum(n for (v, *_), n in delta.items() if v in WRITE_VERBS),
+            "reads": sum(n for (v, *_), n in delta.items() if v not in WRITE_VERBS),
+            "by_kind": by_kind,
+        }

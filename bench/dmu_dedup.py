@@ -40,8 +40,14 @@ def run_ours(texts: list[str], cfg: DedupConfig, batch: int = 2048) -> tuple[lis
     return flags, time.process_time() - start
 
 
-def run_datasketch(texts: list[str], cfg: DedupConfig, *, threshold: float | None = None,
-                   params: tuple[int, int] | None = None, shingle_sets: list[set[str]] | None = None) -> tuple[list[bool], float]:
+def run_datasketch(
+    texts: list[str],
+    cfg: DedupConfig,
+    *,
+    threshold: float | None = None,
+    params: tuple[int, int] | None = None,
+    shingle_sets: list[set[str]] | None = None,
+) -> tuple[list[bool], float]:
     lsh = MinHashLSH(threshold=threshold or 0.9, num_perm=cfg.num_perm, params=params)
     flags: list[bool] = []
     start = time.process_time()
@@ -68,8 +74,9 @@ def recall_by_rate(docs: list[dmu_eval.EvalDoc], flags: list[bool], labels: list
     rate_of = {d.base: d.edit_rate for d in docs if d.label == "variant"}
     out = []
     for rate in dmu_eval.EDIT_RATES:
-        hits = [f for d, f, g in zip(docs, flags, labels, strict=True)
-                if g and d.language == language and rate_of.get(d.base or d.id) == rate]
+        hits = [
+            f for d, f, g in zip(docs, flags, labels, strict=True) if g and d.language == language and rate_of.get(d.base or d.id) == rate
+        ]
         out.append(f"{sum(hits) / max(len(hits), 1):.3f}")
     return out
 
@@ -83,9 +90,11 @@ def main() -> None:
     docs, labels = dmu_eval.load_or_build().dedup_stream()
     docs, labels = docs[: args.limit], labels[: args.limit]
     texts = [normalize(d.text) for d in docs]
-    print(f"stream: {len(texts)} docs ({sum(labels)} positives), {sum(map(len, texts)) / 1e6:.1f} M chars; "
-          f"{cfg.num_perm} permutations, {cfg.bands} bands x {cfg.rows} rows, verified at Jaccard >= {cfg.threshold}, "
-          f"{cfg.ngram}-unit script-aware shingles")
+    print(
+        f"stream: {len(texts)} docs ({sum(labels)} positives), {sum(map(len, texts)) / 1e6:.1f} M chars; "
+        f"{cfg.num_perm} permutations, {cfg.bands} bands x {cfg.rows} rows, verified at Jaccard >= {cfg.threshold}, "
+        f"{cfg.ngram}-unit script-aware shingles"
+    )
     run_ours(texts[:300], cfg)  # warm-up (allocations, lazy imports)
     pre = [shingles(t, ngram=cfg.ngram) for t in texts]
     # Interleaved repeats, best of each; CPU time, since the machine is shared.
@@ -100,18 +109,24 @@ def main() -> None:
     old_flags, _ = run_ours(texts, cfg.model_copy(update={"bands": 14, "rows": 8, "threshold": 0.01}))
     n = len(texts)
     print(f"{'method':<52}{'docs/CPU s':>11}{'P':>7}{'R':>7}{'F1':>7}   recall en 2/5/10/15 %   recall zh 2/5/10/15 %")
-    rows = [("ours (LSH 28x4 + verification)", ours_flags, ours_s),
-            (f"datasketch.MinHashLSH(threshold={cfg.threshold})", ds_flags, ds_s),
-            ("datasketch 14x8 (previous default bands)", ds_old_flags, None),
-            ("ours, 14x8 without verification (previous)", old_flags, None)]
+    rows = [
+        ("ours (LSH 28x4 + verification)", ours_flags, ours_s),
+        (f"datasketch.MinHashLSH(threshold={cfg.threshold})", ds_flags, ds_s),
+        ("datasketch 14x8 (previous default bands)", ds_old_flags, None),
+        ("ours, 14x8 without verification (previous)", old_flags, None),
+    ]
     for name, flags, seconds in rows:
         p, r, f1 = scores(flags, labels)
         speed = f"{n / seconds:>11.0f}" if seconds else f"{'':>11}"
-        print(f"{name:<52}{speed}{p:>7.3f}{r:>7.3f}{f1:>7.3f}   {' '.join(recall_by_rate(docs, flags, labels, 'en')):<24}"
-              f"{' '.join(recall_by_rate(docs, flags, labels, 'zh'))}")
+        print(
+            f"{name:<52}{speed}{p:>7.3f}{r:>7.3f}{f1:>7.3f}   {' '.join(recall_by_rate(docs, flags, labels, 'en')):<24}"
+            f"{' '.join(recall_by_rate(docs, flags, labels, 'zh'))}"
+        )
     print(f"{'datasketch, shingles precomputed (untimed)':<52}{n / ds_pre_s:>11.0f}")
-    print(f"speed ratio ours / datasketch: {ds_s / ours_s:.1f}x end to end (target >= 8x); "
-          f"{ds_pre_s / ours_s:.1f}x against datasketch given its shingles for free")
+    print(
+        f"speed ratio ours / datasketch: {ds_s / ours_s:.1f}x end to end (target >= 8x); "
+        f"{ds_pre_s / ours_s:.1f}x against datasketch given its shingles for free"
+    )
     for language in ("en", "zh"):
         sub = [i for i, d in enumerate(docs) if d.language == language]
         p, r, f1 = scores([ours_flags[i] for i in sub], [labels[i] for i in sub])

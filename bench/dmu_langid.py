@@ -25,16 +25,27 @@ TERMS = ["GPU", "Python", "API", "deep learning", "Transformer", "open source"]
 # Hard negatives a Chinese/English filter must reject (written for this benchmark): kanji-heavy Japanese
 # first, then Korean, French, German.
 OTHER = [
-    ("東京都内の大学で研究者として働いています。", "ja"), ("昨日は雨が降ったので、図書館で本を読みました。", "ja"),
-    ("日本経済新聞社の調査によると、企業の設備投資が増加している。", "ja"), ("会議は午後三時から始まる予定です。", "ja"),
-    ("新しい駅の建設工事は来年完成する見込みだ。", "ja"), ("この問題について、政府は慎重に検討している。", "ja"),
-    ("서울은 한국의 수도이며 인구가 매우 많습니다.", "ko"), ("어제 친구와 함께 영화를 보러 갔어요.", "ko"),
-    ("Le train pour Lyon part à huit heures du matin.", "fr"), ("Nous avons visité le musée avec les enfants hier.", "fr"),
-    ("La réunion a été reportée à la semaine prochaine.", "fr"), ("Die Kinder spielen jeden Abend im Park Fußball.", "de"),
-    ("Wir haben gestern einen langen Spaziergang gemacht.", "de"), ("Der Zug nach Berlin hat zwanzig Minuten Verspätung.", "de"),
+    ("東京都内の大学で研究者として働いています。", "ja"),
+    ("昨日は雨が降ったので、図書館で本を読みました。", "ja"),
+    ("日本経済新聞社の調査によると、企業の設備投資が増加している。", "ja"),
+    ("会議は午後三時から始まる予定です。", "ja"),
+    ("新しい駅の建設工事は来年完成する見込みだ。", "ja"),
+    ("この問題について、政府は慎重に検討している。", "ja"),
+    ("서울은 한국의 수도이며 인구가 매우 많습니다.", "ko"),
+    ("어제 친구와 함께 영화를 보러 갔어요.", "ko"),
+    ("Le train pour Lyon part à huit heures du matin.", "fr"),
+    ("Nous avons visité le musée avec les enfants hier.", "fr"),
+    ("La réunion a été reportée à la semaine prochaine.", "fr"),
+    ("Die Kinder spielen jeden Abend im Park Fußball.", "de"),
+    ("Wir haben gestern einen langen Spaziergang gemacht.", "de"),
+    ("Der Zug nach Berlin hat zwanzig Minuten Verspätung.", "de"),
 ]
-TRADITIONAL_ZH = ["這個城市的圖書館每天晚上都開到十點。", "我們昨天在公園裡散步，天氣非常好。", "學生們正在準備下個月的考試。",
-                  "這家餐廳的菜很好吃，價格也很合理。"]
+TRADITIONAL_ZH = [
+    "這個城市的圖書館每天晚上都開到十點。",
+    "我們昨天在公園裡散步，天氣非常好。",
+    "學生們正在準備下個月的考試。",
+    "這家餐廳的菜很好吃，價格也很合理。",
+]
 
 
 def _sentences(language: str) -> list[str]:
@@ -46,7 +57,8 @@ def labelled_set() -> dict[str, list[tuple[str, str]]]:
     return {
         "sentences": [(s, "en") for s in en] + [(s, "zh") for s in zh],
         "short prefixes": [(" ".join(s.split()[:5]), "en") for s in en] + [(s[:8], "zh") for s in zh],
-        "3-sentence docs": [(" ".join(en[i : i + 3]), "en") for i in range(0, 78, 3)] + [("".join(zh[i : i + 3]), "zh") for i in range(0, 78, 3)],
+        "3-sentence docs": [(" ".join(en[i : i + 3]), "en") for i in range(0, 78, 3)]
+        + [("".join(zh[i : i + 3]), "zh") for i in range(0, 78, 3)],
         "code-switched zh": [(s[: len(s) // 2] + TERMS[i % len(TERMS)] + s[len(s) // 2 :], "zh") for i, s in enumerate(zh)],
         "traditional zh": [(s, "zh") for s in TRADITIONAL_ZH],
         "other languages": OTHER,
@@ -68,8 +80,10 @@ def main() -> None:
         total, correct, baseline_correct = total + len(cases), correct + ok, baseline_correct + base
     elapsed = time.perf_counter() - started
     print(f"{'all':<20}{total:>5}{correct / total:>9.3f}{baseline_correct / total:>18.3f}")
-    print(f"lingua accuracy {correct / total:.3f} vs script heuristic {baseline_correct / total:.3f} on {total} samples "
-          f"(EN/ZH + other-language negatives), {total / elapsed:.0f} samples/s")
+    print(
+        f"lingua accuracy {correct / total:.3f} vs script heuristic {baseline_correct / total:.3f} on {total} samples "
+        f"(EN/ZH + other-language negatives), {total / elapsed:.0f} samples/s"
+    )
 
 
 if __name__ == "__main__":

@@ -92,19 +92,24 @@ def main() -> None:
         results = {}
         for mode in ("pipeline", "naive"):
             started = time.perf_counter()
-            out = subprocess.run([sys.executable, __file__, "--child", mode, str(path), workdir],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", mode, str(path), workdir], check=True, capture_output=True, text=True
+            ).stdout
             results[mode] = (json.loads(out.strip().splitlines()[-1]), time.perf_counter() - started)
         counts, seconds = results["pipeline"]
         print(f"input {size_mb:.0f} MiB: {NORMAL_DOCS} normal documents + gigantic {GIANT_BYTES >> 20} MiB lines")
-        print(f"pipeline run: peak RSS {counts['peak_rss_mb']:.0f} MiB in {seconds:.0f} s (of which {counts['floor_mb']:.0f} MiB "
-              f"before reading: interpreter, libraries, lingua models); read {counts['read']}, "
-              f"too_long {counts['too_long']}, kept {counts['kept']}")
+        print(
+            f"pipeline run: peak RSS {counts['peak_rss_mb']:.0f} MiB in {seconds:.0f} s (of which {counts['floor_mb']:.0f} MiB "
+            f"before reading: interpreter, libraries, lingua models); read {counts['read']}, "
+            f"too_long {counts['too_long']}, kept {counts['kept']}"
+        )
         naive, naive_s = results["naive"]
         print(f"naive reader (json.loads per whole line, baseline): peak RSS {naive['peak_rss_mb']:.0f} MiB in {naive_s:.0f} s")
         growth = counts["peak_rss_mb"] - counts["floor_mb"]
-        print(f"pipeline growth above its floor: {growth:.0f} MiB = {growth / size_mb:.3f} x input size "
-              f"(naive reader: {naive['peak_rss_mb'] / size_mb:.3f} x, dominated by one {GIANT_BYTES >> 20} MiB line held 3 times)")
+        print(
+            f"pipeline growth above its floor: {growth:.0f} MiB = {growth / size_mb:.3f} x input size "
+            f"(naive reader: {naive['peak_rss_mb'] / size_mb:.3f} x, dominated by one {GIANT_BYTES >> 20} MiB line held 3 times)"
+        )
 
 
 if __name__ == "__main__":

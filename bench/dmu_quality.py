@@ -30,11 +30,27 @@ from hack import dmu_eval  # noqa: E402
 
 # The defaults before issue 12: every English rule on, C4's line rules included, lingua on every document.
 PREVIOUS_DEFAULTS = {
-    "english": {"min_words": 50, "min_alpha_words": 0.8, "ngram_limit_scale": 1.0, "c4_curly_bracket": True,
-                "c4_line_rules": True, "c4_min_sentences": 5, "min_line_punct_ratio": 0.12, "max_short_line_ratio": 0.67,
-                "max_dup_line_char_ratio": 0.01, "max_newline_word_ratio": 0.3, "max_menu_line_ratio": 1.0},
-    "chinese": {"min_cjk_ratio": 0.3, "max_char_ngram_dup_ratio": 0.25, "max_dup_line_frac": 0.3, "min_function_char_ratio": 0.0,
-                "max_menu_line_ratio": 1.0, "max_short_line_ratio": 1.0},
+    "english": {
+        "min_words": 50,
+        "min_alpha_words": 0.8,
+        "ngram_limit_scale": 1.0,
+        "c4_curly_bracket": True,
+        "c4_line_rules": True,
+        "c4_min_sentences": 5,
+        "min_line_punct_ratio": 0.12,
+        "max_short_line_ratio": 0.67,
+        "max_dup_line_char_ratio": 0.01,
+        "max_newline_word_ratio": 0.3,
+        "max_menu_line_ratio": 1.0,
+    },
+    "chinese": {
+        "min_cjk_ratio": 0.3,
+        "max_char_ngram_dup_ratio": 0.25,
+        "max_dup_line_frac": 0.3,
+        "min_function_char_ratio": 0.0,
+        "max_menu_line_ratio": 1.0,
+        "max_short_line_ratio": 1.0,
+    },
     "langid": {"fast_path": False},
 }
 
@@ -61,13 +77,17 @@ def report(name: str, table: dict, seconds: float, n_docs: int) -> None:
     rules = sorted({k for row in table.values() for k in row if k not in ("total", "ok")})
     for lang in ("en", "zh"):
         good, junk = table.get((lang, "good"), Counter()), table.get((lang, "junk"), Counter())
-        print(f"{lang}: good kept {good['ok'] / max(good['total'], 1):.1%} of {good['total']}, "
-              f"junk removed {1 - junk['ok'] / max(junk['total'], 1):.1%} of {junk['total']}")
+        print(
+            f"{lang}: good kept {good['ok'] / max(good['total'], 1):.1%} of {good['total']}, "
+            f"junk removed {1 - junk['ok'] / max(junk['total'], 1):.1%} of {junk['total']}"
+        )
     other = table.get(("other", "other"), Counter())
     print(f"other languages removed {1 - other['ok'] / max(other['total'], 1):.1%} of {other['total']}")
     print(f"{'rule':<34}{'good en':>9}{'junk en':>9}{'good zh':>9}{'junk zh':>9}{'other':>7}")
     for rule in rules:
-        cells = [table.get(key, Counter())[rule] for key in (("en", "good"), ("en", "junk"), ("zh", "good"), ("zh", "junk"), ("other", "other"))]
+        cells = [
+            table.get(key, Counter())[rule] for key in (("en", "good"), ("en", "junk"), ("zh", "good"), ("zh", "junk"), ("other", "other"))
+        ]
         print(f"{rule:<34}" + "".join(f"{c:>9}" for c in cells[:4]) + f"{cells[4]:>7}")
 
 
@@ -83,8 +103,13 @@ def junk_by_kind(docs: list[dmu_eval.EvalDoc], cfg: PipelineConfig) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", action="store_true", help="also run the previous defaults")
-    parser.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
-                        help="override a default, e.g. english.min_alpha_words=0.7 (JSON value)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STAGE.KEY=VALUE",
+        help="override a default, e.g. english.min_alpha_words=0.7 (JSON value)",
+    )
     args = parser.parse_args()
     overrides: dict = {}
     for item in args.set:

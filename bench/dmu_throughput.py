@@ -78,8 +78,11 @@ def in_process(path: Path, work: Path) -> tuple[float, float, dict]:
 
 
 def cli(path: Path, work: Path) -> tuple[float, float]:
-    env = {**os.environ, "HEURIMENTOR_DMU_DATA_DIR": str(work / "data"),
-           "HEURIMENTOR_DMU_DATABASE_URL": f"sqlite:///{work / 'dmu.sqlite3'}"}
+    env = {
+        **os.environ,
+        "HEURIMENTOR_DMU_DATA_DIR": str(work / "data"),
+        "HEURIMENTOR_DMU_DATABASE_URL": f"sqlite:///{work / 'dmu.sqlite3'}",
+    }
     heurimentor = str(Path(sys.executable).with_name("heurimentor"))
     subprocess.run([heurimentor, "dmu", "migrate"], env=env, check=True, capture_output=True)
     subprocess.run([heurimentor, "dmu", "source", "add", "bench", "--language", "mixed"], env=env, check=True, capture_output=True)
@@ -104,11 +107,16 @@ def main() -> None:
         run_cpu, run_wall, counts = in_process(path, tmp / "a")
         (tmp / "b").mkdir()
         cli_cpu, cli_wall = cli(path, tmp / "b")
-        print(f"kept {counts['kept']}, near_dup {counts['near_dup']}, exact_dup {counts['exact_dup']}, "
-              f"language {counts['language']}, filtered {sum(counts['filtered'].values())}")
+        print(
+            f"kept {counts['kept']}, near_dup {counts['near_dup']}, exact_dup {counts['exact_dup']}, "
+            f"language {counts['language']}, filtered {sum(counts['filtered'].values())}"
+        )
         print(f"{'':<34}{'docs/CPU s':>11}{'docs/s wall':>13}")
-        for name, cpu, wall in (("stages (no I/O)", stage_cpu, stage_wall), ("in process (execute_run)", run_cpu, run_wall),
-                                ("heurimentor dmu ingest", cli_cpu, cli_wall)):
+        for name, cpu, wall in (
+            ("stages (no I/O)", stage_cpu, stage_wall),
+            ("in process (execute_run)", run_cpu, run_wall),
+            ("heurimentor dmu ingest", cli_cpu, cli_wall),
+        ):
             print(f"{name:<34}{n / cpu:>11.0f}{n / wall:>13.0f}")
         print(f"CLI / in process: {cli_cpu / run_cpu:.2f}x CPU time (target <= 1.5x); goal >= 5,000 docs/CPU s end to end")
 

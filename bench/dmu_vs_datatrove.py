@@ -55,7 +55,9 @@ from dmu_service.pipeline.process import DocumentProcessor  # noqa: E402
 from dmu_service.pipeline.readers import Record  # noqa: E402
 from hack import dmu_eval  # noqa: E402
 
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]|[^\W\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]+|[^\w\s]")
+_TOKEN = re.compile(
+    r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]|[^\W\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]+|[^\w\s]"
+)
 
 
 class RegexWordTokenizer(WhitespaceTokenizer):
@@ -66,8 +68,12 @@ class RegexWordTokenizer(WhitespaceTokenizer):
 
 
 def datatrove_filters(tokenizer) -> list:
-    return [GopherRepetitionFilter(language=tokenizer), GopherQualityFilter(language=tokenizer),
-            C4QualityFilter(language=tokenizer), FineWebQualityFilter(language=tokenizer)]
+    return [
+        GopherRepetitionFilter(language=tokenizer),
+        GopherQualityFilter(language=tokenizer),
+        C4QualityFilter(language=tokenizer),
+        FineWebQualityFilter(language=tokenizer),
+    ]
 
 
 def run_datatrove_filters(docs: list[dmu_eval.EvalDoc], tokenizer) -> tuple[list[bool], float]:
@@ -106,8 +112,12 @@ def run_datatrove_minhash(texts: list[str], tokenizer) -> tuple[list[bool], floa
         for _ in MinhashDedupSignature(output_folder=sigs, config=config, language=tokenizer).run(iter(docs), rank=0, world_size=1) or ():
             pass
         for bucket in range(config.num_buckets):
-            for _ in MinhashDedupBuckets(input_folder=sigs, output_folder=buckets, config=config).run(
-                    None, rank=bucket, world_size=config.num_buckets) or ():
+            for _ in (
+                MinhashDedupBuckets(input_folder=sigs, output_folder=buckets, config=config).run(
+                    None, rank=bucket, world_size=config.num_buckets
+                )
+                or ()
+            ):
                 pass
         for _ in MinhashDedupCluster(input_folder=buckets, output_folder=remove, config=config).run(None) or ():
             pass
@@ -168,16 +178,20 @@ def main() -> None:
 
     for name, flags in (("ours", ours_flags), ("datatrove", dt_flags)):
         p, r, f1 = scores(flags, labels)
-        print(f"{name:<12}{p:>7.3f}{r:>7.3f}{f1:>7.3f}   {' '.join(recall_by_rate(stream, flags, labels, 'en')):<25}"
-              f"{' '.join(recall_by_rate(stream, flags, labels, 'zh'))}")
+        print(
+            f"{name:<12}{p:>7.3f}{r:>7.3f}{f1:>7.3f}   {' '.join(recall_by_rate(stream, flags, labels, 'en')):<25}"
+            f"{' '.join(recall_by_rate(stream, flags, labels, 'zh'))}"
+        )
 
     print("\n-- docs per CPU second")
     print(f"{'':<12}{'rules':>10}{'dedup':>10}{'rules+dedup':>13}")
     for name, rules_s, dedup_s in (("ours", ours_rules_s, ours_dedup_s), ("datatrove", dt_rules_s, dt_dedup_s)):
-        print(f"{name:<12}{len(docs) / rules_s:>10.0f}{len(texts) / dedup_s:>10.0f}"
-              f"{1 / (rules_s / len(docs) + dedup_s / len(texts)):>13.0f}")
-    print(f"ratio ours / datatrove: rules {dt_rules_s / len(docs) / (ours_rules_s / len(docs)):.1f}x, "
-          f"dedup {dt_dedup_s / ours_dedup_s:.1f}x")
+        print(
+            f"{name:<12}{len(docs) / rules_s:>10.0f}{len(texts) / dedup_s:>10.0f}{1 / (rules_s / len(docs) + dedup_s / len(texts)):>13.0f}"
+        )
+    print(
+        f"ratio ours / datatrove: rules {dt_rules_s / len(docs) / (ours_rules_s / len(docs)):.1f}x, dedup {dt_dedup_s / ours_dedup_s:.1f}x"
+    )
 
 
 if __name__ == "__main__":

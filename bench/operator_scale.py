@@ -41,10 +41,21 @@ PARALLEL_API_CALLS = 16
 
 def job_manifest(index: int, namespace: str, workers: int) -> dict:
     pools = [
-        {"name": "a100", "nodeSelector": {"heurimentor.io/accelerator": "nvidia-a100"}, "acceleratorType": "nvidia-a100",
-         "resources": {"limits": {"nvidia.com/gpu": 1}}, "relativeThroughput": 1.0, "maxReplicas": workers // 2},
-        {"name": "h800", "nodeSelector": {"heurimentor.io/accelerator": "nvidia-h800"}, "acceleratorType": "nvidia-h800",
-         "resources": {"limits": {"nvidia.com/gpu": 1}}, "relativeThroughput": 2.0},
+        {
+            "name": "a100",
+            "nodeSelector": {"heurimentor.io/accelerator": "nvidia-a100"},
+            "acceleratorType": "nvidia-a100",
+            "resources": {"limits": {"nvidia.com/gpu": 1}},
+            "relativeThroughput": 1.0,
+            "maxReplicas": workers // 2,
+        },
+        {
+            "name": "h800",
+            "nodeSelector": {"heurimentor.io/accelerator": "nvidia-h800"},
+            "acceleratorType": "nvidia-h800",
+            "resources": {"limits": {"nvidia.com/gpu": 1}},
+            "relativeThroughput": 2.0,
+        },
     ]
     return {
         "apiVersion": "heurimentor.io/v1alpha1",
@@ -64,7 +75,9 @@ def operator_user(plane: ControlPlane) -> Path:
     """The chart's operator ClusterRole bound to a non-admin user, as in the tests."""
     rendered = subprocess.run(
         [str(plane.bin_dir / "helm"), "template", "hm", str(CHART), "--show-only", "templates/operator-rbac.yaml"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "hm-operator")
@@ -158,8 +171,9 @@ def run_operator(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int,
                 durations.append(time.perf_counter() - t0)
 
     handlers.reconcile = timed
-    handlers.SETTINGS = OperatorSettings(kubeconfig=kubeconfig, metrics_port=0, health_port=0, log_level="WARNING",
-                                         max_parallel_api_calls=PARALLEL_API_CALLS)
+    handlers.SETTINGS = OperatorSettings(
+        kubeconfig=kubeconfig, metrics_port=0, health_port=0, log_level="WARNING", max_parallel_api_calls=PARALLEL_API_CALLS
+    )
     namespaces = [plane.create_namespace(f"bench-{round_}-{i}") for i in range(10)]
     manifests = [job_manifest(i, namespaces[i % len(namespaces)], workers) for i in range(jobs)]
     watcher = BoundWatcher(plane, "app.kubernetes.io/managed-by=heurimentor-operator")
@@ -172,8 +186,14 @@ def run_operator(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int,
         start = time.perf_counter()
         # "Applied at once": created in parallel, as many clients (or one `kubectl apply` per job) would.
         with ThreadPoolExecutor(PARALLEL_API_CALLS) as pool:
-            list(pool.map(lambda m: custom.create_namespaced_custom_object(
-                "heurimentor.io", "v1alpha1", m["metadata"]["namespace"], "aquila2trainingjobs", m, _preload_content=False), manifests))
+            list(
+                pool.map(
+                    lambda m: custom.create_namespaced_custom_object(
+                        "heurimentor.io", "v1alpha1", m["metadata"]["namespace"], "aquila2trainingjobs", m, _preload_content=False
+                    ),
+                    manifests,
+                )
+            )
         applied = time.perf_counter() - start
         bound, running = watcher.wait(jobs * workers, start)
         # ...and the operator has seen them run: every job's status says `workers` replicas.
@@ -192,9 +212,20 @@ def run_operator(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int,
             durations.clear()
         # Steady state: touch every job once (a label change: nothing to create) and time those passes.
         with ThreadPoolExecutor(PARALLEL_API_CALLS) as pool:
-            list(pool.map(lambda m: custom.patch_namespaced_custom_object(
-                "heurimentor.io", "v1alpha1", m["metadata"]["namespace"], "aquila2trainingjobs", m["metadata"]["name"],
-                {"metadata": {"labels": {"bench": "touched"}}}, _preload_content=False), manifests))
+            list(
+                pool.map(
+                    lambda m: custom.patch_namespaced_custom_object(
+                        "heurimentor.io",
+                        "v1alpha1",
+                        m["metadata"]["namespace"],
+                        "aquila2trainingjobs",
+                        m["metadata"]["name"],
+                        {"metadata": {"labels": {"bench": "touched"}}},
+                        _preload_content=False,
+                    ),
+                    manifests,
+                )
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with lock:
@@ -209,8 +240,15 @@ def run_operator(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int,
     deadline = time.monotonic() + 300
     while watcher.counts()[0] and time.monotonic() < deadline:
         time.sleep(1)
-    return {"applied": applied, "bound": bound, "running": running, "status": status_done, "burst": burst, "steady": steady,
-            "writes": writes}
+    return {
+        "applied": applied,
+        "bound": bound,
+        "running": running,
+        "status": status_done,
+        "burst": burst,
+        "steady": steady,
+        "writes": writes,
+    }
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -237,23 +275,36 @@ def main() -> None:
         print(f"{args.nodes} KWOK GPU nodes Ready in {time.perf_counter() - t0:.1f}s", flush=True)
         kubeconfig = operator_user(plane)
         base_bound, base_running = run_baseline(plane, kubeconfig, args.jobs, args.workers)
-        print(f"baseline (direct pod creates, {PARALLEL_API_CALLS} threads): {total} pods bound in {base_bound:.1f}s, running in {base_running:.1f}s", flush=True)
+        print(
+            f"baseline (direct pod creates, {PARALLEL_API_CALLS} threads): {total} pods bound in {base_bound:.1f}s, running in {base_running:.1f}s",
+            flush=True,
+        )
         for round_ in range(args.repeat):
             result = run_operator(plane, kubeconfig, args.jobs, args.workers, round_)
-            print(f"operator run {round_ + 1}: {args.jobs} jobs x {args.workers} workers created in {result['applied']:.1f}s; "
-                  f"all {total} pods bound in {result['bound']:.1f}s, running in {result['running']:.1f}s; "
-                  f"every job's status at {args.workers} replicas in {result['status']:.1f}s (target < 30 s)")
-            for label, samples in (("during the burst (incl. waits for the shared API thread pool)", result["burst"]),
-                                   ("steady state (one pass per job, nothing to create)", result["steady"])):
-                print(f"reconcile {label}: n={len(samples)}, p50 {1000 * percentile(samples, 50):.1f} ms, "
-                      f"p99 {1000 * percentile(samples, 99):.1f} ms, max {1000 * samples[-1]:.1f} ms")
+            print(
+                f"operator run {round_ + 1}: {args.jobs} jobs x {args.workers} workers created in {result['applied']:.1f}s; "
+                f"all {total} pods bound in {result['bound']:.1f}s, running in {result['running']:.1f}s; "
+                f"every job's status at {args.workers} replicas in {result['status']:.1f}s (target < 30 s)"
+            )
+            for label, samples in (
+                ("during the burst (incl. waits for the shared API thread pool)", result["burst"]),
+                ("steady state (one pass per job, nothing to create)", result["steady"]),
+            ):
+                print(
+                    f"reconcile {label}: n={len(samples)}, p50 {1000 * percentile(samples, 50):.1f} ms, "
+                    f"p99 {1000 * percentile(samples, 99):.1f} ms, max {1000 * samples[-1]:.1f} ms"
+                )
             w = result["writes"]
-            print(f"operator writes until every job runs: {w['writes']} ({w['writes'] - total} beyond the {total} pod creates; "
-                  f"{w['writes'] / args.jobs:.1f} per job), reads {w['reads']} (with the benchmark's own polling); per kind: {w['by_kind']}")
+            print(
+                f"operator writes until every job runs: {w['writes']} ({w['writes'] - total} beyond the {total} pod creates; "
+                f"{w['writes'] / args.jobs:.1f} per job), reads {w['reads']} (with the benchmark's own polling); per kind: {w['by_kind']}"
+            )
             print(f"ratio operator/baseline (pods bound): {result['bound'] / base_bound:.2f}x", flush=True)
         from heurimentor_operator import metrics
 
-        errors = {s.labels["kind"]: int(s.value) for m in metrics.RECONCILE_ERRORS.collect() for s in m.samples if s.name.endswith("_total")}
+        errors = {
+            s.labels["kind"]: int(s.value) for m in metrics.RECONCILE_ERRORS.collect() for s in m.samples if s.name.endswith("_total")
+        }
         print(f"operator counters: pods created {int(metrics.PODS_CREATED._value.get())}, reconcile errors {errors or 'none'}")
     finally:
         plane.stop()

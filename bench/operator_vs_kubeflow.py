@@ -59,13 +59,21 @@ KUBEFLOW_KINDS = ("pytorchjobs", "tfjobs", "mpijobs", "xgboostjobs", "mxjobs", "
 # -- the two workloads ------------------------------------------------------------------------------
 def a2j_manifest(index: int, namespace: str, workers: int) -> dict[str, Any]:
     return {
-        "apiVersion": "heurimentor.io/v1alpha1", "kind": "Aquila2TrainingJob",
+        "apiVersion": "heurimentor.io/v1alpha1",
+        "kind": "Aquila2TrainingJob",
         "metadata": {"name": f"bench-{index:03d}", "namespace": namespace},
         "spec": {
-            "model": {"preset": "debug"}, "image": "trainer:bench", "nprocPerNode": 1,
+            "model": {"preset": "debug"},
+            "image": "trainer:bench",
+            "nprocPerNode": 1,
             "elastic": {"minReplicas": 1, "maxReplicas": workers, "replicas": workers},
-            "pools": [{"name": "h800", "nodeSelector": {"heurimentor.io/accelerator": "nvidia-h800"},
-                       "resources": {"limits": {"nvidia.com/gpu": 1}}}],
+            "pools": [
+                {
+                    "name": "h800",
+                    "nodeSelector": {"heurimentor.io/accelerator": "nvidia-h800"},
+                    "resources": {"limits": {"nvidia.com/gpu": 1}},
+                }
+            ],
             "hyperparameters": {"globalBatchSize": 64, "steps": 1000},
         },
     }
@@ -73,19 +81,31 @@ def a2j_manifest(index: int, namespace: str, workers: int) -> dict[str, Any]:
 
 def pytorchjob_manifest(index: int, namespace: str, workers: int) -> dict[str, Any]:
     return {
-        "apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
         "metadata": {"name": f"bench-{index:03d}", "namespace": namespace},
         "spec": {
             "elasticPolicy": {"rdzvBackend": "c10d", "minReplicas": 1, "maxReplicas": workers, "maxRestarts": 3},
             "runPolicy": {"backoffLimit": 3},
-            "pytorchReplicaSpecs": {"Worker": {
-                "replicas": workers, "restartPolicy": "OnFailure",
-                "template": {"spec": {
-                    "nodeSelector": {"heurimentor.io/accelerator": "nvidia-h800"},
-                    "containers": [{"name": "pytorch", "image": "trainer:bench", "command": ["torchrun", "train.py"],
-                                    "resources": {"limits": {"nvidia.com/gpu": 1}}}],
-                }},
-            }},
+            "pytorchReplicaSpecs": {
+                "Worker": {
+                    "replicas": workers,
+                    "restartPolicy": "OnFailure",
+                    "template": {
+                        "spec": {
+                            "nodeSelector": {"heurimentor.io/accelerator": "nvidia-h800"},
+                            "containers": [
+                                {
+                                    "name": "pytorch",
+                                    "image": "trainer:bench",
+                                    "command": ["torchrun", "train.py"],
+                                    "resources": {"limits": {"nvidia.com/gpu": 1}},
+                                }
+                            ],
+                        }
+                    },
+                }
+            },
         },
     }
 
@@ -111,10 +131,22 @@ class Workload:
         return running and ((status.get("replicaStatuses") or {}).get("Worker") or {}).get("active") == workers
 
 
-OURS = Workload("heurimentor", "heurimentor.io", "aquila2trainingjobs", a2j_manifest, ["spec", "elastic", "replicas"],
-                "app.kubernetes.io/managed-by=heurimentor-operator")
-KUBEFLOW = Workload("kubeflow", "kubeflow.org", "pytorchjobs", pytorchjob_manifest,
-                    ["spec", "pytorchReplicaSpecs", "Worker", "replicas"], "training.kubeflow.org/operator-name=pytorchjob-controller")
+OURS = Workload(
+    "heurimentor",
+    "heurimentor.io",
+    "aquila2trainingjobs",
+    a2j_manifest,
+    ["spec", "elastic", "replicas"],
+    "app.kubernetes.io/managed-by=heurimentor-operator",
+)
+KUBEFLOW = Workload(
+    "kubeflow",
+    "kubeflow.org",
+    "pytorchjobs",
+    pytorchjob_manifest,
+    ["spec", "pytorchReplicaSpecs", "Worker", "replicas"],
+    "training.kubeflow.org/operator-name=pytorchjob-controller",
+)
 VERSION = {"heurimentor.io": "v1alpha1", "kubeflow.org": "v1"}
 
 
@@ -137,18 +169,31 @@ def install_kubeflow(plane: ControlPlane, bin_dir: Path) -> None:
     for kind in KUBEFLOW_KINDS:
         plane.kubectl("wait", "--for=condition=Established", f"crd/{kind}.kubeflow.org")
     plane.create_namespace("kubeflow")
-    plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "training-operator-webhook-cert", "namespace": "kubeflow"}},
-        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
-         "metadata": {"name": "validator.training-operator.kubeflow.org"}},
-    ]))
+    plane.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(
+            [
+                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "training-operator-webhook-cert", "namespace": "kubeflow"}},
+                {
+                    "apiVersion": "admissionregistration.k8s.io/v1",
+                    "kind": "ValidatingWebhookConfiguration",
+                    "metadata": {"name": "validator.training-operator.kubeflow.org"},
+                },
+            ]
+        ),
+    )
 
 
 def operator_kubeconfig(plane: ControlPlane) -> Path:
     """The chart's operator ClusterRole bound to a non-admin user, as in the tests."""
     rendered = subprocess.run(
         [str(plane.bin_dir / "helm"), "template", "hm", str(CHART), "--show-only", "templates/operator-rbac.yaml"],
-        capture_output=True, text=True, check=True).stdout
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "hm-operator")
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
@@ -160,8 +205,7 @@ def operator_kubeconfig(plane: ControlPlane) -> Path:
 class Controller:
     """One controller process, started fresh for each round (peak RSS is per round)."""
 
-    def __init__(self, workload: Workload, command: list[str], env: dict[str, str], ready_url: str, log_path: Path,
-                 while_starting=None):
+    def __init__(self, workload: Workload, command: list[str], env: dict[str, str], ready_url: str, log_path: Path, while_starting=None):
         self.workload, self.command, self.env, self.ready_url, self.log_path = workload, command, env, ready_url, log_path
         self.while_starting = while_starting  # called while waiting for readiness (Kubeflow: "mount" its cert Secret)
         self.process: subprocess.Popen | None = None
@@ -218,17 +262,32 @@ def _answers(url: str) -> bool:
 def make_controllers(plane: ControlPlane, kubeflow_bin: Path, state: Path) -> dict[str, Controller]:
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
     health = free_port()
-    ours = Controller(OURS, [sys.executable, "-m", "heurimentor", "operator", "run", "--standalone",
-                             "--metrics-port", "0", "--health-port", str(health)],
-                      {**base, "KUBECONFIG": str(operator_kubeconfig(plane)), "HEURIMENTOR_OPERATOR_LOG_LEVEL": "WARNING",
-                       "HEURIMENTOR_OPERATOR_LOG_JSON": "false"},
-                      f"http://127.0.0.1:{health}/healthz", state / "heurimentor-operator.log")
+    ours = Controller(
+        OURS,
+        [sys.executable, "-m", "heurimentor", "operator", "run", "--standalone", "--metrics-port", "0", "--health-port", str(health)],
+        {
+            **base,
+            "KUBECONFIG": str(operator_kubeconfig(plane)),
+            "HEURIMENTOR_OPERATOR_LOG_LEVEL": "WARNING",
+            "HEURIMENTOR_OPERATOR_LOG_JSON": "false",
+        },
+        f"http://127.0.0.1:{health}/healthz",
+        state / "heurimentor-operator.log",
+    )
     probe = free_port()
-    theirs = Controller(KUBEFLOW, [str(kubeflow_bin / "training-operator"), f"--metrics-bind-address=127.0.0.1:{free_port()}",
-                                   f"--health-probe-bind-address=127.0.0.1:{probe}", f"--webhook-server-port={free_port()}"],
-                        {**base, "KUBECONFIG": str(plane.kubeconfig), "MY_POD_NAMESPACE": "kubeflow"},
-                        f"http://127.0.0.1:{probe}/readyz", state / "training-operator.log",
-                        while_starting=lambda: mount_webhook_secret(plane))
+    theirs = Controller(
+        KUBEFLOW,
+        [
+            str(kubeflow_bin / "training-operator"),
+            f"--metrics-bind-address=127.0.0.1:{free_port()}",
+            f"--health-probe-bind-address=127.0.0.1:{probe}",
+            f"--webhook-server-port={free_port()}",
+        ],
+        {**base, "KUBECONFIG": str(plane.kubeconfig), "MY_POD_NAMESPACE": "kubeflow"},
+        f"http://127.0.0.1:{probe}/readyz",
+        state / "training-operator.log",
+        while_starting=lambda: mount_webhook_secret(plane),
+    )
     return {"heurimentor": ours, "kubeflow": theirs}
 
 
@@ -247,12 +306,16 @@ class Round:
     def pods(self) -> list[dict[str, Any]]:
         raw = self.core.list_pod_for_all_namespaces(label_selector=self.w.pod_selector, resource_version="0", _preload_content=False)
         self.requests.count_own("LIST", "", "pods")
-        return [p for p in json.loads(raw.data)["items"] if p["metadata"]["namespace"] in self.namespaces
-                and not p["metadata"].get("deletionTimestamp")]
+        return [
+            p
+            for p in json.loads(raw.data)["items"]
+            if p["metadata"]["namespace"] in self.namespaces and not p["metadata"].get("deletionTimestamp")
+        ]
 
     def jobs_now(self) -> list[dict[str, Any]]:
-        raw = self.custom.list_cluster_custom_object(self.w.group, VERSION[self.w.group], self.w.plural, resource_version="0",
-                                                     _preload_content=False)
+        raw = self.custom.list_cluster_custom_object(
+            self.w.group, VERSION[self.w.group], self.w.plural, resource_version="0", _preload_content=False
+        )
         self.requests.count_own("LIST", self.w.group, self.w.plural)
         return [j for j in json.loads(raw.data)["items"] if j["metadata"]["namespace"] in self.namespaces]
 
@@ -266,8 +329,11 @@ class Round:
     def at_size(self, replicas: int) -> bool:
         """Every job has ``replicas`` live pods, all Running, and its status says so."""
         pods = self.pods()
-        return (len(pods) == self.jobs * replicas and sum(p["status"].get("phase") == "Running" for p in pods) == self.jobs * replicas
-                and sum(self.w.reports_running(j, replicas) for j in self.jobs_now()) == self.jobs)
+        return (
+            len(pods) == self.jobs * replicas
+            and sum(p["status"].get("phase") == "Running" for p in pods) == self.jobs * replicas
+            and sum(self.w.reports_running(j, replicas) for j in self.jobs_now()) == self.jobs
+        )
 
     def parallel(self, fn, items) -> None:
         with ThreadPoolExecutor(PARALLEL) as pool:
@@ -280,13 +346,21 @@ class Round:
         cpu0, scrape0, own0 = cpu_seconds(pid), self.requests.scrape(), Counter(self.requests.own)
         result: dict[str, Any] = {}
         start = time.perf_counter()
-        self.parallel(lambda m: self.custom.create_namespaced_custom_object(
-            w.group, version, m["metadata"]["namespace"], w.plural, m, _preload_content=False), self.manifests)
+        self.parallel(
+            lambda m: self.custom.create_namespaced_custom_object(
+                w.group, version, m["metadata"]["namespace"], w.plural, m, _preload_content=False
+            ),
+            self.manifests,
+        )
         self.requests.count_own("POST", w.group, w.plural, len(self.manifests))
-        result["bound_s"] = self.wait("every pod bound", lambda: (p := self.pods()) and len(p) >= total
-                                      and sum(bool(x["spec"].get("nodeName")) for x in p) >= total, start)
-        result["running_s"] = self.wait("every job reports running", lambda: sum(
-            w.reports_running(j, self.workers) for j in self.jobs_now()) == self.jobs, start)
+        result["bound_s"] = self.wait(
+            "every pod bound",
+            lambda: (p := self.pods()) and len(p) >= total and sum(bool(x["spec"].get("nodeName")) for x in p) >= total,
+            start,
+        )
+        result["running_s"] = self.wait(
+            "every job reports running", lambda: sum(w.reports_running(j, self.workers) for j in self.jobs_now()) == self.jobs, start
+        )
         result["create_cpu_s"], scrape1, own1 = cpu_seconds(pid) - cpu0, self.requests.scrape(), Counter(self.requests.own)
         result["create_requests"] = self.requests.of_controller(scrape0, scrape1, own1 - own0)
         # Scale-down of a running job: do the workers that stay keep running (Kubeflow #1509)?
@@ -296,9 +370,12 @@ class Round:
         for replicas in (half, self.workers):
             step = time.perf_counter()
             patch = w.scale_patch(replicas)
-            self.parallel(lambda m, patch=patch: self.custom.patch_namespaced_custom_object(
-                w.group, version, m["metadata"]["namespace"], w.plural, m["metadata"]["name"], patch, _preload_content=False),
-                self.manifests)
+            self.parallel(
+                lambda m, patch=patch: self.custom.patch_namespaced_custom_object(
+                    w.group, version, m["metadata"]["namespace"], w.plural, m["metadata"]["name"], patch, _preload_content=False
+                ),
+                self.manifests,
+            )
             self.requests.count_own("PATCH", w.group, w.plural, len(self.manifests))
             result[f"scale_to_{replicas}_s"] = self.wait(f"every job at {replicas}", lambda n=replicas: self.at_size(n), step)
             if replicas == half:
@@ -308,8 +385,12 @@ class Round:
         scrape2, own2 = self.requests.scrape(), Counter(self.requests.own)
         result["scale_requests"] = self.requests.of_controller(scrape1, scrape2, own2 - own1)
         delete_start = time.perf_counter()
-        self.parallel(lambda m: self.custom.delete_namespaced_custom_object(
-            w.group, version, m["metadata"]["namespace"], w.plural, m["metadata"]["name"], _preload_content=False), self.manifests)
+        self.parallel(
+            lambda m: self.custom.delete_namespaced_custom_object(
+                w.group, version, m["metadata"]["namespace"], w.plural, m["metadata"]["name"], _preload_content=False
+            ),
+            self.manifests,
+        )
         self.requests.count_own("DELETE", w.group, w.plural, len(self.manifests))
         result["delete_s"] = self.wait("every pod gone", lambda: not self.pods() and not self.jobs_now(), delete_start)
         scrape3, own3 = self.requests.scrape(), Counter(self.requests.own)
@@ -400,8 +481,9 @@ class Scenarios:
         self.create(w, self.job(w, "flaky", ns, 2))
         failed = set()
         for _ in range(6):
-            if not self.until(lambda: any(p["status"].get("phase") == "Running" and p["metadata"]["uid"] not in failed
-                                          for p in self.pods(ns)), 60):
+            if not self.until(
+                lambda: any(p["status"].get("phase") == "Running" and p["metadata"]["uid"] not in failed for p in self.pods(ns)), 60
+            ):
                 break
             victim = next(p for p in self.pods(ns) if p["status"].get("phase") == "Running" and p["metadata"]["uid"] not in failed)
             failed.add(victim["metadata"]["uid"])
@@ -424,8 +506,9 @@ class Scenarios:
         self.until(lambda: sum(p["status"].get("phase") == "Running" for p in self.pods(ns)) >= 160, 300)
         time.sleep(10)
         pods = self.pods(ns)
-        per_job = Counter(p["metadata"].get("labels", {}).get("heurimentor.io/job" if w is OURS else "training.kubeflow.org/job-name")
-                          for p in pods)
+        per_job = Counter(
+            p["metadata"].get("labels", {}).get("heurimentor.io/job" if w is OURS else "training.kubeflow.org/job-name") for p in pods
+        )
         orphans = sum(not p["metadata"].get("ownerReferences") for p in pods)
         extra = {k: v for k, v in per_job.items() if v != 8}
         return f"{made} pods made before the kill; after restart {len(pods)} pods, jobs off 8: {extra or 'none'}, orphans {orphans}"
@@ -435,17 +518,38 @@ class Scenarios:
         body = self.job(w, "hetero", ns, 4)
         if w is OURS:
             h800 = body["spec"]["pools"][0]
-            body["spec"]["pools"] = [{**h800, "name": "a100", "nodeSelector": {"heurimentor.io/accelerator": "nvidia-a100"},
-                                      "maxReplicas": 2, "relativeThroughput": 1.0}, {**h800, "relativeThroughput": 2.0}]
+            body["spec"]["pools"] = [
+                {
+                    **h800,
+                    "name": "a100",
+                    "nodeSelector": {"heurimentor.io/accelerator": "nvidia-a100"},
+                    "maxReplicas": 2,
+                    "relativeThroughput": 1.0,
+                },
+                {**h800, "relativeThroughput": 2.0},
+            ]
         else:
             tpl = body["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]
             tpl.pop("nodeSelector")
-            tpl["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                {"matchExpressions": [{"key": "heurimentor.io/accelerator", "operator": "In", "values": ["nvidia-a100", "nvidia-h800"]}]}]}}}
+            tpl["affinity"] = {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": "heurimentor.io/accelerator", "operator": "In", "values": ["nvidia-a100", "nvidia-h800"]}
+                                ]
+                            }
+                        ]
+                    }
+                }
+            }
         self.create(w, body)
         self.until(lambda: sum(p["status"].get("phase") == "Running" for p in self.pods(ns)) == 4)
-        nodes = {n["metadata"]["name"]: n["metadata"]["labels"].get("heurimentor.io/accelerator")
-                 for n in json.loads(self.plane.kubectl("get", "nodes", "-o", "json").stdout)["items"]}
+        nodes = {
+            n["metadata"]["name"]: n["metadata"]["labels"].get("heurimentor.io/accelerator")
+            for n in json.loads(self.plane.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+        }
         placed = Counter(nodes.get(p["spec"].get("nodeName")) for p in self.pods(ns))
         time.sleep(3)
         shares = [(p["name"], p.get("batchShare")) for p in (self.get(w, ns, "hetero").get("status") or {}).get("pools") or []]
@@ -453,9 +557,13 @@ class Scenarios:
 
     def run(self) -> list[tuple[str, str, str]]:
         rows = []
-        for title, fn in (("scaled-up pod stays Pending (#1751)", self.pending_scale_up), ("scale-down of a running job (#1509)", self.scale_down),
-                          ("worker fails after every restart (Trainer #3779)", self.repeated_failure),
-                          ("controller SIGKILLed mid-reconcile", self.killed_mid_reconcile), ("one job over two device pools", self.two_pools)):
+        for title, fn in (
+            ("scaled-up pod stays Pending (#1751)", self.pending_scale_up),
+            ("scale-down of a running job (#1509)", self.scale_down),
+            ("worker fails after every restart (Trainer #3779)", self.repeated_failure),
+            ("controller SIGKILLed mid-reconcile", self.killed_mid_reconcile),
+            ("one job over two device pools", self.two_pools),
+        ):
             results = {}
             for name in ("heurimentor", "kubeflow"):
                 ctl = self.controllers[name]
@@ -476,10 +584,19 @@ def summary(name: str, runs: list[dict[str, Any]]) -> dict[str, float]:
         values = sorted(r[key][sub] if sub else r[key] for r in runs)
         return values[len(values) // 2]
 
-    return {"bound_s": med("bound_s"), "running_s": med("running_s"), "scale_s": med("scale_s"), "delete_s": med("delete_s"),
-            "create_writes": med("create_requests", "writes"), "create_reads": med("create_requests", "reads"),
-            "scale_writes": med("scale_requests", "writes"), "delete_writes": med("delete_requests", "writes"),
-            "cpu_s": med("cpu_s"), "peak_rss_mib": med("peak_rss_mib"), "restarted_by_scale_down": med("restarted_by_scale_down")}
+    return {
+        "bound_s": med("bound_s"),
+        "running_s": med("running_s"),
+        "scale_s": med("scale_s"),
+        "delete_s": med("delete_s"),
+        "create_writes": med("create_requests", "writes"),
+        "create_reads": med("create_requests", "reads"),
+        "scale_writes": med("scale_requests", "writes"),
+        "delete_writes": med("delete_requests", "writes"),
+        "cpu_s": med("cpu_s"),
+        "peak_rss_mib": med("peak_rss_mib"),
+        "restarted_by_scale_down": med("restarted_by_scale_down"),
+    }
 
 
 def main() -> None:
@@ -520,12 +637,19 @@ def main() -> None:
         ours, theirs = summary("heurimentor", runs["heurimentor"]), summary("kubeflow", runs["kubeflow"])
         print(f"\n{args.jobs} jobs x {args.workers} workers, {args.rounds} rounds (medians), baseline: Kubeflow training-operator v1.8.1")
         print(f"{'':28}{'heurimentor':>14}{'kubeflow':>14}{'ours/theirs':>14}")
-        for key, label in (("bound_s", "every pod bound (s)"), ("running_s", "every job running (s)"),
-                           ("scale_s", "scale 8->4->8 (s)"), ("delete_s", "delete all (s)"),
-                           ("create_writes", "writes, create phase"), ("create_reads", "reads, create phase"),
-                           ("scale_writes", "writes, scale phase"), ("delete_writes", "writes, delete phase"),
-                           ("cpu_s", "controller CPU (s)"), ("peak_rss_mib", "peak RSS (MiB)"),
-                           ("restarted_by_scale_down", "pods restarted by 8->4")):
+        for key, label in (
+            ("bound_s", "every pod bound (s)"),
+            ("running_s", "every job running (s)"),
+            ("scale_s", "scale 8->4->8 (s)"),
+            ("delete_s", "delete all (s)"),
+            ("create_writes", "writes, create phase"),
+            ("create_reads", "reads, create phase"),
+            ("scale_writes", "writes, scale phase"),
+            ("delete_writes", "writes, delete phase"),
+            ("cpu_s", "controller CPU (s)"),
+            ("peak_rss_mib", "peak RSS (MiB)"),
+            ("restarted_by_scale_down", "pods restarted by 8->4"),
+        ):
             ratio = ours[key] / theirs[key] if theirs[key] else float("nan")
             print(f"{label:28}{ours[key]:>14.1f}{theirs[key]:>14.1f}{ratio:>13.2f}x")
         for name in runs:

@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     if opts.compile:
         for layer in model.layers:
             layer.compile()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1,
-                                  fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=device.type == "cuda")
     rope = rope_cache(args.head_dim, opts.seq_len, args.rope_theta, device=device)
     x = torch.randn(opts.batch, opts.seq_len, args.dim, device=device, dtype=torch.bfloat16)
     grad_out = torch.randn_like(x) * 1e-3
@@ -123,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
             event.record()
             return event
         import time
+
         return time.perf_counter()
 
     def elapsed_s(start, end) -> float:
@@ -149,13 +149,16 @@ def main(argv: list[str] | None = None) -> dict:
     tflops_fb = flops_per_token * tokens / t_fb / 1e12
     tflops_step = flops_per_token * tokens / (t_fb + t_opt) / 1e12
     memory_gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    print(f"device={device_name} torch={torch.__version__} preset={opts.preset} layers={opts.layers} "
-          f"seq_len={opts.seq_len} batch={opts.batch} compile={opts.compile} dtype=bf16")
-    print(f"layer params={layer_params:,} flops/token={flops_per_token:.4e} tokens/step={tokens} "
-          f"peak GPU memory={memory_gib:.1f} GiB")
+    print(
+        f"device={device_name} torch={torch.__version__} preset={opts.preset} layers={opts.layers} "
+        f"seq_len={opts.seq_len} batch={opts.batch} compile={opts.compile} dtype=bf16"
+    )
+    print(f"layer params={layer_params:,} flops/token={flops_per_token:.4e} tokens/step={tokens} peak GPU memory={memory_gib:.1f} GiB")
     print(f"peak used: {peak:.1f} TFLOP/s (dense bf16{', from --peak-tflops' if opts.peak_tflops else ''})")
     print(f"forward+backward   : {t_fb * 1e3:8.2f} ms  {tflops_fb:7.1f} TFLOP/s  MFU {100 * tflops_fb / peak:5.1f} %")
-    print(f"+ fused AdamW step : {(t_fb + t_opt) * 1e3:8.2f} ms  {tflops_step:7.1f} TFLOP/s  MFU {100 * tflops_step / peak:5.1f} % (target >= 55 %)")
+    print(
+        f"+ fused AdamW step : {(t_fb + t_opt) * 1e3:8.2f} ms  {tflops_step:7.1f} TFLOP/s  MFU {100 * tflops_step / peak:5.1f} % (target >= 55 %)"
+    )
     return {"tflops_fwd_bwd": tflops_fb, "tflops_step": tflops_step, "mfu_step": tflops_step / peak, "peak_tflops": peak}
 
 

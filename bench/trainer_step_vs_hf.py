@@ -69,8 +69,20 @@ def _status_kib(field: str) -> int:
 def peak_step_memory_mib(which: str, opts: argparse.Namespace) -> float:
     """Peak RSS growth over two training steps (optimizer state included) of one model, measured in
     a fresh child process (forking a process whose OpenMP pool is running can deadlock)."""
-    cmd = [sys.executable, __file__, "--measure-memory", which, "--preset", opts.preset, "--batch", str(opts.batch),
-           "--seq-len", str(opts.seq_len), "--threads", str(opts.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--measure-memory",
+        which,
+        "--preset",
+        opts.preset,
+        "--batch",
+        str(opts.batch),
+        "--seq-len",
+        str(opts.seq_len),
+        "--threads",
+        str(opts.threads),
+    ]
     return float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip())
 
 
@@ -121,8 +133,10 @@ def main(argv: list[str] | None = None) -> None:
 
     tokens = opts.batch * opts.seq_len
     tps = {name: tokens / statistics.median(t) for name, t in times.items()}
-    print(f"preset={opts.preset} params={args.num_params():,} batch={opts.batch} seq_len={opts.seq_len} "
-          f"threads={opts.threads} torch={torch.__version__} max|logits diff|={drift:.2e}")
+    print(
+        f"preset={opts.preset} params={args.num_params():,} batch={opts.batch} seq_len={opts.seq_len} "
+        f"threads={opts.threads} torch={torch.__version__} max|logits diff|={drift:.2e}"
+    )
     print(f"ours                  : {tps['ours']:10.0f} tokens/s   peak step memory {mem_ours:8.1f} MiB")
     print(f"transformers Llama    : {tps['hf']:10.0f} tokens/s   peak step memory {mem_hf:8.1f} MiB")
     print(f"speed-up ours / HF    : {tps['ours'] / tps['hf']:.2f}x (target >= 1.3x)")

@@ -87,17 +87,38 @@ def write_sources(root: Path, *, samples_per_source: int) -> list[str]:
     return names
 
 
-def train_run(root: Path, policy: str, *, seed: int, steps: int, batch: int, eval_every: int, val_samples: int,
-              update_every: int, guardrails: GuardrailConfig, params: dict[str, float], target_sources: list[str]) -> dict:
+def train_run(
+    root: Path,
+    policy: str,
+    *,
+    seed: int,
+    steps: int,
+    batch: int,
+    eval_every: int,
+    val_samples: int,
+    update_every: int,
+    guardrails: GuardrailConfig,
+    params: dict[str, float],
+    target_sources: list[str],
+) -> dict:
     """One run of the product's Trainer; returns its validation curve (target mixture) and mixture history."""
     names = sorted(p.name for p in root.iterdir() if (p / "manifest.json").exists())
     start = {name: 1.0 / len(names) for name in names}  # the pool as collected
     target = {name: 1.0 / len(target_sources) for name in target_sources}  # what validation measures
-    cfg = TrainConfig(job=f"bench-{policy}-{seed}", preset="debug", model={"vocab_size": VOCAB, "max_seq_len": SEQ_LEN}, steps=steps,
-                      global_batch=batch, micro_batch=batch, seq_len=SEQ_LEN, seed=seed, device="cpu",
-                      optim=OptimConfig(lr=3e-3, warmup_steps=20),
-                      data=DataConfig(shard_root=str(root), static_weights=start, val_samples_per_source=val_samples),
-                      metrics=MetricsConfig(eval_interval=steps))  # the bench measures its own target mixture below
+    cfg = TrainConfig(
+        job=f"bench-{policy}-{seed}",
+        preset="debug",
+        model={"vocab_size": VOCAB, "max_seq_len": SEQ_LEN},
+        steps=steps,
+        global_batch=batch,
+        micro_batch=batch,
+        seq_len=SEQ_LEN,
+        seed=seed,
+        device="cpu",
+        optim=OptimConfig(lr=3e-3, warmup_steps=20),
+        data=DataConfig(shard_root=str(root), static_weights=start, val_samples_per_source=val_samples),
+        metrics=MetricsConfig(eval_interval=steps),
+    )  # the bench measures its own target mixture below
     curve, mixtures = [], [(0, dict(start))]
     with Trainer(cfg) as trainer:
         sources, sampler = trainer.sources, trainer.sampler
@@ -106,8 +127,9 @@ def train_run(root: Path, policy: str, *, seed: int, steps: int, batch: int, eva
 
         def evaluate(step: int) -> None:
             trainer.model.eval()
-            val = validation_loss(trainer.model, sources, max_samples=val_samples, micro_batch=val_samples, device=trainer.device,
-                                  autocast=trainer.autocast)
+            val = validation_loss(
+                trainer.model, sources, max_samples=val_samples, micro_batch=val_samples, device=trainer.device, autocast=trainer.autocast
+            )
             trainer.model.train()
             curve.append((step, sum(target[s] * val[s] for s in target), val))
 
@@ -155,36 +177,64 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tsm-bench-") as tmp:
         root = Path(tmp)
         write_sources(root, samples_per_source=args.samples_per_source)
-        print(f"sources easy/bigram/trigram/random, vocab {VOCAB}, seq_len {SEQ_LEN}, batch {args.batch}, {args.steps} steps; "
-              f"start = equal parts of all four; target = equal parts of {'/'.join(target_sources)}; guardrails floor={args.floor} max_change={args.max_change} cooldown={args.cooldown}")
+        print(
+            f"sources easy/bigram/trigram/random, vocab {VOCAB}, seq_len {SEQ_LEN}, batch {args.batch}, {args.steps} steps; "
+            f"start = equal parts of all four; target = equal parts of {'/'.join(target_sources)}; guardrails floor={args.floor} max_change={args.max_change} cooldown={args.cooldown}"
+        )
         ratios: dict[str, list[float]] = {p: [] for p in args.policies}
         for seed in args.seeds:
             started = time.perf_counter()
-            static = train_run(root, "static", seed=seed, steps=args.steps, batch=args.batch, eval_every=args.eval_every,
-                               val_samples=args.val_samples, update_every=args.update_every, guardrails=guardrails, params={},
-                               target_sources=target_sources)
+            static = train_run(
+                root,
+                "static",
+                seed=seed,
+                steps=args.steps,
+                batch=args.batch,
+                eval_every=args.eval_every,
+                val_samples=args.val_samples,
+                update_every=args.update_every,
+                guardrails=guardrails,
+                params={},
+                target_sources=target_sources,
+            )
             final = static["curve"][-1][1]
             static_steps = first_step_at_or_below(static["curve"], final)
-            print(f"seed {seed}: static final val loss {final:.4f} (first reached at step {static_steps}); "
-                  f"per source {({k: round(v, 3) for k, v in static['curve'][-1][2].items()})}  [{time.perf_counter() - started:.0f}s]")
+            print(
+                f"seed {seed}: static final val loss {final:.4f} (first reached at step {static_steps}); "
+                f"per source { ({k: round(v, 3) for k, v in static['curve'][-1][2].items()}) }  [{time.perf_counter() - started:.0f}s]"
+            )
             for policy in args.policies:
                 started = time.perf_counter()
-                run = train_run(root, policy, seed=seed, steps=args.steps, batch=args.batch, eval_every=args.eval_every,
-                                val_samples=args.val_samples, update_every=args.update_every, guardrails=guardrails, params={},
-                               target_sources=target_sources)
+                run = train_run(
+                    root,
+                    policy,
+                    seed=seed,
+                    steps=args.steps,
+                    batch=args.batch,
+                    eval_every=args.eval_every,
+                    val_samples=args.val_samples,
+                    update_every=args.update_every,
+                    guardrails=guardrails,
+                    params={},
+                    target_sources=target_sources,
+                )
                 reached = first_step_at_or_below(run["curve"], final)
                 ratio = (reached / static_steps) if reached is not None else math.inf
                 ratios[policy].append(ratio)
                 weights = {k: round(float(v), 3) for k, v in run["mixtures"][-1][1].items()}
-                print(f"  {policy:<18} final val {run['curve'][-1][1]:.4f}; reaches static's final at step "
-                      f"{reached if reached is not None else 'never'} -> ratio {ratio:.2f}; {len(run['mixtures']) - 1} updates, "
-                      f"last mixture {weights}  [{time.perf_counter() - started:.0f}s]")
+                print(
+                    f"  {policy:<18} final val {run['curve'][-1][1]:.4f}; reaches static's final at step "
+                    f"{reached if reached is not None else 'never'} -> ratio {ratio:.2f}; {len(run['mixtures']) - 1} updates, "
+                    f"last mixture {weights}  [{time.perf_counter() - started:.0f}s]"
+                )
         print("steps to reach the static run's final validation loss, adaptive / static (target <= 0.8):")
         for policy, values in ratios.items():
             finite = [v for v in values if math.isfinite(v)]
             summary = f"mean {statistics.mean(finite):.2f}" if finite else "never reached"
-            print(f"  {policy:<18} {' '.join(f'{v:.2f}' for v in values)}  ({summary} over seeds {args.seeds}"
-                  f"{'' if len(finite) == len(values) else f'; {len(values) - len(finite)} never reached'})")
+            print(
+                f"  {policy:<18} {' '.join(f'{v:.2f}' for v in values)}  ({summary} over seeds {args.seeds}"
+                f"{'' if len(finite) == len(values) else f'; {len(values) - len(finite)} never reached'})"
+            )
 
 
 if __name__ == "__main__":

@@ -114,8 +114,7 @@ def synthetic_curve(seed: int, *, rows: int, scenario: str, steps: int = 3000) -
             version[onset:] = version[onset - 1] + 1
             before = float(weights @ np.array([clean[s][onset] for s in names]))
             after = float(new @ np.array([clean[s][onset] for s in names]))
-            events.append(Event("mixture_change", onset, onset + 100, height=after / before,
-                                detail=f"blended x{after / before:.2f}"))
+            events.append(Event("mixture_change", onset, onset + 100, height=after / before, detail=f"blended x{after / before:.2f}"))
         elif kind == "rescale":
             onset = at(0.3, 0.7)
             factor = rng.choice([0.25, 0.5, 2.0])
@@ -141,7 +140,7 @@ def synthetic_curve(seed: int, *, rows: int, scenario: str, steps: int = 3000) -
             # first steps after the resume come from a freshly restored data loader and optimizer.
             mult_blip = rng.uniform(1.02, 1.12)
             for name in names:
-                mult[name][onset:onset + 2] *= mult_blip
+                mult[name][onset : onset + 2] *= mult_blip
             events.append(Event("resume", onset, onset + 50, detail="replayed steps"))
         elif kind == "eval":
             events.append(Event("eval", 100, n - 1, detail="eval every 100 steps (val_loss is its own series)"))
@@ -155,18 +154,25 @@ def synthetic_curve(seed: int, *, rows: int, scenario: str, steps: int = 3000) -
             # Height of the blended loss: one source carries it alone when the spike is its data's.
             source_height = 1 + (height - 1) / share if only_one else height
             for name in hit:
-                mult[name][onset:onset + length] *= source_height
-            grad_mult[onset:onset + length] *= rng.uniform(2, 8)
-            events.append(Event("spike", onset, onset + length - 1, height=height,
-                                detail=f"x{height} for {length} steps{' on one source' if only_one else ''}"))
+                mult[name][onset : onset + length] *= source_height
+            grad_mult[onset : onset + length] *= rng.uniform(2, 8)
+            events.append(
+                Event(
+                    "spike",
+                    onset,
+                    onset + length - 1,
+                    height=height,
+                    detail=f"x{height} for {length} steps{' on one source' if only_one else ''}",
+                )
+            )
         elif kind == "nan":
             nan_from = at(0.5, 0.95)
             events.append(Event("nan", nan_from, nan_from))
         elif kind == "grad_runaway":
             onset = at(0.4, 0.9)
             growth = np.geomspace(1, 1e4, 40)
-            grad_mult[onset:onset + 40] *= growth
-            grad_mult[onset + 40:] *= 1e4
+            grad_mult[onset : onset + 40] *= growth
+            grad_mult[onset + 40 :] *= 1e4
             t = np.arange(n - onset, dtype=float)
             for name in names:
                 mult[name][onset:] *= 1 + np.minimum(t / 40, 1) * 2
@@ -196,14 +202,24 @@ def synthetic_curve(seed: int, *, rows: int, scenario: str, steps: int = 3000) -
     step_times = {r: 1.0 + rng.normal(0, 0.03, n) for r in range(int(world[-1]))}
     for ev in events:
         if ev.kind == "straggler" and 3 in step_times:
-            step_times[3][ev.onset:] *= 1.8
+            step_times[3][ev.onset :] *= 1.8
         if ev.kind == "eval":
             for r in step_times:
                 step_times[r][100::100] *= 3
     relative = np.abs(np.diff(np.log(loss[np.isfinite(loss)]))) / np.sqrt(2) * 1.4826
-    return Curve(name=f"{scenario}/rows{rows}/seed{seed}", noise=float(np.median(relative)), steps=np.arange(n),
-                 loss=loss, grad_norm=grad, lr=lr, source_losses=source_losses, mixture_version=version,
-                 world_size=world, step_times=step_times, events=events)
+    return Curve(
+        name=f"{scenario}/rows{rows}/seed{seed}",
+        noise=float(np.median(relative)),
+        steps=np.arange(n),
+        loss=loss,
+        grad_norm=grad,
+        lr=lr,
+        source_losses=source_losses,
+        mixture_version=version,
+        world_size=world,
+        step_times=step_times,
+        events=events,
+    )
 
 
 def _lr_schedule(n: int, *, warmup: int, peak: float) -> np.ndarray:
@@ -246,11 +262,20 @@ def real_curves() -> list[Curve]:
         data = json.loads(path.read_text())
         steps = np.array(data["steps"])
         sources = {k: np.array(v, dtype=float) for k, v in data["source_losses"].items()}
-        curves.append(Curve(name=f"real/{path.stem}", noise=float(data.get("noise", 0)), steps=steps,
-                            loss=np.array(data["loss"], dtype=float), grad_norm=np.array(data["grad_norm"], dtype=float),
-                            lr=np.array(data["lr"], dtype=float), source_losses=sources,
-                            mixture_version=np.array(data["mixture_version"], dtype=int),
-                            world_size=np.array(data.get("world_size", [1] * len(steps)), dtype=int),
-                            step_times={0: np.array(data["step_time"], dtype=float)},
-                            events=[Event(**e) for e in data.get("events", [])], real=True))
+        curves.append(
+            Curve(
+                name=f"real/{path.stem}",
+                noise=float(data.get("noise", 0)),
+                steps=steps,
+                loss=np.array(data["loss"], dtype=float),
+                grad_norm=np.array(data["grad_norm"], dtype=float),
+                lr=np.array(data["lr"], dtype=float),
+                source_losses=sources,
+                mixture_version=np.array(data["mixture_version"], dtype=int),
+                world_size=np.array(data.get("world_size", [1] * len(steps)), dtype=int),
+                step_times={0: np.array(data["step_time"], dtype=float)},
+                events=[Event(**e) for e in data.get("events", [])],
+                real=True,
+            )
+        )
     return curves

@@ -58,10 +58,14 @@ class Alarm:
 def tsm_loss_curve(curve: Curve, *, sources: bool) -> tuple[LossCurve, np.ndarray]:
     finite = np.isfinite(curve.loss)
     index = np.flatnonzero(finite)
-    return LossCurve(steps=curve.steps[finite], loss=curve.loss[finite],
-                     source_losses={k: v[finite] for k, v in curve.source_losses.items()} if sources else {},
-                     mixture_version=curve.mixture_version[finite], lr=curve.lr[finite],
-                     world_size=curve.world_size[finite]), index
+    return LossCurve(
+        steps=curve.steps[finite],
+        loss=curve.loss[finite],
+        source_losses={k: v[finite] for k, v in curve.source_losses.items()} if sources else {},
+        mixture_version=curve.mixture_version[finite],
+        lr=curve.lr[finite],
+        world_size=curve.world_size[finite],
+    ), index
 
 
 def tsm_spikes(curve: Curve, *, sources: bool = True) -> list[Alarm]:
@@ -73,8 +77,12 @@ def tsm_divergence(curve: Curve) -> list[Alarm]:
     finite = np.isfinite(curve.grad_norm)
     loss_curve, _ = tsm_loss_curve(curve, sources=True)
     steps = curve.steps[finite]
-    alarms = [Alarm(f.bad_steps[0], f.confirmed_at) for f in detect_grad_norm_runaway(
-        steps, curve.grad_norm[finite], DivergenceConfig(), segment_start=loss_curve.segment_starts_for(steps))]
+    alarms = [
+        Alarm(f.bad_steps[0], f.confirmed_at)
+        for f in detect_grad_norm_runaway(
+            steps, curve.grad_norm[finite], DivergenceConfig(), segment_start=loss_curve.segment_starts_for(steps)
+        )
+    ]
     bad = np.flatnonzero(~np.isfinite(curve.loss))
     if len(bad):  # the ingest flags the first non-finite value of a batch at once
         alarms.append(Alarm(int(curve.steps[bad[0]]), int(curve.steps[bad[0]])))
@@ -90,7 +98,7 @@ def previous_tsm_spikes(curve: Curve) -> list[Alarm]:
     for i in range(len(loss) + 1):
         if i < len(loss):
             anchor = start if start is not None else i
-            history = loss[max(0, anchor - 50):anchor]
+            history = loss[max(0, anchor - 50) : anchor]
             if len(history) >= 25 and loss[i] >= 1.5 * float(np.mean(history)):
                 start = i if start is None else start
                 continue
@@ -122,8 +130,11 @@ class KillLossSpike:
                     fired = "loss_spike"
             elif self.outlier_counter > 0:
                 self.outlier_counter = 0
-            if fired is None and step >= self.window_size * 2 and \
-                    sum(1 for loss in self.loss_window if loss > self.loss_cap) >= self.window_size / 2:
+            if (
+                fired is None
+                and step >= self.window_size * 2
+                and sum(1 for loss in self.loss_window if loss > self.loss_cap) >= self.window_size / 2
+            ):
                 fired = "high_loss"
         self.loss_window.append(train_loss)
         return fired
@@ -164,7 +175,7 @@ def straggler_alarms(curve: Curve) -> list[Alarm]:
     config = StragglerConfig()
     alarms, flagged = [], False
     for end in range(config.window, len(curve.steps), config.window):
-        window = {r: t[end - config.window:end] for r, t in curve.step_times.items()}
+        window = {r: t[end - config.window : end] for r, t in curve.step_times.items()}
         found = bool(detect_stragglers(step=end, step_times=window, config=config))
         if found and not flagged:
             alarms.append(Alarm(end, end))
@@ -231,13 +242,23 @@ def with_planted_spike(curve: Curve) -> Curve:
     onset = min(change + 30, len(curve.steps) - 10)
     sources = {k: v.copy() for k, v in curve.source_losses.items()}
     for v in sources.values():
-        v[onset:onset + 5] *= 2
+        v[onset : onset + 5] *= 2
     loss = curve.loss.copy()
-    loss[onset:onset + 5] *= 2
-    return Curve(name=curve.name + "+spike", noise=curve.noise, steps=curve.steps, loss=loss, grad_norm=curve.grad_norm,
-                 lr=curve.lr, source_losses=sources, mixture_version=curve.mixture_version, world_size=curve.world_size,
-                 step_times=curve.step_times, real=True,
-                 events=curve.events + [Event("spike", onset, onset + 4, height=2.0, detail="planted x2 for 5 steps")])
+    loss[onset : onset + 5] *= 2
+    return Curve(
+        name=curve.name + "+spike",
+        noise=curve.noise,
+        steps=curve.steps,
+        loss=loss,
+        grad_norm=curve.grad_norm,
+        lr=curve.lr,
+        source_losses=sources,
+        mixture_version=curve.mixture_version,
+        world_size=curve.world_size,
+        step_times=curve.step_times,
+        real=True,
+        events=curve.events + [Event("spike", onset, onset + 4, height=2.0, detail="planted x2 for 5 steps")],
+    )
 
 
 def issue_curves() -> dict[str, tuple[list[dict], str]]:
@@ -253,17 +274,27 @@ def issue_curves() -> dict[str, tuple[list[dict], str]]:
             easy = 1.0 * shape[s] * spike(s) * (1 + rng.normal(0, noise * 1.41))
             hard = 3.0 * shape[s] * spike(s) * (1 + rng.normal(0, noise * 1.41))
             w = weights(s)
-            out.append({"step": int(s), "rank": 0, "time": 0.0, "tokens_seen": 1000 * int(s),
-                        "mixture_version": version(s), "source_losses": {"easy": easy, "hard": hard},
-                        "scalars": {"loss": w * easy + (1 - w) * hard, "grad_norm": 1.0, "lr": 3e-4}})
+            out.append(
+                {
+                    "step": int(s),
+                    "rank": 0,
+                    "time": 0.0,
+                    "tokens_seen": 1000 * int(s),
+                    "mixture_version": version(s),
+                    "source_losses": {"easy": easy, "hard": hard},
+                    "scalars": {"loss": w * easy + (1 - w) * hard, "grad_norm": 1.0, "lr": 3e-4},
+                }
+            )
         return out
 
     spikes = {900, 1700, 2400}
     return {
         "clean, 4 % noise": (points(0.04), "0"),
         "noisy, 15 % noise (small batches)": (points(0.15), "0"),
-        "mixture v1 -> v2 at 1500, blended x1.7": (points(0.04, weights=lambda s: 0.5 if s < 1500 else 0.1,
-                                                          version=lambda s: 1 if s < 1500 else 2), "0"),
+        "mixture v1 -> v2 at 1500, blended x1.7": (
+            points(0.04, weights=lambda s: 0.5 if s < 1500 else 0.1, version=lambda s: 1 if s < 1500 else 2),
+            "0",
+        ),
         "three real spikes (x2.5 for 8 steps)": (points(0.04, spike=lambda s: 2.5 if any(0 <= s - a < 8 for a in spikes) else 1.0), "3"),
     }
 
@@ -293,11 +324,12 @@ def issue_table() -> None:
             for i, (name, (points, wanted)) in enumerate(issue_curves().items()):
                 job, found = f"issue-{i}", defaultdict(int)
                 for start in range(0, len(points), 100):
-                    for p in points[start:start + 100]:
+                    for p in points[start : start + 100]:
                         p["time"] = time.time()  # sent as it trains: no stall
-                    batch = MetricBatch.model_validate({"batch_id": uuid.uuid4().hex, "points": points[start:start + 100]})
-                    client.post(f"/v1/jobs/{job}/metrics", content=batch.model_dump_json(),
-                                headers={"Content-Type": "application/json"}).raise_for_status()
+                    batch = MetricBatch.model_validate({"batch_id": uuid.uuid4().hex, "points": points[start : start + 100]})
+                    client.post(
+                        f"/v1/jobs/{job}/metrics", content=batch.model_dump_json(), headers={"Content-Type": "application/json"}
+                    ).raise_for_status()
                     for event in client.post(f"/v1/jobs/{job}/evaluate").json():
                         found[event["kind"]] += 1
                 rollbacks = len(client.get(f"/v1/jobs/{job}/rollbacks").json())
@@ -313,6 +345,7 @@ def memo(detector):  # noqa: ANN001, ANN201
         if curve.name not in seen:
             seen[curve.name] = detector(curve)
         return seen[curve.name]
+
     return run
 
 
@@ -326,11 +359,14 @@ def main() -> None:
     for curve in curves:
         for e in curve.events:
             labelled[e.kind] += 1
-    print(f"{len(curves)} curves ({len(real)} recorded from the trainer on the sample corpus, {len(real)} of them with a "
-          f"planted spike), {sum(len(c.steps) for c in curves)} steps; labelled: {dict(sorted(labelled.items()))}\n")
+    print(
+        f"{len(curves)} curves ({len(real)} recorded from the trainer on the sample corpus, {len(real)} of them with a "
+        f"planted spike), {sum(len(c.steps) for c in curves)} steps; labelled: {dict(sorted(labelled.items()))}\n"
+    )
     bad = ("spike", "nan", "grad_runaway")
-    spikes, blended, divergence, foundry = (memo(f) for f in (tsm_spikes, lambda c: tsm_spikes(c, sources=False),
-                                                                 tsm_divergence, kill_loss_spike))
+    spikes, blended, divergence, foundry = (
+        memo(f) for f in (tsm_spikes, lambda c: tsm_spikes(c, sources=False), tsm_divergence, kill_loss_spike)
+    )
     rows = [
         ("tsm loss_spike", spikes, ("spike",)),
         ("tsm loss_spike, blended only", blended, ("spike",)),
@@ -340,8 +376,10 @@ def main() -> None:
         ("KillLossSpike (100, x2, 4)", foundry, ("spike",)),
         ("KillLossSpike, all troubles", foundry, bad),
     ]
-    header = (f"{'detector':34} {'recs':>5} {'false':>5} {'precision':>9} {'recall':>7} {'recall>=1.5x,>=3':>16} "
-              f"{'median delay':>12} {'p90 delay':>9} {'cpu s':>6}")
+    header = (
+        f"{'detector':34} {'recs':>5} {'false':>5} {'precision':>9} {'recall':>7} {'recall>=1.5x,>=3':>16} "
+        f"{'median delay':>12} {'p90 delay':>9} {'cpu s':>6}"
+    )
     print("Rollback recommendations\n" + header + "\n" + "-" * len(header))
     scores = {}
     for name, detector, kinds in rows:
@@ -351,8 +389,10 @@ def main() -> None:
         delays = sorted(s.delays)
         median = statistics.median(delays) if delays else float("nan")
         p90 = delays[int(0.9 * (len(delays) - 1))] if delays else float("nan")
-        print(f"{name:34} {s.alarms:5d} {s.false:5d} {precision:9.3f} {s.found / max(s.labelled, 1):7.3f} {big:>16} "
-              f"{median:12.1f} {p90:9.0f} {s.seconds:6.1f}")
+        print(
+            f"{name:34} {s.alarms:5d} {s.false:5d} {precision:9.3f} {s.found / max(s.labelled, 1):7.3f} {big:>16} "
+            f"{median:12.1f} {p90:9.0f} {s.seconds:6.1f}"
+        )
     print("\nFalse rollback recommendations by the change they followed")
     kinds = list(BENIGN_KINDS) + ["noise"]
     print(f"{'detector':34} " + " ".join(f"{k:>14}" for k in kinds))
@@ -367,13 +407,17 @@ def main() -> None:
     print("\nOther findings (no rollback)")
     for name, detector, kind in (("tsm plateau", plateau_alarms, "plateau"), ("tsm straggler", straggler_alarms, "straggler")):
         s = score(curves, detector, (kind,), (kind,))
-        print(f"{name:34} findings {s.alarms:4d}  matching a labelled {kind}: {s.alarms - s.false:4d}  "
-              f"recall {s.found}/{s.labelled}  median delay {statistics.median(s.delays) if s.delays else float('nan'):.0f}")
+        print(
+            f"{name:34} findings {s.alarms:4d}  matching a labelled {kind}: {s.alarms - s.false:4d}  "
+            f"recall {s.found}/{s.labelled}  median delay {statistics.median(s.delays) if s.delays else float('nan'):.0f}"
+        )
     issue_table()
     ours, theirs = scores["tsm all rollbacks"], scores["KillLossSpike, all troubles"]
-    print(f"\nratio vs KillLossSpike: false rollbacks {ours.false}/{theirs.false}, recall "
-          f"{ours.found / ours.labelled:.3f}/{theirs.found / theirs.labelled:.3f}, median delay "
-          f"{statistics.median(ours.delays):.0f}/{statistics.median(theirs.delays):.0f} steps")
+    print(
+        f"\nratio vs KillLossSpike: false rollbacks {ours.false}/{theirs.false}, recall "
+        f"{ours.found / ours.labelled:.3f}/{theirs.found / theirs.labelled:.3f}, median delay "
+        f"{statistics.median(ours.delays):.0f}/{statistics.median(theirs.delays):.0f} steps"
+    )
 
 
 if __name__ == "__main__":

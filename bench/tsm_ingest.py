@@ -46,10 +46,17 @@ POINTS_PER_STEP = len(SCALARS) + len(SOURCES)
 
 
 def make_batch(rank: int, first_step: int, steps: int, tag: str) -> MetricBatch:
-    points = [{"step": s, "rank": rank, "time": 1.7e9 + s, "tokens_seen": s * 4096,
-               "scalars": {name: 1.0 + (s % 97) * 1e-3 + i for i, name in enumerate(SCALARS)},
-               "source_losses": {src: 2.0 + (s % 89) * 1e-3 + i for i, src in enumerate(SOURCES)}}
-              for s in range(first_step, first_step + steps)]
+    points = [
+        {
+            "step": s,
+            "rank": rank,
+            "time": 1.7e9 + s,
+            "tokens_seen": s * 4096,
+            "scalars": {name: 1.0 + (s % 97) * 1e-3 + i for i, name in enumerate(SCALARS)},
+            "source_losses": {src: 2.0 + (s % 89) * 1e-3 + i for i, src in enumerate(SOURCES)},
+        }
+        for s in range(first_step, first_step + steps)
+    ]
     return MetricBatch.model_validate({"batch_id": f"{tag}-r{rank}-{first_step}", "points": points})
 
 
@@ -69,8 +76,9 @@ def run_baseline(url: str, points: int) -> float:
                 values = [("scalar", k, v) for k, v in p.scalars.items()] + [("source_loss", k, v) for k, v in p.source_losses.items()]
                 for kind, name, value in values:
                     if (kind, name) not in series:
-                        found = session.scalars(select(Series).where(Series.job_id == job.id, Series.kind == kind,
-                                                                     Series.name == name)).one_or_none()
+                        found = session.scalars(
+                            select(Series).where(Series.job_id == job.id, Series.kind == kind, Series.name == name)
+                        ).one_or_none()
                         if found is None:
                             found = Series(job_id=job.id, kind=kind, name=name)
                             session.add(found)
@@ -100,10 +108,20 @@ def run_crud(url: str, batches: int, steps_per_batch: int) -> float:
 
 def run_http(url: str, batches: int, steps_per_batch: int, senders: int) -> tuple[float, float]:
     port = free_port()
-    env = {**os.environ, "HEURIMENTOR_TSM_DATABASE_URL": url, "HEURIMENTOR_TSM_PORT": str(port),
-           "HEURIMENTOR_TSM_EVALUATE_INTERVAL_SECONDS": "0", "HEURIMENTOR_TSM_LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen([sys.executable, "-c", "from heurimentor.cli import app; app()", "tsm", "serve"], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "HEURIMENTOR_TSM_DATABASE_URL": url,
+        "HEURIMENTOR_TSM_PORT": str(port),
+        "HEURIMENTOR_TSM_EVALUATE_INTERVAL_SECONDS": "0",
+        "HEURIMENTOR_TSM_LOG_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from heurimentor.cli import app; app()", "tsm", "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -116,8 +134,10 @@ def run_http(url: str, batches: int, steps_per_batch: int, senders: int) -> tupl
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"tsm serve did not become ready: {server.stderr.read().decode()[-2000:]}")
             time.sleep(0.2)
-        bodies = [[make_batch(rank, b * steps_per_batch, steps_per_batch, "http").model_dump_json().encode()
-                   for b in range(batches // senders)] for rank in range(senders)]
+        bodies = [
+            [make_batch(rank, b * steps_per_batch, steps_per_batch, "http").model_dump_json().encode() for b in range(batches // senders)]
+            for rank in range(senders)
+        ]
         errors: list[str] = []
 
         def send(rank: int) -> None:
@@ -166,8 +186,10 @@ def main() -> None:
     print(f"PostgreSQL 15 (throwaway, fsync off), {os.cpu_count()} CPUs; point = one stored value, {POINTS_PER_STEP} per StepPoint")
     print(f"baseline  per-row ORM add+flush     {baseline:>10,.0f} points/s")
     print(f"crud      COPY + upsert in-process  {crud:>10,.0f} points/s   {crud / baseline:6.1f}x baseline")
-    print(f"http      tsm serve, {args.senders} senders      {http:>10,.0f} points/s   {http / baseline:6.1f}x baseline"
-          f"   ({step_points:,.0f} StepPoints/s; target >= 20,000 points/s: {'met' if http >= 20_000 else 'NOT met'})")
+    print(
+        f"http      tsm serve, {args.senders} senders      {http:>10,.0f} points/s   {http / baseline:6.1f}x baseline"
+        f"   ({step_points:,.0f} StepPoints/s; target >= 20,000 points/s: {'met' if http >= 20_000 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

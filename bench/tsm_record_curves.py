@@ -46,19 +46,27 @@ def write_sources(root: Path, tokenizer_dir: Path) -> int:
     return vocab
 
 
-def record(name: str, *, steps: int, change_at: int, before: dict[str, float], after: dict[str, float], seed: int,
-           batch: int) -> dict:
+def record(name: str, *, steps: int, change_at: int, before: dict[str, float], after: dict[str, float], seed: int, batch: int) -> dict:
     from heurimentor_trainer.config import DataConfig, MetricsConfig, OptimConfig, TrainConfig
     from heurimentor_trainer.train import Trainer
 
     with tempfile.TemporaryDirectory() as work:
         root = Path(work) / "shards"
         vocab = write_sources(root, Path(work) / "tokenizer")
-        cfg = TrainConfig(job=f"record-{name}", preset="debug", model={"vocab_size": vocab, "max_seq_len": 32}, steps=steps,
-                          global_batch=batch, micro_batch=batch, seq_len=32, seed=seed, device="cpu",
-                          optim=OptimConfig(lr=2e-3, warmup_steps=30),
-                          data=DataConfig(shard_root=str(root), static_weights=before),
-                          metrics=MetricsConfig(eval_interval=steps))
+        cfg = TrainConfig(
+            job=f"record-{name}",
+            preset="debug",
+            model={"vocab_size": vocab, "max_seq_len": 32},
+            steps=steps,
+            global_batch=batch,
+            micro_batch=batch,
+            seq_len=32,
+            seed=seed,
+            device="cpu",
+            optim=OptimConfig(lr=2e-3, warmup_steps=30),
+            data=DataConfig(shard_root=str(root), static_weights=before),
+            metrics=MetricsConfig(eval_interval=steps),
+        )
         rows = []
         with Trainer(cfg) as trainer:
             for step in range(1, steps + 1):
@@ -70,17 +78,33 @@ def record(name: str, *, steps: int, change_at: int, before: dict[str, float], a
     index = steps_.index(change_at)
     sources = sorted({s for p in rows for s in p.source_losses})
     curve = {
-        "steps": steps_, "loss": [p.scalars["loss"] for p in rows], "grad_norm": [p.scalars["grad_norm"] for p in rows],
-        "lr": [p.scalars["lr"] for p in rows], "step_time": [p.scalars["step_time_seconds"] for p in rows],
-        "mixture_version": [p.mixture_version or 1 for p in rows], "world_size": [1] * len(rows),
+        "steps": steps_,
+        "loss": [p.scalars["loss"] for p in rows],
+        "grad_norm": [p.scalars["grad_norm"] for p in rows],
+        "lr": [p.scalars["lr"] for p in rows],
+        "step_time": [p.scalars["step_time_seconds"] for p in rows],
+        "mixture_version": [p.mixture_version or 1 for p in rows],
+        "world_size": [1] * len(rows),
         "source_losses": {s: [p.source_losses.get(s, float("nan")) for p in rows] for s in sources},
     }
     level = lambda a, b: float(np.nanmean(curve["loss"][a:b]))  # noqa: E731
-    curve["events"] = [{"kind": "mixture_change", "onset": index, "end": index + 100,
-                        "height": level(index, index + 20) / level(index - 20, index),
-                        "detail": f"{before} -> {after} at step {change_at}"}]
-    curve["recorded_with"] = {"preset": "debug", "seq_len": 32, "global_batch": batch, "device": "cpu",
-                              "corpus": "trainer/heurimentor_trainer/sample_corpus", "seed": seed}
+    curve["events"] = [
+        {
+            "kind": "mixture_change",
+            "onset": index,
+            "end": index + 100,
+            "height": level(index, index + 20) / level(index - 20, index),
+            "detail": f"{before} -> {after} at step {change_at}",
+        }
+    ]
+    curve["recorded_with"] = {
+        "preset": "debug",
+        "seq_len": 32,
+        "global_batch": batch,
+        "device": "cpu",
+        "corpus": "trainer/heurimentor_trainer/sample_corpus",
+        "seed": seed,
+    }
     return curve
 
 

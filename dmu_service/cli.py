@@ -45,8 +45,13 @@ def _fail(message: str) -> typer.Exit:
 
 
 @app.command()
-def serve(config: ConfigOpt = None, host: Annotated[str | None, typer.Option()] = None,
-          port: Annotated[int | None, typer.Option()] = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
+) -> None:
     """Serve the DMU REST API (run `heurimentor dmu migrate` first)."""
     import uvicorn
 
@@ -76,10 +81,14 @@ def migrate(config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url:
 
 @source_app.command("add")
 def source_add(
-    name: str, language: Annotated[str, typer.Option(help="en | zh | code | mixed")],
-    domain: Annotated[str, typer.Option()] = "", location: Annotated[str, typer.Option()] = "",
+    name: str,
+    language: Annotated[str, typer.Option(help="en | zh | code | mixed")],
+    domain: Annotated[str, typer.Option()] = "",
+    location: Annotated[str, typer.Option()] = "",
     pipeline: Annotated[str, typer.Option(help="JSON overrides of the cleaning stages")] = "{}",
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Register a data source."""
     from pydantic import ValidationError
@@ -123,17 +132,32 @@ def _execute(settings, run_id: int, backend: str, ray_address: str | None) -> No
         from dmu_service.pipeline.ray_backend import RayBackend
 
         map_batches = RayBackend(address=ray_address)
-    with Progress(TextColumn("[bold]run {task.fields[run]}"), BarColumn(), TextColumn("files {task.completed}/{task.total}"),
-                  TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+    with Progress(
+        TextColumn("[bold]run {task.fields[run]}"),
+        BarColumn(),
+        TextColumn("files {task.completed}/{task.total}"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task("", total=None, run=run_id)
 
         def on_progress(counts: dict, file_index: int, n_files: int) -> None:
-            progress.update(task, total=n_files, completed=file_index,
-                            description=f"read {counts['read']:,}  kept {counts['kept']:,}  tokens {counts['tokens']:,}")
+            progress.update(
+                task,
+                total=n_files,
+                completed=file_index,
+                description=f"read {counts['read']:,}  kept {counts['kept']:,}  tokens {counts['tokens']:,}",
+            )
 
         try:
-            run = execute_run(session_factory=_session_factory(settings), data_dir=settings.data_dir, run_id=run_id,
-                              map_batches=map_batches, on_progress=on_progress)
+            run = execute_run(
+                session_factory=_session_factory(settings),
+                data_dir=settings.data_dir,
+                run_id=run_id,
+                map_batches=map_batches,
+                on_progress=on_progress,
+            )
         except RunError as e:
             raise _fail(str(e)) from e
     console.print_json(json.dumps(run.counts))
@@ -141,11 +165,14 @@ def _execute(settings, run_id: int, backend: str, ray_address: str | None) -> No
 
 @app.command()
 def ingest(
-    source: str, paths: Annotated[list[Path], typer.Argument(help="files or folders (JSONL, Parquet, text; .gz/.zst)")],
+    source: str,
+    paths: Annotated[list[Path], typer.Argument(help="files or folders (JSONL, Parquet, text; .gz/.zst)")],
     tokenizer: Annotated[Path | None, typer.Option(help="tokenizer.json of the trainer's tokenizer")] = None,
     backend: Annotated[str, typer.Option(help="local | ray")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local Ray)")] = None,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Ingest files into SOURCE as a new run: clean, dedup against everything kept, tokenize."""
     from dmu_service.crud.sources import get_source
@@ -159,8 +186,9 @@ def ingest(
         if found is None:
             raise _fail(f"source {source!r} does not exist; `heurimentor dmu source add` it first")
         try:
-            run = start_run(session=session, source=found, inputs=paths, tokenizer_path=str(tokenizer) if tokenizer else None,
-                            backend=backend)
+            run = start_run(
+                session=session, source=found, inputs=paths, tokenizer_path=str(tokenizer) if tokenizer else None, backend=backend
+            )
         except RunError as e:
             raise _fail(str(e)) from e
     console.print(f"run {run.id}: {len(run.inputs)} file(s)")
@@ -175,8 +203,13 @@ def run_list(source: str | None = None, config: ConfigOpt = None, data_dir: Data
     with _session_factory(_settings(config, data_dir=data_dir, database_url=database_url))() as session:
         for r in list_runs(session=session, source=source):
             c = r.counts
-            table.add_row(str(r.id), r.source.name, r.status, *(f"{c.get(k, 0):,}" for k in ("read", "kept", "exact_dup", "near_dup", "tokens")),
-                          r.updated_at.isoformat(timespec="seconds"))
+            table.add_row(
+                str(r.id),
+                r.source.name,
+                r.status,
+                *(f"{c.get(k, 0):,}" for k in ("read", "kept", "exact_dup", "near_dup", "tokens")),
+                r.updated_at.isoformat(timespec="seconds"),
+            )
     Console().print(table)
 
 
@@ -193,19 +226,28 @@ def run_show(run_id: int, config: ConfigOpt = None, data_dir: DataDirOpt = None,
 
 
 @run_app.command("resume")
-def run_resume(run_id: int, backend: Annotated[str, typer.Option()] = "local", ray_address: str | None = None,
-               config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None) -> None:
+def run_resume(
+    run_id: int,
+    backend: Annotated[str, typer.Option()] = "local",
+    ray_address: str | None = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
+) -> None:
     """Continue an unfinished (crashed or interrupted) run from its last checkpoint."""
     _execute(_settings(config, data_dir=data_dir, database_url=database_url), run_id, backend, ray_address)
 
 
 @run_app.command("why")
 def run_why(
-    run_id: int, rule: Annotated[str | None, typer.Option("--rule", help="only this rule (e.g. near_dup, gopher_stop_words)")] = None,
+    run_id: int,
+    rule: Annotated[str | None, typer.Option("--rule", help="only this rule (e.g. near_dup, gopher_stop_words)")] = None,
     document: Annotated[str | None, typer.Option("--id", help="only this document, RUN:FILE:RECORD")] = None,
     limit: Annotated[int, typer.Option(min=1, help="at most this many rows")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table")] = False,
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, database_url: DbOpt = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbOpt = None,
 ) -> None:
     """Why documents of run RUN went: its exclusion log (rule or duplicate_of, the value that tripped it)."""
     from dmu_service.api.routes.exclusions import exclusion_public
@@ -225,8 +267,9 @@ def run_why(
         run = get_run(session=session, run_id=run_id)
         if run is None:
             raise _fail(f"run {run_id} does not exist")
-        rows = [exclusion_public(run, r) for r in
-                list_exclusions(session=session, run_id=run_id, rule=rule, position=position, limit=limit)]
+        rows = [
+            exclusion_public(run, r) for r in list_exclusions(session=session, run_id=run_id, rule=rule, position=position, limit=limit)
+        ]
     if as_json:
         for row in rows:
             typer.echo(row.model_dump_json())
@@ -237,8 +280,15 @@ def run_why(
         return
     table = Table("document", "file", "record", "rule", "value", "duplicate of", "language")
     for row in rows:
-        table.add_row(row.document, Path(row.file).name, str(row.record), row.rule,
-                      "" if row.value is None else f"{row.value:g}", row.duplicate_of or "", row.language)
+        table.add_row(
+            row.document,
+            Path(row.file).name,
+            str(row.record),
+            row.rule,
+            "" if row.value is None else f"{row.value:g}",
+            row.duplicate_of or "",
+            row.language,
+        )
     Console().print(table)
 
 
@@ -268,8 +318,12 @@ def _client(config: Path | None, url: str | None):
 
 
 @mixture_app.command("get")
-def mixture_get(name: str, history: Annotated[bool, typer.Option("--history", help="all versions")] = False,
-                url: UrlOpt = None, config: ConfigOpt = None) -> None:
+def mixture_get(
+    name: str,
+    history: Annotated[bool, typer.Option("--history", help="all versions")] = False,
+    url: UrlOpt = None,
+    config: ConfigOpt = None,
+) -> None:
     """Print the current version of mixture NAME (JSON), or its whole history."""
     from heurimentor.contracts.mixtures import MixtureRequestError
 
@@ -288,11 +342,13 @@ def mixture_get(name: str, history: Annotated[bool, typer.Option("--history", he
 
 @mixture_app.command("set")
 def mixture_set(
-    name: str, weights: Annotated[list[str], typer.Argument(help="SOURCE=WEIGHT pairs (all weights of the mixture)")],
+    name: str,
+    weights: Annotated[list[str], typer.Argument(help="SOURCE=WEIGHT pairs (all weights of the mixture)")],
     reason: Annotated[str, typer.Option(help="why (kept in the history)")] = "",
     author: Annotated[str, typer.Option()] = "cli",
     if_match: Annotated[int | None, typer.Option(help="fail unless the current version is this one")] = None,
-    url: UrlOpt = None, config: ConfigOpt = None,
+    url: UrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Set all weights of mixture NAME (creates it when missing): `heurimentor mixture set web src-a=0.7 src-b=0.3`."""
     from heurimentor.contracts.mixtures import MixtureRequestError

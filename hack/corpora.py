@@ -62,8 +62,9 @@ def missing_packages() -> list[str]:
 def require_corpora() -> None:
     missing = missing_packages()
     if missing:
-        raise RuntimeError(f"real-text corpora missing: Debian packages {' '.join(missing)}; "
-                           f"run hack/install-system-deps.sh (it installs them)")
+        raise RuntimeError(
+            f"real-text corpora missing: Debian packages {' '.join(missing)}; run hack/install-system-deps.sh (it installs them)"
+        )
 
 
 def content_language(text: str, corpus_language: str) -> str:
@@ -90,8 +91,7 @@ def _man_pages(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("man[1-8]/*") if p.is_file() and not p.is_symlink())
 
 
-def _docs_of(texts: Iterator[tuple[str, str]], corpus: str, language: str, target_chars: int,
-             min_chars: int) -> Iterator[CorpusDoc]:
+def _docs_of(texts: Iterator[tuple[str, str]], corpus: str, language: str, target_chars: int, min_chars: int) -> Iterator[CorpusDoc]:
     for origin, text in texts:
         for part, doc in enumerate(sections(text, target_chars=target_chars)):
             if len(doc) >= min_chars:
@@ -132,13 +132,28 @@ def html_texts(paths: list[Path]) -> Iterator[tuple[str, str]]:
             yield str(path), text
 
 
-EN_FORTUNES = ["computers", "linux", "science", "literature", "wisdom", "humorists", "people", "platitudes",
-               "education", "work", "songs-poems", "pratchett", "goedel", "tao", "startrek", "riddles"]
+EN_FORTUNES = [
+    "computers",
+    "linux",
+    "science",
+    "literature",
+    "wisdom",
+    "humorists",
+    "people",
+    "platitudes",
+    "education",
+    "work",
+    "songs-poems",
+    "pratchett",
+    "goedel",
+    "tao",
+    "startrek",
+    "riddles",
+]
 ZH_FORTUNES = ["chinese", "tang300", "song100"]
 
 
-def documents(corpus: str, *, limit_files: int | None = None, target_chars: int = 2000,
-              min_chars: int = 200) -> Iterator[CorpusDoc]:
+def documents(corpus: str, *, limit_files: int | None = None, target_chars: int = 2000, min_chars: int = 200) -> Iterator[CorpusDoc]:
     """The documents of one corpus (see the module docstring); ``limit_files`` spreads a subset of files."""
     if corpus == "man-en":
         yield from _docs_of(man_texts(MAN, limit_files), corpus, "en", target_chars, min_chars)
@@ -157,8 +172,9 @@ def documents(corpus: str, *, limit_files: int | None = None, target_chars: int 
         paths = sorted((EDU / package).glob("*.html"))
         yield from _docs_of(html_texts(paths), corpus, corpus[-2:], target_chars, min_chars)
     elif corpus == "python-doc":
-        paths = sorted(p for sub in ("library", "tutorial", "howto", "reference", "faq", "using")
-                       for p in (PYTHON_HTML / sub).glob("*.html"))
+        paths = sorted(
+            p for sub in ("library", "tutorial", "howto", "reference", "faq", "using") for p in (PYTHON_HTML / sub).glob("*.html")
+        )
         yield from _docs_of(html_texts(_every(paths, limit_files)), corpus, "en", target_chars, min_chars)
     elif corpus == "python-index":
         paths = sorted(PYTHON_HTML.glob("genindex-*.html")) + [PYTHON_HTML / "py-modindex.html"]

@@ -74,8 +74,7 @@ def drop_near_duplicates(docs: list[CorpusDoc], threshold: float = 0.5) -> list[
             if len(posting) <= 200:
                 for j in posting:
                     shared[j] = shared.get(j, 0) + 1
-        if any(n >= 10 and len(shingle_set & kept_sets[j]) / len(shingle_set | kept_sets[j]) >= threshold
-               for j, n in shared.items()):
+        if any(n >= 10 and len(shingle_set & kept_sets[j]) / len(shingle_set | kept_sets[j]) >= threshold for j, n in shared.items()):
             continue
         for s in shingle_set:
             postings.setdefault(s, []).append(len(kept))
@@ -111,31 +110,119 @@ def other_language_documents(*, per_language_files: int = 20) -> list[EvalDoc]:
 # --- junk -------------------------------------------------------------------------------------------
 
 _NAV = {
-    "en": ["Home", "About us", "Products", "Services", "Blog", "News", "Contact", "Login", "Sign up", "Cart (0)",
-           "Support", "Careers", "Press", "FAQ", "Sitemap", "Privacy Policy", "Terms of Use", "Cookie Settings"],
-    "zh": ["首页", "关于我们", "产品中心", "新闻动态", "联系我们", "登录", "注册", "购物车", "帮助中心", "网站地图",
-           "隐私政策", "用户协议", "加入我们", "客服中心", "下载APP", "返回顶部"],
+    "en": [
+        "Home",
+        "About us",
+        "Products",
+        "Services",
+        "Blog",
+        "News",
+        "Contact",
+        "Login",
+        "Sign up",
+        "Cart (0)",
+        "Support",
+        "Careers",
+        "Press",
+        "FAQ",
+        "Sitemap",
+        "Privacy Policy",
+        "Terms of Use",
+        "Cookie Settings",
+    ],
+    "zh": [
+        "首页",
+        "关于我们",
+        "产品中心",
+        "新闻动态",
+        "联系我们",
+        "登录",
+        "注册",
+        "购物车",
+        "帮助中心",
+        "网站地图",
+        "隐私政策",
+        "用户协议",
+        "加入我们",
+        "客服中心",
+        "下载APP",
+        "返回顶部",
+    ],
 }
 _BANNERS = {
-    "en": ["We use cookies to improve your experience. By continuing to browse, you agree to our use of cookies.",
-           "Accept all cookies", "Manage preferences", "This site uses cookies. Learn more.",
-           "Subscribe to our newsletter", "Enter your email address", "Follow us on Facebook, Twitter and Instagram",
-           "Copyright © 2024 Example Corp. All rights reserved.", "Share this page", "Skip to main content",
-           "You are here: Home > Products > Category", "Loading...", "JavaScript is disabled in your browser."],
-    "zh": ["本网站使用Cookie以提升您的浏览体验，继续浏览即表示您同意我们使用Cookie。", "接受全部", "管理偏好设置",
-           "扫码关注公众号，获取更多资讯", "点击下载客户端", "版权所有 © 2024 示例科技有限公司 保留所有权利",
-           "京ICP备12345678号-1", "分享到：微信 微博 QQ空间", "当前位置：首页 > 产品中心 > 分类", "加载中……",
-           "客服热线：400-123-4567", "上一篇：", "下一篇：", "免责声明：本站内容来自网络，如有侵权请联系删除。"],
+    "en": [
+        "We use cookies to improve your experience. By continuing to browse, you agree to our use of cookies.",
+        "Accept all cookies",
+        "Manage preferences",
+        "This site uses cookies. Learn more.",
+        "Subscribe to our newsletter",
+        "Enter your email address",
+        "Follow us on Facebook, Twitter and Instagram",
+        "Copyright © 2024 Example Corp. All rights reserved.",
+        "Share this page",
+        "Skip to main content",
+        "You are here: Home > Products > Category",
+        "Loading...",
+        "JavaScript is disabled in your browser.",
+    ],
+    "zh": [
+        "本网站使用Cookie以提升您的浏览体验，继续浏览即表示您同意我们使用Cookie。",
+        "接受全部",
+        "管理偏好设置",
+        "扫码关注公众号，获取更多资讯",
+        "点击下载客户端",
+        "版权所有 © 2024 示例科技有限公司 保留所有权利",
+        "京ICP备12345678号-1",
+        "分享到：微信 微博 QQ空间",
+        "当前位置：首页 > 产品中心 > 分类",
+        "加载中……",
+        "客服热线：400-123-4567",
+        "上一篇：",
+        "下一篇：",
+        "免责声明：本站内容来自网络，如有侵权请联系删除。",
+    ],
 }
 _SPAM = {
-    "en": ["cheap {k}", "buy {k} online", "best {k} price", "{k} discount", "{k} free shipping", "top {k} deals",
-           "{k} coupon code", "{k} sale", "order {k} now", "{k} review", "{k} near me"],
-    "zh": ["{k}免费下载", "{k}破解版", "最新{k}", "{k}官网", "{k}价格", "{k}哪家好", "正品{k}", "{k}批发",
-           "{k}排行榜", "{k}在线观看", "{k}优惠券"],
+    "en": [
+        "cheap {k}",
+        "buy {k} online",
+        "best {k} price",
+        "{k} discount",
+        "{k} free shipping",
+        "top {k} deals",
+        "{k} coupon code",
+        "{k} sale",
+        "order {k} now",
+        "{k} review",
+        "{k} near me",
+    ],
+    "zh": [
+        "{k}免费下载",
+        "{k}破解版",
+        "最新{k}",
+        "{k}官网",
+        "{k}价格",
+        "{k}哪家好",
+        "正品{k}",
+        "{k}批发",
+        "{k}排行榜",
+        "{k}在线观看",
+        "{k}优惠券",
+    ],
 }
 _KEYWORDS = {
-    "en": ["viagra", "casino", "replica watches", "payday loans", "weight loss pills", "bitcoin", "cheap flights",
-           "essay writing", "seo services", "forex signals"],
+    "en": [
+        "viagra",
+        "casino",
+        "replica watches",
+        "payday loans",
+        "weight loss pills",
+        "bitcoin",
+        "cheap flights",
+        "essay writing",
+        "seo services",
+        "forex signals",
+    ],
     "zh": ["手机", "游戏", "电影", "减肥药", "彩票", "贷款", "代写论文", "网赚", "股票", "外挂"],
 }
 
@@ -153,8 +240,10 @@ def _junk_nav(rng: random.Random, lang: str) -> str:
 def _junk_spam(rng: random.Random, lang: str) -> str:
     keywords = rng.sample(_KEYWORDS[lang], 2)
     sep = " " if lang == "en" else "，"
-    lines = [sep.join(rng.choice(_SPAM[lang]).format(k=rng.choice(keywords)) for _ in range(rng.randint(5, 14)))
-             for _ in range(rng.randint(4, 14))]
+    lines = [
+        sep.join(rng.choice(_SPAM[lang]).format(k=rng.choice(keywords)) for _ in range(rng.randint(5, 14)))
+        for _ in range(rng.randint(4, 14))
+    ]
     return "\n".join(lines)
 
 
@@ -163,13 +252,25 @@ def _junk_list(rng: random.Random, lang: str) -> str:
     for _ in range(rng.randint(15, 60)):
         sku, price, stock = rng.randint(10000, 99999), rng.randint(1, 999) + rng.choice((0.99, 0.5, 0.0)), rng.randint(0, 500)
         if lang == "en":
-            lines.append(rng.choice([f"SKU {sku} - ${price:.2f} - In stock: {stock}",
-                                     f"Item #{sku} | {rng.choice(_KEYWORDS['en'])} | ${price:.2f}",
-                                     f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} {sku} {stock} {price:.2f}"]))
+            lines.append(
+                rng.choice(
+                    [
+                        f"SKU {sku} - ${price:.2f} - In stock: {stock}",
+                        f"Item #{sku} | {rng.choice(_KEYWORDS['en'])} | ${price:.2f}",
+                        f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} {sku} {stock} {price:.2f}",
+                    ]
+                )
+            )
         else:
-            lines.append(rng.choice([f"产品编号：A{sku} 价格：¥{price:.2f} 库存：{stock}件",
-                                     f"{rng.choice(_KEYWORDS['zh'])} 型号{sku} ￥{price:.0f} 月销{stock}",
-                                     f"2024年{rng.randint(1, 12)}月{rng.randint(1, 28)}日 订单{sku} 金额{price:.2f}元"]))
+            lines.append(
+                rng.choice(
+                    [
+                        f"产品编号：A{sku} 价格：¥{price:.2f} 库存：{stock}件",
+                        f"{rng.choice(_KEYWORDS['zh'])} 型号{sku} ￥{price:.0f} 月销{stock}",
+                        f"2024年{rng.randint(1, 12)}月{rng.randint(1, 28)}日 订单{sku} 金额{price:.2f}元",
+                    ]
+                )
+            )
     return "\n".join(lines)
 
 
@@ -205,7 +306,9 @@ def _junk_links(rng: random.Random, lang: str, source: str) -> str:
 
 
 def _junk_lorem(rng: random.Random, lang: str) -> str:
-    words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore magna aliqua".split()
+    words = (
+        "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore magna aliqua".split()
+    )
     sentences = [" ".join(rng.choice(words) for _ in range(rng.randint(6, 14))).capitalize() + "." for _ in range(rng.randint(10, 30))]
     return "Lorem ipsum dolor sit amet. " + " ".join(sentences)
 
@@ -252,11 +355,24 @@ def junk_documents(good: list[EvalDoc], *, per_kind: int = 40, seed: int = 0) ->
 _SPANS = re.compile(r"[^.!?。！？;；\n]+[.!?。！？;；]*\s*|\n")
 _PHRASES = re.compile(r"[^,，、:：()（）]+[,，、:：()（）]?")
 _HEADERS = {
-    "en": ["Posted by admin on March 3, 2024", "Last updated: 2024-05-17", "Reading time: 4 min",
-           "From Wikipedia, the free encyclopedia", "Share: Twitter Facebook LinkedIn", "Related articles",
-           "This page was last edited on 12 June 2024, at 09:14."],
-    "zh": ["发布时间：2024-03-03 来源：本站", "作者：管理员 阅读：1024次", "更新于 2024年5月17日",
-           "本文转载自网络", "分享到：微信 微博", "相关文章推荐", "责任编辑：小编"],
+    "en": [
+        "Posted by admin on March 3, 2024",
+        "Last updated: 2024-05-17",
+        "Reading time: 4 min",
+        "From Wikipedia, the free encyclopedia",
+        "Share: Twitter Facebook LinkedIn",
+        "Related articles",
+        "This page was last edited on 12 June 2024, at 09:14.",
+    ],
+    "zh": [
+        "发布时间：2024-03-03 来源：本站",
+        "作者：管理员 阅读：1024次",
+        "更新于 2024年5月17日",
+        "本文转载自网络",
+        "分享到：微信 微博",
+        "相关文章推荐",
+        "责任编辑：小编",
+    ],
 }
 
 
@@ -375,11 +491,14 @@ class EvalSet:
         return docs, labels
 
 
-def build(*, per_corpus_files: int | None = 300, junk_per_kind: int = 40, variant_share: float = 0.5,
-          seed: int = 0) -> EvalSet:
+def build(*, per_corpus_files: int | None = 300, junk_per_kind: int = 40, variant_share: float = 0.5, seed: int = 0) -> EvalSet:
     good = good_documents(per_corpus_files=per_corpus_files, seed=seed)
-    return EvalSet(good, junk_documents(good, per_kind=junk_per_kind, seed=seed), other_language_documents(),
-                   variants(good, share=variant_share, seed=seed))
+    return EvalSet(
+        good,
+        junk_documents(good, per_kind=junk_per_kind, seed=seed),
+        other_language_documents(),
+        variants(good, share=variant_share, seed=seed),
+    )
 
 
 def summary(docs: Iterable[EvalDoc]) -> dict:

@@ -100,8 +100,10 @@ def write_raw_corpus(folder: Path, seed: int) -> dict[str, int]:
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     planted = {}
-    for source, path, splitter, joiner, size in (("web-en", SAMPLE_CORPUS / "en.txt", ".", " ", (10, 18)),
-                                                 ("web-zh", SAMPLE_CORPUS / "zh.txt", "。", "", (6, 12))):
+    for source, path, splitter, joiner, size in (
+        ("web-en", SAMPLE_CORPUS / "en.txt", ".", " ", (10, 18)),
+        ("web-zh", SAMPLE_CORPUS / "zh.txt", "。", "", (6, 12)),
+    ):
         sentences = _sentences(path, splitter)
         docs = [joiner.join(rng.sample(sentences, rng.randint(*size))) for _ in range(300)]
         exact = [rng.choice(docs) for _ in range(30)]
@@ -130,8 +132,14 @@ def run_demo(config: DemoConfig) -> dict:
     started = time.monotonic()
 
     console.rule("[bold]1. tokenizer")
-    report = train_tokenizer([SAMPLE_CORPUS / "en.txt"], [SAMPLE_CORPUS / "zh.txt"], work / "tokenizer",
-                             vocab_size=config.vocab_size, min_frequency=1, seed=config.seed)
+    report = train_tokenizer(
+        [SAMPLE_CORPUS / "en.txt"],
+        [SAMPLE_CORPUS / "zh.txt"],
+        work / "tokenizer",
+        vocab_size=config.vocab_size,
+        min_frequency=1,
+        seed=config.seed,
+    )
     console.print(f"byte-level BPE, {report.vocab_size} tokens; held-out chars/token {report.chars_per_token}")
 
     console.rule("[bold]2. raw data")
@@ -140,19 +148,27 @@ def run_demo(config: DemoConfig) -> dict:
 
     dmu_port, tsm_port = _free_port(), _free_port()
     dmu_url, tsm_url = f"http://127.0.0.1:{dmu_port}", f"http://127.0.0.1:{tsm_port}"
-    env = dict(os.environ,
-               # development, said explicitly (the default is production): reads open, so the demo's GETs need no token
-               HEURIMENTOR_DMU_ENVIRONMENT="development", HEURIMENTOR_TSM_ENVIRONMENT="development",
-               HEURIMENTOR_DMU_DATA_DIR=str(work / "dmu"), HEURIMENTOR_DMU_AUTH_TOKEN=DEMO_TOKEN,
-               HEURIMENTOR_DMU_PORT=str(dmu_port),
-               HEURIMENTOR_TSM_DATABASE_URL=f"sqlite:///{work / 'tsm.sqlite3'}", HEURIMENTOR_TSM_PORT=str(tsm_port),
-               HEURIMENTOR_TSM_DMU_URL=dmu_url, HEURIMENTOR_TSM_DMU_TOKEN=DEMO_TOKEN, HEURIMENTOR_TSM_AUTH_TOKEN=DEMO_TOKEN,
-               HEURIMENTOR_TRAIN__METRICS__TSM_TOKEN=DEMO_TOKEN,  # secrets by env, never in the config file
-               HEURIMENTOR_TSM_EVALUATE_INTERVAL_SECONDS="2",
-               HEURIMENTOR_TSM_POLICY__NAME=config.policy, HEURIMENTOR_TSM_POLICY__MIXTURE="demo",
-               HEURIMENTOR_TSM_POLICY__WINDOW_STEPS="10",
-               HEURIMENTOR_TSM_POLICY__GUARDRAILS__COOLDOWN_STEPS="20",
-               OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ,
+        # development, said explicitly (the default is production): reads open, so the demo's GETs need no token
+        HEURIMENTOR_DMU_ENVIRONMENT="development",
+        HEURIMENTOR_TSM_ENVIRONMENT="development",
+        HEURIMENTOR_DMU_DATA_DIR=str(work / "dmu"),
+        HEURIMENTOR_DMU_AUTH_TOKEN=DEMO_TOKEN,
+        HEURIMENTOR_DMU_PORT=str(dmu_port),
+        HEURIMENTOR_TSM_DATABASE_URL=f"sqlite:///{work / 'tsm.sqlite3'}",
+        HEURIMENTOR_TSM_PORT=str(tsm_port),
+        HEURIMENTOR_TSM_DMU_URL=dmu_url,
+        HEURIMENTOR_TSM_DMU_TOKEN=DEMO_TOKEN,
+        HEURIMENTOR_TSM_AUTH_TOKEN=DEMO_TOKEN,
+        HEURIMENTOR_TRAIN__METRICS__TSM_TOKEN=DEMO_TOKEN,  # secrets by env, never in the config file
+        HEURIMENTOR_TSM_EVALUATE_INTERVAL_SECONDS="2",
+        HEURIMENTOR_TSM_POLICY__NAME=config.policy,
+        HEURIMENTOR_TSM_POLICY__MIXTURE="demo",
+        HEURIMENTOR_TSM_POLICY__WINDOW_STEPS="10",
+        HEURIMENTOR_TSM_POLICY__GUARDRAILS__COOLDOWN_STEPS="20",
+        OMP_NUM_THREADS="1",
+    )
     (work / "dmu").mkdir()
 
     console.rule("[bold]3. DMU and TSM")
@@ -168,32 +184,57 @@ def run_demo(config: DemoConfig) -> dict:
         for source, language in (("web-en", "en"), ("web-zh", "zh")):
             # The sample corpus is short prose: relax the minimum document length for the demo.
             overrides = {"english": {"min_words": 20}} if language == "en" else {"chinese": {"min_chars": 20}}
-            _run(_cli() + ["dmu", "source", "add", source, "--language", language, "--domain", "web",
-                           "--pipeline", json.dumps(overrides)], env, logs / "ingest.log")
-            _run(_cli() + ["dmu", "ingest", source, str(work / "raw" / f"{source}.jsonl"),
-                           "--tokenizer", str(tokenizer_json)], env, logs / "ingest.log")
+            _run(
+                _cli() + ["dmu", "source", "add", source, "--language", language, "--domain", "web", "--pipeline", json.dumps(overrides)],
+                env,
+                logs / "ingest.log",
+            )
+            _run(
+                _cli() + ["dmu", "ingest", source, str(work / "raw" / f"{source}.jsonl"), "--tokenizer", str(tokenizer_json)],
+                env,
+                logs / "ingest.log",
+            )
         runs = httpx.get(f"{dmu_url}/runs").json()
         console.print(_runs_table(runs))
         shard_root = next((work / "dmu" / "shards").iterdir())
 
         console.rule("[bold]5. mixture")
         auth = {"Authorization": f"Bearer {DEMO_TOKEN}"}
-        created = httpx.post(f"{dmu_url}/mixtures", headers=auth, json={
-            "name": "demo", "weights": {"web-en": 1.0, "web-zh": 1.0}, "author": "demo", "reason": "start 1:1 as the report"})
+        created = httpx.post(
+            f"{dmu_url}/mixtures",
+            headers=auth,
+            json={"name": "demo", "weights": {"web-en": 1.0, "web-zh": 1.0}, "author": "demo", "reason": "start 1:1 as the report"},
+        )
         created.raise_for_status()
         console.print(f"mixture demo v{created.json()['version']}: {created.json()['weights']}; TSM policy: {config.policy}")
 
         console.rule("[bold]6. train (torchrun, elastic, gloo)")
         train_yaml = work / "train.yaml"
-        train_yaml.write_text(json.dumps({
-            "job": "demo", "preset": "debug", "model": {"vocab_size": _model_vocab(tokenizer_json)},
-            "steps": config.steps, "global_batch": 8, "micro_batch": 2, "seq_len": 64, "seed": config.seed,
-            "optim": {"warmup_steps": 10},
-            "data": {"shard_root": str(shard_root), "mixture": "demo", "dmu_url": dmu_url, "poll_wait_seconds": 5,
-                     "val_samples_per_source": 8},
-            "checkpoint": {"dir": str(work / "checkpoints"), "interval": 40, "keep": 2},
-            "metrics": {"tsm_url": tsm_url, "eval_interval": 20, "flush_interval_seconds": 1.0},
-        }, indent=2))
+        train_yaml.write_text(
+            json.dumps(
+                {
+                    "job": "demo",
+                    "preset": "debug",
+                    "model": {"vocab_size": _model_vocab(tokenizer_json)},
+                    "steps": config.steps,
+                    "global_batch": 8,
+                    "micro_batch": 2,
+                    "seq_len": 64,
+                    "seed": config.seed,
+                    "optim": {"warmup_steps": 10},
+                    "data": {
+                        "shard_root": str(shard_root),
+                        "mixture": "demo",
+                        "dmu_url": dmu_url,
+                        "poll_wait_seconds": 5,
+                        "val_samples_per_source": 8,
+                    },
+                    "checkpoint": {"dir": str(work / "checkpoints"), "interval": 40, "keep": 2},
+                    "metrics": {"tsm_url": tsm_url, "eval_interval": 20, "flush_interval_seconds": 1.0},
+                },
+                indent=2,
+            )
+        )
         _run(_cli() + ["train", "--config", str(train_yaml), "--nproc-per-node", str(config.workers)], env, logs / "train.log")
         time.sleep(3)  # one more TSM evaluation over the last points
 

@@ -38,8 +38,15 @@ MAX_EXAMPLES = int(os.environ.get("HEURIMENTOR_FUZZ_EXAMPLES", "10"))
 
 
 def fuzz_settings(max_examples: int = MAX_EXAMPLES, **extra: Any) -> hypothesis.settings:
-    return hypothesis.settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
-                               suppress_health_check=list(hypothesis.HealthCheck), print_blob=False, **extra)
+    return hypothesis.settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+        print_blob=False,
+        **extra,
+    )
 
 
 @dataclass
@@ -61,8 +68,7 @@ class Tally:
 
     def report(self, config: pytest.Config) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
-        line = (f"fuzz {self.service}: {self.cases} cases, {len(self.server_errors)} 5xx, "
-                f"statuses {dict(sorted(self.statuses.items()))}")
+        line = f"fuzz {self.service}: {self.cases} cases, {len(self.server_errors)} 5xx, statuses {dict(sorted(self.statuses.items()))}"
         if reporter is not None:
             reporter.write_line(line)
 
@@ -79,8 +85,7 @@ def send(case: Any, *, http: httpx.Client, base_url: str, headers: dict[str, str
     elif kwargs.get("data") is not None:
         body["data"] = kwargs["data"]
     try:
-        return http.request(kwargs["method"], kwargs["url"], headers=kwargs.get("headers"), params=kwargs.get("params"),
-                            **body)
+        return http.request(kwargs["method"], kwargs["url"], headers=kwargs.get("headers"), params=kwargs.get("params"), **body)
     except (UnicodeEncodeError, httpx.InvalidURL, httpx.LocalProtocolError):
         hypothesis.reject()  # no HTTP client can send it (a header outside latin-1...): not a server's answer
 
@@ -91,8 +96,7 @@ def call_and_check(case: Any, *, http: httpx.Client, base_url: str, headers: dic
     case.validate_response(response, checks=CHECKS)
 
 
-def fuzz_operations(schema: Any, *, base_url: str, headers: dict[str, str], tally: Tally,
-                    max_examples: int = MAX_EXAMPLES) -> list[str]:
+def fuzz_operations(schema: Any, *, base_url: str, headers: dict[str, str], tally: Tally, max_examples: int = MAX_EXAMPLES) -> list[str]:
     """Every operation of ``schema``, with valid and invalid input; returns the failures (one per
     operation and mode, after shrinking) so one bug does not hide the others."""
     failures = []
@@ -100,6 +104,7 @@ def fuzz_operations(schema: Any, *, base_url: str, headers: dict[str, str], tall
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
             @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
             @fuzz_settings(max_examples)
             def run(case: Any) -> None:
@@ -112,8 +117,7 @@ def fuzz_operations(schema: Any, *, base_url: str, headers: dict[str, str], tall
                 pass  # nothing to make invalid (a route without parameters or body has no negative case)
             except (Exception, BaseExceptionGroup) as e:  # noqa: BLE001 - a failed check: report it, go on
                 failures.append(f"{operation.label} ({mode.value}): {type(e).__name__}: {str(e)[:1500]}")
-            log.info("fuzzed %s (%s): %d cases in %.1f s", operation.label, mode.value, tally.cases - sent,
-                     time.monotonic() - started)
+            log.info("fuzzed %s (%s): %d cases in %.1f s", operation.label, mode.value, tally.cases - sent, time.monotonic() - started)
     http.close()
     return failures
 

@@ -14,8 +14,11 @@ DatabaseOption = Annotated[Optional[str], typer.Option("--database-url", help="S
 
 
 @app.command()
-def migrate(config: ConfigOption = None, database_url: DatabaseOption = None,
-            revision: Annotated[str, typer.Option(help="target revision")] = "head") -> None:
+def migrate(
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    revision: Annotated[str, typer.Option(help="target revision")] = "head",
+) -> None:
     """Create or upgrade the TSM schema (run before `serve`)."""
     from heurimentor.logs import configure_logging
     from tsm_service.config import load_settings
@@ -28,10 +31,13 @@ def migrate(config: ConfigOption = None, database_url: DatabaseOption = None,
 
 
 @app.command()
-def serve(config: ConfigOption = None, database_url: DatabaseOption = None,
-          host: Annotated[Optional[str], typer.Option(help="bind address")] = None,
-          port: Annotated[Optional[int], typer.Option(help="port")] = None,
-          dmu_url: Annotated[Optional[str], typer.Option(help="DMU base URL for mixture updates")] = None) -> None:
+def serve(
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    host: Annotated[Optional[str], typer.Option(help="bind address")] = None,
+    port: Annotated[Optional[int], typer.Option(help="port")] = None,
+    dmu_url: Annotated[Optional[str], typer.Option(help="DMU base URL for mixture updates")] = None,
+) -> None:
     """Serve the TSM API (ingest, curves, events, /metrics) and run the detectors."""
     import uvicorn
 
@@ -73,8 +79,9 @@ def _get(url: str | None, path: str, params: dict | None = None) -> list | dict:
 
 
 @app.command()
-def events(job: str, url: UrlOption = None, kind: Annotated[Optional[str], typer.Option(help="only this kind")] = None,
-           limit: int = 50) -> None:
+def events(
+    job: str, url: UrlOption = None, kind: Annotated[Optional[str], typer.Option(help="only this kind")] = None, limit: int = 50
+) -> None:
     """Findings and actions of a job (newest last)."""
     from rich.console import Console
     from rich.table import Table
@@ -87,8 +94,9 @@ def events(job: str, url: UrlOption = None, kind: Annotated[Optional[str], typer
 
 
 @app.command()
-def rollbacks(job: str, url: UrlOption = None,
-              status: Annotated[Optional[str], typer.Option(help="open | acknowledged | dismissed")] = "open") -> None:
+def rollbacks(
+    job: str, url: UrlOption = None, status: Annotated[Optional[str], typer.Option(help="open | acknowledged | dismissed")] = "open"
+) -> None:
     """Rollback recommendations of a job: checkpoint step to return to and data range to skip."""
     from rich.console import Console
     from rich.table import Table
@@ -96,6 +104,7 @@ def rollbacks(job: str, url: UrlOption = None,
     table = Table("id", "status", "resume at or before step", "skip steps", "skip tokens", "reason")
     for r in _get(url, f"/v1/jobs/{job}/rollbacks", {"status": status} if status else None):
         tokens = f"{r['skip_from_tokens']}..{r['skip_to_tokens']}" if r["skip_to_tokens"] is not None else "-"
-        table.add_row(str(r["id"]), r["status"], str(r["resume_before_step"]), f"{r['skip_from_step']}..{r['skip_to_step']}",
-                      tokens, r["reason"])
+        table.add_row(
+            str(r["id"]), r["status"], str(r["resume_before_step"]), f"{r['skip_from_step']}..{r['skip_to_step']}", tokens, r["reason"]
+        )
     Console().print(table)

@@ -44,15 +44,26 @@ class SpikeConfig(_Strict):
     window: int = Field(default=50, ge=2, le=MAX_WINDOW)
     factor: float = Field(default=1.5, gt=1.0, le=MAX_FACTOR)
     consecutive: int = Field(default=3, ge=1, le=MAX_CONSECUTIVE)
-    rollback_margin_steps: int = Field(default=100, ge=0, le=MAX_STEP_SPAN,
-                                       description="resume this many steps before the spike (PaLM)")
-    min_history: int = Field(default=10, ge=4, le=MAX_WINDOW, description="steps of history (after a rescale, LR "
-                             "restart or, without per-source losses, a mixture change) before a step is judged")
-    noise_sigmas: float = Field(default=3.5, ge=0.0, le=MAX_FACTOR, description="a step counts only this many "
-                                "robust noise deviations above the expectation (noisy runs get a higher bar)")
-    first_rollback: Literal["skip", "rerun"] = Field(default="skip", description="skip: resume before the spike and "
-                                                     "skip its data (PaLM); rerun: replay the same data first and "
-                                                     "skip it only if the spike recurs there (Megatron's rerun)")
+    rollback_margin_steps: int = Field(default=100, ge=0, le=MAX_STEP_SPAN, description="resume this many steps before the spike (PaLM)")
+    min_history: int = Field(
+        default=10,
+        ge=4,
+        le=MAX_WINDOW,
+        description="steps of history (after a rescale, LR "
+        "restart or, without per-source losses, a mixture change) before a step is judged",
+    )
+    noise_sigmas: float = Field(
+        default=3.5,
+        ge=0.0,
+        le=MAX_FACTOR,
+        description="a step counts only this many robust noise deviations above the expectation (noisy runs get a higher bar)",
+    )
+    first_rollback: Literal["skip", "rerun"] = Field(
+        default="skip",
+        description="skip: resume before the spike and "
+        "skip its data (PaLM); rerun: replay the same data first and "
+        "skip it only if the spike recurs there (Megatron's rerun)",
+    )
 
 
 class DivergenceConfig(_Strict):
@@ -107,12 +118,14 @@ class GuardrailConfig(_Strict):
 
 class PolicyConfig(_Strict):
     name: Literal["static", "odm", "learning_progress"] = "static"
-    mixture: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$",
-                                description="DMU mixture the policy writes to")
+    mixture: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$", description="DMU mixture the policy writes to"
+    )
     trigger: Literal["interval", "plateau"] = Field(default="interval", description="update every cool-down, or only after a plateau")
     window_steps: int = Field(default=50, ge=1, le=MAX_WINDOW, description="steps of per-source loss averaged per observation")
     params: dict[Annotated[str, Field(max_length=100)], Annotated[float, Field(allow_inf_nan=False)]] = Field(
-        default_factory=dict, max_length=100, description="policy-specific knobs (finite numbers)")
+        default_factory=dict, max_length=100, description="policy-specific knobs (finite numbers)"
+    )
     guardrails: GuardrailConfig = Field(default_factory=GuardrailConfig)
 
 
@@ -127,8 +140,10 @@ class Settings(kit.ServiceSettings):
     dmu_token: SecretStr | None = None
     author: str = Field(default="tsm", description="author written on mixture versions")
     policy_mixtures: list[str] = Field(
-        default_factory=list, description="fnmatch patterns of the DMU mixtures a job's policy may name (PATCH config); "
-                                          "policy.mixture is always allowed, an admin token may name any")
+        default_factory=list,
+        description="fnmatch patterns of the DMU mixtures a job's policy may name (PATCH config); "
+        "policy.mixture is always allowed, an admin token may name any",
+    )
 
     max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0, le=1024**3, description="largest request body")
     evaluate_interval_seconds: float = Field(default=10.0, ge=0, description="0 disables the background loop")
@@ -144,8 +159,7 @@ class Settings(kit.ServiceSettings):
     def token_policy(self) -> TokenPolicy:
         # With the operator following rollback recommendations, whoever can post metrics can restart jobs.
         if self.environment == "production" and self.dmu_url and not self.dmu_token:
-            raise kit.InsecureSettings("TSM: HEURIMENTOR_TSM_DMU_TOKEN is required in production when "
-                                       "HEURIMENTOR_TSM_DMU_URL is set")
+            raise kit.InsecureSettings("TSM: HEURIMENTOR_TSM_DMU_TOKEN is required in production when HEURIMENTOR_TSM_DMU_URL is set")
         return super().token_policy()
 
     def policy_may_write(self, mixture: str) -> bool:

@@ -63,42 +63,49 @@ class JobStateCollector(Collector):
 
     def _collect(self, session: Session) -> Iterator[Metric]:
         yield GaugeMetricFamily(f"{PREFIX}_database_up", "Whether the last scrape could read the database.", value=1)
-        jobs = {job.id: job for job in session.scalars(
-            select(Job).where(Job.last_seen_at >= time.time() - self.job_ttl_seconds))}
+        jobs = {job.id: job for job in session.scalars(select(Job).where(Job.last_seen_at >= time.time() - self.job_ttl_seconds))}
         names = {job_id: job.name for job_id, job in jobs.items()}
 
         gauges = {key: GaugeMetricFamily(f"{PREFIX}_{metric}", doc, labels=["job_name"]) for key, (metric, doc) in JOB_SCALARS.items()}
-        source_loss = GaugeMetricFamily(f"{PREFIX}_job_source_loss", "Training loss per data source (nats per token).",
-                                        labels=["job_name", "source"])
-        validation_loss = GaugeMetricFamily(f"{PREFIX}_job_validation_loss",
-                                            "Held-out validation loss per data source (nats per token).", labels=["job_name", "source"])
+        source_loss = GaugeMetricFamily(
+            f"{PREFIX}_job_source_loss", "Training loss per data source (nats per token).", labels=["job_name", "source"]
+        )
+        validation_loss = GaugeMetricFamily(
+            f"{PREFIX}_job_validation_loss", "Held-out validation loss per data source (nats per token).", labels=["job_name", "source"]
+        )
         per_job_sources: dict[int, int] = defaultdict(int)
-        for series in session.scalars(select(Series).where(Series.job_id.in_(jobs), Series.last_value.is_not(None))
-                                      .order_by(Series.job_id, Series.kind, Series.name)):
+        for series in session.scalars(
+            select(Series).where(Series.job_id.in_(jobs), Series.last_value.is_not(None)).order_by(Series.job_id, Series.kind, Series.name)
+        ):
             job = names[series.job_id]
             if series.kind == "scalar" and series.name in gauges:
                 gauges[series.name].add_metric([job], series.last_value)
             elif series.kind in ("source_loss", "val_loss"):
                 per_job_sources[series.job_id] += 1
                 if per_job_sources[series.job_id] <= 2 * MAX_SOURCES_PER_JOB:
-                    (source_loss if series.kind == "source_loss" else validation_loss).add_metric([job, series.name],
-                                                                                                 series.last_value)
+                    (source_loss if series.kind == "source_loss" else validation_loss).add_metric([job, series.name], series.last_value)
         yield from gauges.values()
         yield source_loss
         yield validation_loss
 
         step = GaugeMetricFamily(f"{PREFIX}_job_step", "Latest optimizer step reported.", labels=["job_name"])
-        last_step_time = GaugeMetricFamily(f"{PREFIX}_job_last_step_timestamp_seconds",
-                                           "When the latest step finished (unix seconds, trainer clock).", labels=["job_name"])
+        last_step_time = GaugeMetricFamily(
+            f"{PREFIX}_job_last_step_timestamp_seconds", "When the latest step finished (unix seconds, trainer clock).", labels=["job_name"]
+        )
         tokens = CounterMetricFamily(f"{PREFIX}_job_tokens", "Tokens the job has consumed.", labels=["job_name"])
         step_time = GaugeMetricFamily(f"{PREFIX}_job_step_time_seconds", "Median step time over ranks.", labels=["job_name"])
-        skew = GaugeMetricFamily(f"{PREFIX}_job_step_time_skew_ratio",
-                                 "Slowest rank's median step time over the median of all ranks (1 = no skew).", labels=["job_name"])
+        skew = GaugeMetricFamily(
+            f"{PREFIX}_job_step_time_skew_ratio",
+            "Slowest rank's median step time over the median of all ranks (1 = no skew).",
+            labels=["job_name"],
+        )
         version = GaugeMetricFamily(f"{PREFIX}_job_mixture_version", "Data mixture version the job trains on.", labels=["job_name"])
-        completed = GaugeMetricFamily(f"{PREFIX}_job_completed", "1 once the run reached its final step (its silence is no stall).",
-                                      labels=["job_name"])
-        suspended = GaugeMetricFamily(f"{PREFIX}_job_suspended", "1 while the operator has the job suspended (its silence is no stall).",
-                                      labels=["job_name"])
+        completed = GaugeMetricFamily(
+            f"{PREFIX}_job_completed", "1 once the run reached its final step (its silence is no stall).", labels=["job_name"]
+        )
+        suspended = GaugeMetricFamily(
+            f"{PREFIX}_job_suspended", "1 while the operator has the job suspended (its silence is no stall).", labels=["job_name"]
+        )
         written = {state.job_id: state.mixture_version for state in session.scalars(select(PolicyState))}
         for job in jobs.values():
             labels = [job.name]
@@ -118,10 +125,12 @@ class JobStateCollector(Collector):
 
         events = count_events(session)
         by_kind = CounterMetricFamily(f"{PREFIX}_events", "Detector findings and actions, by kind.", labels=["job_name", "kind"])
-        dedicated = {kind: CounterMetricFamily(f"{PREFIX}_{metric}", doc, labels=["job_name"])
-                     for kind, (metric, doc) in EVENT_COUNTERS.items()}
-        rollbacks = CounterMetricFamily(f"{PREFIX}_rollback_recommendations",
-                                        "Rollback recommendations issued to the operator.", labels=["job_name"])
+        dedicated = {
+            kind: CounterMetricFamily(f"{PREFIX}_{metric}", doc, labels=["job_name"]) for kind, (metric, doc) in EVENT_COUNTERS.items()
+        }
+        rollbacks = CounterMetricFamily(
+            f"{PREFIX}_rollback_recommendations", "Rollback recommendations issued to the operator.", labels=["job_name"]
+        )
         rollback_counts = count_rollbacks(session)
         for job in jobs.values():
             for kind in EVENT_KINDS:
@@ -139,11 +148,11 @@ class Exposition:
 
     def __init__(self, sessions: sessionmaker[Session], *, job_ttl_seconds: float):
         self.registry = CollectorRegistry()
-        self.batches = Counter(f"{PREFIX}_ingest_batches", "Metric batches received, by result.", ["result"],
-                               registry=self.registry)
+        self.batches = Counter(f"{PREFIX}_ingest_batches", "Metric batches received, by result.", ["result"], registry=self.registry)
         self.points = Counter(f"{PREFIX}_ingest_points", "Metric values stored.", registry=self.registry)
-        self.non_finite = Counter(f"{PREFIX}_ingest_non_finite_values", "Non-finite metric values flagged as divergence.",
-                                  registry=self.registry)
+        self.non_finite = Counter(
+            f"{PREFIX}_ingest_non_finite_values", "Non-finite metric values flagged as divergence.", registry=self.registry
+        )
         for result in ("stored", "duplicate"):
             self.batches.labels(result)
         self.registry.register(JobStateCollector(sessions, job_ttl_seconds=job_ttl_seconds))

@@ -34,12 +34,13 @@ class MixtureUpdater:
             try:
                 current = client.current(config.mixture)
             except MixtureRequestError as e:
-                log.warning("cannot read mixture from the DMU", extra={"job": job.name, "mixture": config.mixture,
-                                                                       "error": f"{type(e).__name__}: {e}"})
+                log.warning(
+                    "cannot read mixture from the DMU",
+                    extra={"job": job.name, "mixture": config.mixture, "error": f"{type(e).__name__}: {e}"},
+                )
                 return []
             state = self._state(session, job=job, config=config)
-            controller = MixtureController(make_policy(config.name, list(current.weights), params=config.params),
-                                           config.guardrails)
+            controller = MixtureController(make_policy(config.name, list(current.weights), params=config.params), config.guardrails)
             controller.load_state_dict(state.state)
             allowed = True
             if config.trigger == "plateau":
@@ -48,30 +49,58 @@ class MixtureUpdater:
             decision = controller.step(current=current.weights, losses=losses, step=job.last_step, update_allowed=allowed)
             event_ids = []
             if decision is not None:
-                evidence = {"mixture": config.mixture, "policy": config.name, "from_version": current.version,
-                            "previous": decision.previous, "weights": decision.weights, "losses": decision.losses,
-                            "guardrails": config.guardrails.model_dump()}
+                evidence = {
+                    "mixture": config.mixture,
+                    "policy": config.name,
+                    "from_version": current.version,
+                    "previous": decision.previous,
+                    "weights": decision.weights,
+                    "losses": decision.losses,
+                    "guardrails": config.guardrails.model_dump(),
+                }
                 try:
-                    written = client.update(config.mixture, decision.weights, reason=decision.reason, author=self.author,
-                                            if_match=current.version)
+                    written = client.update(
+                        config.mixture, decision.weights, reason=decision.reason, author=self.author, if_match=current.version
+                    )
                 except MixtureConflict as e:
                     controller.last_update_step = state.last_update_step  # nothing was written
-                    event_ids.append(record_event(
-                        session, job_id=job.id, kind="mixture_conflict", severity="warning", step=job.last_step,
-                        subject=config.mixture, evidence=evidence | {"error": str(e)}, now=now,
-                        message=(f"mixture {config.mixture} changed since version {current.version} while the TSM "
-                                 f"was updating it; the TSM's update was not written")))
+                    event_ids.append(
+                        record_event(
+                            session,
+                            job_id=job.id,
+                            kind="mixture_conflict",
+                            severity="warning",
+                            step=job.last_step,
+                            subject=config.mixture,
+                            evidence=evidence | {"error": str(e)},
+                            now=now,
+                            message=(
+                                f"mixture {config.mixture} changed since version {current.version} while the TSM "
+                                f"was updating it; the TSM's update was not written"
+                            ),
+                        )
+                    )
                 except MixtureRequestError as e:
                     controller.last_update_step = state.last_update_step
-                    log.warning("mixture update failed", extra={"job": job.name, "mixture": config.mixture,
-                                                                "error": f"{type(e).__name__}: {e}"})
+                    log.warning(
+                        "mixture update failed", extra={"job": job.name, "mixture": config.mixture, "error": f"{type(e).__name__}: {e}"}
+                    )
                 else:
                     state.weights, state.mixture_version = written.weights, written.version
                     job.mixture_version = written.version
-                    event_ids.append(record_event(
-                        session, job_id=job.id, kind="mixture_update", severity="info", step=job.last_step,
-                        subject=config.mixture, evidence=evidence | {"version": written.version}, now=now,
-                        message=f"mixture {config.mixture} -> version {written.version}: {decision.reason}"))
+                    event_ids.append(
+                        record_event(
+                            session,
+                            job_id=job.id,
+                            kind="mixture_update",
+                            severity="info",
+                            step=job.last_step,
+                            subject=config.mixture,
+                            evidence=evidence | {"version": written.version},
+                            now=now,
+                            message=f"mixture {config.mixture} -> version {written.version}: {decision.reason}",
+                        )
+                    )
             state.state = controller.state_dict()
             state.last_update_step = controller.last_update_step
             return [i for i in event_ids if i is not None]

@@ -71,16 +71,17 @@ class Monitor:
         if plateau is not None and (last_plateau is None or plateau.evidence["first_step"] > last_plateau):
             findings.append(plateau)
         steps, grad_norm = scalar_window(session, job_id=job.id, name="grad_norm", after_step=after)
-        findings += detect_grad_norm_runaway(steps, grad_norm, detectors.divergence,
-                                             segment_start=curve.segment_starts_for(steps))
+        findings += detect_grad_norm_runaway(steps, grad_norm, detectors.divergence, segment_start=curve.segment_starts_for(steps))
 
-        stall = None if job.completed_step is not None or job.suspended_at is not None else detect_stall(
-            last_step=job.last_step, last_step_time=job.last_step_time, now=now, config=detectors.stall)
+        stall = (
+            None
+            if job.completed_step is not None or job.suspended_at is not None
+            else detect_stall(last_step=job.last_step, last_step_time=job.last_step_time, now=now, config=detectors.stall)
+        )
         if stall is not None:
             findings.append(stall)  # one per stalled step: the unique key drops repeats
 
-        window_start, step_times = per_rank_window(session, job_id=job.id, name="step_time_seconds",
-                                                   reports=detectors.straggler.window)
+        window_start, step_times = per_rank_window(session, job_id=job.id, name="step_time_seconds", reports=detectors.straggler.window)
         skew = step_time_skew(step_times)
         if skew is not None:
             job.step_time_seconds, job.step_time_skew_ratio = skew
@@ -90,19 +91,21 @@ class Monitor:
                 if previous is None or previous < window_start:
                     findings.append(finding)
 
-        floor = step_before_reports(session, job_id=job.id, kind="layer_weight_std", upto_step=job.evaluated_step,
-                                    reports=detectors.weight_change.window + 1)
+        floor = step_before_reports(
+            session, job_id=job.id, kind="layer_weight_std", upto_step=job.evaluated_step, reports=detectors.weight_change.window + 1
+        )
         w_steps, tokens, layers, layer_std = layer_std_window(session, job_id=job.id, after_step=floor)
-        findings += detect_weight_change(steps=w_steps, tokens=tokens, layers=layers, layer_std=layer_std,
-                                         config=detectors.weight_change)
+        findings += detect_weight_change(steps=w_steps, tokens=tokens, layers=layers, layer_std=layer_std, config=detectors.weight_change)
         replay = latest_replay(session, job=job)
         event_ids = self._store(session, job=job, findings=findings, now=now, replay=replay, spike=detectors.spike)
-        outcome = judge_clean_replay(session, job=job, replay=replay, upto_step=job.last_step,
-                                     consecutive=detectors.spike.consecutive, now=now)
+        outcome = judge_clean_replay(
+            session, job=job, replay=replay, upto_step=job.last_step, consecutive=detectors.spike.consecutive, now=now
+        )
         return event_ids + ([outcome] if outcome is not None else [])
 
-    def _store(self, session: Session, *, job: Job, findings: list[Finding], now: float, replay: Replay | None,
-               spike: SpikeConfig) -> list[int]:
+    def _store(
+        self, session: Session, *, job: Job, findings: list[Finding], now: float, replay: Replay | None, spike: SpikeConfig
+    ) -> list[int]:
         event_ids = []
         for finding in findings:
             if finding.kind not in ("plateau", "stall", "straggler") and finding.confirmed_at <= job.evaluated_step:
@@ -110,13 +113,29 @@ class Monitor:
             if finding.bad_steps is not None:
                 stored = store_rollback_finding(session, job=job, finding=finding, replay=replay, config=spike, now=now)
             else:
-                event_id = record_event(session, job_id=job.id, kind=finding.kind, severity=finding.severity,
-                                        step=finding.step, subject=finding.subject,
-                                        message=f"job {job.name}: {finding.message}", evidence=finding.evidence, now=now)
+                event_id = record_event(
+                    session,
+                    job_id=job.id,
+                    kind=finding.kind,
+                    severity=finding.severity,
+                    step=finding.step,
+                    subject=finding.subject,
+                    message=f"job {job.name}: {finding.message}",
+                    evidence=finding.evidence,
+                    now=now,
+                )
                 stored = [] if event_id is None else [event_id]
             if stored:
-                log.warning("finding", extra={"job": job.name, "kind": finding.kind, "step": finding.step,
-                                              "subject": finding.subject, "detail": finding.message})
+                log.warning(
+                    "finding",
+                    extra={
+                        "job": job.name,
+                        "kind": finding.kind,
+                        "step": finding.step,
+                        "subject": finding.subject,
+                        "detail": finding.message,
+                    },
+                )
             event_ids += stored
         return event_ids
 
@@ -136,4 +155,3 @@ class Monitor:
         while True:
             await asyncio.sleep(interval)
             await asyncio.to_thread(self.evaluate_all, time.time())
-

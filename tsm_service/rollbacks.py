@@ -61,8 +61,9 @@ class Replay:
 
 
 def latest_replay(session: Session, *, job: Job) -> Replay | None:
-    resumed = session.scalars(select(Event).where(Event.job_id == job.id, Event.kind == "resumed")
-                              .order_by(Event.id.desc()).limit(1)).one_or_none()
+    resumed = session.scalars(
+        select(Event).where(Event.job_id == job.id, Event.kind == "resumed").order_by(Event.id.desc()).limit(1)
+    ).one_or_none()
     if resumed is None or not resumed.evidence.get("rollback_id"):
         return None
     rollback = session.get(RollbackRecommendation, resumed.evidence["rollback_id"])
@@ -70,26 +71,45 @@ def latest_replay(session: Session, *, job: Job) -> Replay | None:
     if rollback is None or cause is None:
         return None
     last = int(cause.evidence.get("last_step", max(cause.step, rollback.skip_to_step)))
-    return Replay(first_step=resumed.evidence["first_replayed_step"], abandoned_to=resumed.evidence["abandoned_to_step"],
-                  rollback=rollback, cause=cause, cause_steps=(cause.step, last))
+    return Replay(
+        first_step=resumed.evidence["first_replayed_step"],
+        abandoned_to=resumed.evidence["abandoned_to_step"],
+        rollback=rollback,
+        cause=cause,
+        cause_steps=(cause.step, last),
+    )
 
 
 def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] <= b[1] and b[0] <= a[1]
 
 
-def _outcome(session: Session, *, job: Job, replay: Replay, verdict: str, message: str, now: float,
-             evidence: dict | None = None) -> int | None:
-    return record_event(session, job_id=job.id, kind="rollback_outcome",
-                        severity="critical" if verdict == "not_data" else "info", step=replay.cause.step,
-                        subject=f"rollback/{replay.rollback.id}", message=f"job {job.name}: {message}",
-                        evidence={"verdict": verdict, "rollback_id": replay.rollback.id, "cause_event_id": replay.cause.id,
-                                  "cause_steps": list(replay.cause_steps), "data_now_at": replay.data_now_at(),
-                                  **(evidence or {})}, now=now)
+def _outcome(
+    session: Session, *, job: Job, replay: Replay, verdict: str, message: str, now: float, evidence: dict | None = None
+) -> int | None:
+    return record_event(
+        session,
+        job_id=job.id,
+        kind="rollback_outcome",
+        severity="critical" if verdict == "not_data" else "info",
+        step=replay.cause.step,
+        subject=f"rollback/{replay.rollback.id}",
+        message=f"job {job.name}: {message}",
+        evidence={
+            "verdict": verdict,
+            "rollback_id": replay.rollback.id,
+            "cause_event_id": replay.cause.id,
+            "cause_steps": list(replay.cause_steps),
+            "data_now_at": replay.data_now_at(),
+            **(evidence or {}),
+        },
+        now=now,
+    )
 
 
-def store_rollback_finding(session: Session, *, job: Job, finding: Finding, replay: Replay | None, config: SpikeConfig,
-                           now: float) -> list[int]:
+def store_rollback_finding(
+    session: Session, *, job: Job, finding: Finding, replay: Replay | None, config: SpikeConfig, now: float
+) -> list[int]:
     """Record a finding that calls for a rollback, with the recommendation it earns; returns event ids."""
     first_bad, last_bad = finding.bad_steps
     recurrence = None
@@ -101,37 +121,76 @@ def store_rollback_finding(session: Session, *, job: Job, finding: Finding, repl
             recurrence = "not_data"
     subject = finding.subject if recurrence is None else f"{finding.subject}/recurrence-after-rollback-{replay.rollback.id}"
     message = f"job {job.name}: {finding.message}"
-    event_id = record_event(session, job_id=job.id, kind=finding.kind, severity=finding.severity, step=finding.step,
-                            subject=subject, message=message, evidence=finding.evidence, now=now)
+    event_id = record_event(
+        session,
+        job_id=job.id,
+        kind=finding.kind,
+        severity=finding.severity,
+        step=finding.step,
+        subject=subject,
+        message=message,
+        evidence=finding.evidence,
+        now=now,
+    )
     if event_id is None:
         return []  # the same finding on the same steps: recommended once already
     ids = [event_id]
     if recurrence == "not_data":
-        ids.append(_outcome(session, job=job, replay=replay, verdict="not_data", now=now, evidence={"recurrence_event_id": event_id},
-                            message=(f"the {finding.kind} at steps {first_bad}..{last_bad} recurred after rollback "
-                                     f"{replay.rollback.id} skipped the data of steps {replay.skipped[0]}..{replay.skipped[1]}: "
-                                     f"not the data and not transient (model state or learning rate); not rolled back again, "
-                                     f"the same rollback would repeat itself")))
+        ids.append(
+            _outcome(
+                session,
+                job=job,
+                replay=replay,
+                verdict="not_data",
+                now=now,
+                evidence={"recurrence_event_id": event_id},
+                message=(
+                    f"the {finding.kind} at steps {first_bad}..{last_bad} recurred after rollback "
+                    f"{replay.rollback.id} skipped the data of steps {replay.skipped[0]}..{replay.skipped[1]}: "
+                    f"not the data and not transient (model state or learning rate); not rolled back again, "
+                    f"the same rollback would repeat itself"
+                ),
+            )
+        )
         return [i for i in ids if i is not None]
     skip = True
     if recurrence == "data":
-        ids.append(_outcome(session, job=job, replay=replay, verdict="data", now=now, evidence={"recurrence_event_id": event_id},
-                            message=(f"the {finding.kind} of steps {replay.cause_steps[0]}..{replay.cause_steps[1]} recurred "
-                                     f"at the same data (steps {first_bad}..{last_bad}) after rollback {replay.rollback.id}: "
-                                     f"the data is at fault; recommending to skip it")))
+        ids.append(
+            _outcome(
+                session,
+                job=job,
+                replay=replay,
+                verdict="data",
+                now=now,
+                evidence={"recurrence_event_id": event_id},
+                message=(
+                    f"the {finding.kind} of steps {replay.cause_steps[0]}..{replay.cause_steps[1]} recurred "
+                    f"at the same data (steps {first_bad}..{last_bad}) after rollback {replay.rollback.id}: "
+                    f"the data is at fault; recommending to skip it"
+                ),
+            )
+        )
         message += f" (recurred at the same data after rollback {replay.rollback.id}: data at fault, skip it)"
     elif config.first_rollback == "rerun":
         skip = False
         message += " (rerun first: replay the same data; skip it only if the spike recurs there)"
     resume = max(0, first_bad - config.rollback_margin_steps)
-    recommend_rollback(session, job_id=job.id, event_id=event_id, first_bad_step=first_bad,
-                       last_bad_step=last_bad if skip else resume - 1, margin_steps=config.rollback_margin_steps,
-                       reason=message, now=now)
+    recommend_rollback(
+        session,
+        job_id=job.id,
+        event_id=event_id,
+        first_bad_step=first_bad,
+        last_bad_step=last_bad if skip else resume - 1,
+        margin_steps=config.rollback_margin_steps,
+        reason=message,
+        now=now,
+    )
     return [i for i in ids if i is not None]
 
 
-def judge_clean_replay(session: Session, *, job: Job, replay: Replay | None, upto_step: int | None, consecutive: int,
-                       now: float) -> int | None:
+def judge_clean_replay(
+    session: Session, *, job: Job, replay: Replay | None, upto_step: int | None, consecutive: int, now: float
+) -> int | None:
     """Once the replay (judged up to ``upto_step``) is past where the cause's data (or steps) now fall with
     no recurrence, say so."""
     if replay is None or upto_step is None:
@@ -141,11 +200,21 @@ def judge_clean_replay(session: Session, *, job: Job, replay: Replay | None, upt
     if upto_step < max(watched[1], replay.first_step) + consecutive:
         return None
     if data_at is not None:
-        verdict, message = "transient", (f"the {replay.cause.kind} of steps {replay.cause_steps[0]}..{replay.cause_steps[1]} did "
-                                         f"not recur when rollback {replay.rollback.id} replayed its data (steps "
-                                         f"{data_at[0]}..{data_at[1]}): transient")
+        verdict, message = (
+            "transient",
+            (
+                f"the {replay.cause.kind} of steps {replay.cause_steps[0]}..{replay.cause_steps[1]} did "
+                f"not recur when rollback {replay.rollback.id} replayed its data (steps "
+                f"{data_at[0]}..{data_at[1]}): transient"
+            ),
+        )
     else:
-        verdict, message = "skipped", (f"the {replay.cause.kind} of steps {replay.cause_steps[0]}..{replay.cause_steps[1]} did "
-                                       f"not recur after rollback {replay.rollback.id} skipped its data; whether the data or a "
-                                       f"transient fault caused it is not known (first_rollback: rerun tells them apart)")
+        verdict, message = (
+            "skipped",
+            (
+                f"the {replay.cause.kind} of steps {replay.cause_steps[0]}..{replay.cause_steps[1]} did "
+                f"not recur after rollback {replay.rollback.id} skipped its data; whether the data or a "
+                f"transient fault caused it is not known (first_rollback: rerun tells them apart)"
+            ),
+        )
     return _outcome(session, job=job, replay=replay, verdict=verdict, message=message, now=now)

@@ -21,10 +21,10 @@ class RunsCollector:
         self.session_factory = session_factory
 
     def collect(self):
-        documents = GaugeMetricFamily("heurimentor_dmu_documents", "documents per source and pipeline outcome, over non-discarded runs",
-                                      labels=["source", "stage"])
-        filtered = GaugeMetricFamily("heurimentor_dmu_filtered_documents", "documents removed per quality rule",
-                                     labels=["source", "rule"])
+        documents = GaugeMetricFamily(
+            "heurimentor_dmu_documents", "documents per source and pipeline outcome, over non-discarded runs", labels=["source", "stage"]
+        )
+        filtered = GaugeMetricFamily("heurimentor_dmu_filtered_documents", "documents removed per quality rule", labels=["source", "rule"])
         tokens = GaugeMetricFamily("heurimentor_dmu_tokens", "tokens written to shards per source", labels=["source"])
         runs = GaugeMetricFamily("heurimentor_dmu_runs", "ingestion runs by status", labels=["status"])
         stage_totals: dict[tuple[str, str], int] = defaultdict(int)
@@ -56,26 +56,29 @@ class DmuMetrics:
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(RunsCollector(session_factory))
-        self.requests = Counter(
-            "heurimentor_dmu_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
-        )
+        self.requests = Counter("heurimentor_dmu_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry)
         self.latency = Histogram(
-            "heurimentor_dmu_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
-            registry=self.registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+            "heurimentor_dmu_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
         )
         self.mixture_version = Gauge(
             "heurimentor_dmu_mixture_version", "current version of each mixture", ["mixture"], registry=self.registry
         )
         self.mixture_weight = Gauge(
-            "heurimentor_dmu_mixture_weight", "normalised weight of each source in each mixture",
-            ["mixture", "source"], registry=self.registry,
+            "heurimentor_dmu_mixture_weight",
+            "normalised weight of each source in each mixture",
+            ["mixture", "source"],
+            registry=self.registry,
         )
-        self.mixture_changes = Counter(
-            "heurimentor_dmu_mixture_changes", "mixture versions created", ["mixture"], registry=self.registry
-        )
+        self.mixture_changes = Counter("heurimentor_dmu_mixture_changes", "mixture versions created", ["mixture"], registry=self.registry)
         self._weighted_sources: dict[str, set[str]] = {}
         self.rejected_changes = Counter(
-            "heurimentor_dmu_mixture_rejected_changes", "mixture changes refused", ["mixture", "reason"],
+            "heurimentor_dmu_mixture_rejected_changes",
+            "mixture changes refused",
+            ["mixture", "reason"],
             registry=self.registry,
         )
 

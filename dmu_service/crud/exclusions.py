@@ -27,8 +27,9 @@ def add_exclusions(*, session: Session, run_id: int, rows: list[dict]) -> None:
         session.execute(insert(Exclusion), [{"run_id": run_id, **row} for row in rows])
 
 
-def list_exclusions(*, session: Session, run_id: int, rule: str | None = None, position: tuple[int, int] | None = None,
-                    after: int = 0, limit: int = 100) -> list[Exclusion]:
+def list_exclusions(
+    *, session: Session, run_id: int, rule: str | None = None, position: tuple[int, int] | None = None, after: int = 0, limit: int = 100
+) -> list[Exclusion]:
     """One page in log order (keyset: rows with id > ``after``)."""
     query = select(Exclusion).where(Exclusion.run_id == run_id, Exclusion.id > after).order_by(Exclusion.id).limit(limit)
     if rule is not None:

@@ -64,9 +64,7 @@ def current_version_number(*, session: Session, name: str) -> int:
 def get_version(*, session: Session, name: str, version: int | None = None) -> MixtureVersion:
     mixture = get_mixture(session=session, name=name)
     number = mixture.current_version if version is None else version
-    found = session.scalar(
-        select(MixtureVersion).where(MixtureVersion.mixture_id == mixture.id, MixtureVersion.version == number)
-    )
+    found = session.scalar(select(MixtureVersion).where(MixtureVersion.mixture_id == mixture.id, MixtureVersion.version == number))
     if found is None:
         raise MixtureNotFound(f"mixture {name!r} has no version {number}")
     return found
@@ -74,11 +72,7 @@ def get_version(*, session: Session, name: str, version: int | None = None) -> M
 
 def list_versions(*, session: Session, name: str) -> list[MixtureVersion]:
     mixture = get_mixture(session=session, name=name)
-    return list(
-        session.scalars(
-            select(MixtureVersion).where(MixtureVersion.mixture_id == mixture.id).order_by(MixtureVersion.version)
-        )
-    )
+    return list(session.scalars(select(MixtureVersion).where(MixtureVersion.mixture_id == mixture.id).order_by(MixtureVersion.version)))
 
 
 def _check_sources(name: str, weights: dict[str, float], known_sources: set[str]) -> None:

@@ -17,8 +17,10 @@ class Exclusion(Base):
     """
 
     __tablename__ = "run_exclusions"
-    __table_args__ = (Index("ix_run_exclusions_run_rule", "run_id", "rule", "id"),
-                      Index("ix_run_exclusions_run_position", "run_id", "file_index", "record"))
+    __table_args__ = (
+        Index("ix_run_exclusions_run_rule", "run_id", "rule", "id"),
+        Index("ix_run_exclusions_run_position", "run_id", "file_index", "record"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))

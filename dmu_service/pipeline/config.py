@@ -130,8 +130,13 @@ class PipelineConfig(_Stage):
             "en": {"langid": {"languages": ["en"]}, "chinese": {"enabled": False}},
             "zh": {"langid": {"languages": ["zh"]}, "english": _english_off()},
             "mixed": {"langid": {"languages": ["en", "zh"]}},
-            "code": {"langid": {"enabled": False}, "english": _english_off(), "chinese": {"enabled": False},
-                     "normalize": {"form": "NFC"}, "text_split": "file"},
+            "code": {
+                "langid": {"enabled": False},
+                "english": _english_off(),
+                "chinese": {"enabled": False},
+                "normalize": {"form": "NFC"},
+                "text_split": "file",
+            },
         }[language]
         return cls.model_validate(_deep_merge(defaults, overrides or {}))
 

@@ -145,8 +145,11 @@ class Deduplicator:
                     log.warning("index segment %s predates verified near dedup; its documents only dedup exactly", path)
                     self.exact.add(segment["exact"], np.full(segment["exact"].size, -1))
                     continue
-                self._add(DedupDecision([], [], [], segment["exact"], segment["bands"], segment["signatures"],
-                                        segment["ids"], segment["has_bands"]))
+                self._add(
+                    DedupDecision(
+                        [], [], [], segment["exact"], segment["bands"], segment["signatures"], segment["ids"], segment["has_bands"]
+                    )
+                )
 
     def _add(self, decision: DedupDecision) -> None:
         rows = np.arange(self.ids.size, self.ids.size + len(decision.ids), dtype=np.int64)
@@ -175,8 +178,11 @@ class Deduplicator:
                 if index_rows[i] >= 0 or earlier < i:
                     unique[i] = False
                     verdict[i], similarity[i] = "exact_dup", 1.0
-                    duplicate_of[i] = (tuple(int(v) for v in self.ids.view[index_rows[i]]) if index_rows[i] >= 0
-                                       else tuple(int(v) for v in ids_array[earlier]))
+                    duplicate_of[i] = (
+                        tuple(int(v) for v in self.ids.view[index_rows[i]])
+                        if index_rows[i] >= 0
+                        else tuple(int(v) for v in ids_array[earlier])
+                    )
         band_keys = np.zeros((n, self.cfg.bands), dtype=U64)
         signatures8 = np.zeros((n, self.cfg.num_perm), dtype=np.uint8)
         has_bands = np.zeros(n, dtype=bool)
@@ -189,13 +195,22 @@ class Deduplicator:
             has_bands[members] = True
             self._near_duplicates(members, band_keys, signatures8, ids_array, verdict, duplicate_of, similarity)
         kept = np.array([v == "kept" for v in verdict], dtype=bool)
-        decision = DedupDecision(verdict, duplicate_of, similarity, hashes[kept], band_keys[kept], signatures8[kept],
-                                 ids_array[kept], has_bands[kept])
+        decision = DedupDecision(
+            verdict, duplicate_of, similarity, hashes[kept], band_keys[kept], signatures8[kept], ids_array[kept], has_bands[kept]
+        )
         self._add(decision)
         return decision
 
-    def _near_duplicates(self, members: np.ndarray, band_keys: np.ndarray, signatures8: np.ndarray, ids: np.ndarray,
-                         verdict: list[str], duplicate_of: list, similarity: list) -> None:
+    def _near_duplicates(
+        self,
+        members: np.ndarray,
+        band_keys: np.ndarray,
+        signatures8: np.ndarray,
+        ids: np.ndarray,
+        verdict: list[str],
+        duplicate_of: list,
+        similarity: list,
+    ) -> None:
         if members.size == 0:
             return
         threshold = self.cfg.threshold
@@ -250,9 +265,14 @@ def write_segment(path: Path, decisions: list[DedupDecision], *, num_perm: int, 
 
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
-        np.savez(f, exact=stacked("exact_keys", np.zeros(0, U64)), bands=stacked("band_keys", np.zeros((0, bands), U64)),
-                 signatures=stacked("signatures", np.zeros((0, num_perm), np.uint8)),
-                 ids=stacked("ids", np.zeros((0, 3), np.int64)), has_bands=stacked("has_bands", np.zeros(0, bool)))
+        np.savez(
+            f,
+            exact=stacked("exact_keys", np.zeros(0, U64)),
+            bands=stacked("band_keys", np.zeros((0, bands), U64)),
+            signatures=stacked("signatures", np.zeros((0, num_perm), np.uint8)),
+            ids=stacked("ids", np.zeros((0, 3), np.int64)),
+            has_bands=stacked("has_bands", np.zeros(0, bool)),
+        )
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

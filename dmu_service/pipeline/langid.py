@@ -23,8 +23,16 @@ def _detector():
     from lingua import Language, LanguageDetectorBuilder
 
     languages = [
-        Language.ENGLISH, Language.CHINESE, Language.JAPANESE, Language.KOREAN, Language.FRENCH,
-        Language.GERMAN, Language.SPANISH, Language.PORTUGUESE, Language.RUSSIAN, Language.ITALIAN,
+        Language.ENGLISH,
+        Language.CHINESE,
+        Language.JAPANESE,
+        Language.KOREAN,
+        Language.FRENCH,
+        Language.GERMAN,
+        Language.SPANISH,
+        Language.PORTUGUESE,
+        Language.RUSSIAN,
+        Language.ITALIAN,
     ]
     return LanguageDetectorBuilder.from_languages(*languages).with_preloaded_language_models().build()
 

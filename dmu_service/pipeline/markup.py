@@ -18,11 +18,51 @@ from html.parser import HTMLParser
 
 # Named glyphs \(xx and \[xx] that man pages actually use; others become nothing.
 _ROFF_GLYPHS = {
-    "em": "—", "en": "–", "hy": "-", "mi": "-", "aq": "'", "dq": '"', "lq": "“", "rq": "”", "oq": "‘",
-    "cq": "’", "bu": "•", "co": "©", "rg": "®", "tm": "™", "de": "°", "ti": "~", "ha": "^", "ga": "`",
-    "rs": "\\", "ba": "|", "br": "|", "sl": "/", "lh": "<", "rh": ">", "<=": "≤", ">=": "≥", "mu": "×",
-    "+-": "±", "->": "→", "<-": "←", "fo": "«", "fc": "»", "Fo": "«", "Fc": "»", "ul": "_", "pl": "+",
-    "eq": "=", "at": "@", "sh": "#", "Do": "$", "Eu": "€", "ct": "¢", "ps": "¶", "sc": "§", "dg": "†",
+    "em": "—",
+    "en": "–",
+    "hy": "-",
+    "mi": "-",
+    "aq": "'",
+    "dq": '"',
+    "lq": "“",
+    "rq": "”",
+    "oq": "‘",
+    "cq": "’",
+    "bu": "•",
+    "co": "©",
+    "rg": "®",
+    "tm": "™",
+    "de": "°",
+    "ti": "~",
+    "ha": "^",
+    "ga": "`",
+    "rs": "\\",
+    "ba": "|",
+    "br": "|",
+    "sl": "/",
+    "lh": "<",
+    "rh": ">",
+    "<=": "≤",
+    ">=": "≥",
+    "mu": "×",
+    "+-": "±",
+    "->": "→",
+    "<-": "←",
+    "fo": "«",
+    "fc": "»",
+    "Fo": "«",
+    "Fc": "»",
+    "ul": "_",
+    "pl": "+",
+    "eq": "=",
+    "at": "@",
+    "sh": "#",
+    "Do": "$",
+    "Eu": "€",
+    "ct": "¢",
+    "ps": "¶",
+    "sc": "§",
+    "dg": "†",
 }
 _ROFF_ESCAPE = re.compile(
     r"\\(?:"
@@ -34,10 +74,35 @@ _ROFF_ESCAPE = re.compile(
     r"|(?P<char>.)"  # everything else: \- \e \& \| \^ \0 \~ \c ...
     r")"
 )
-_ROFF_CHAR = {"-": "-", "e": "\\", "\\": "\\", "~": " ", "0": " ", " ": " ", ".": ".", "'": "'", "`": "`",
-              "t": "\t", "(": "(", "%": "", "&": "", "|": "", "^": "", "c": "", "/": "", ",": "", "{": "", "}": "",
-              ":": "", "d": "", "u": "", "r": "", "p": "", "a": ""}
-_ROFF_STRINGS = {"Aq": "'", "R": "®", "Tm": "™", "lq": "“", "rq": "”", "L\"": "“", "R\"": "”"}
+_ROFF_CHAR = {
+    "-": "-",
+    "e": "\\",
+    "\\": "\\",
+    "~": " ",
+    "0": " ",
+    " ": " ",
+    ".": ".",
+    "'": "'",
+    "`": "`",
+    "t": "\t",
+    "(": "(",
+    "%": "",
+    "&": "",
+    "|": "",
+    "^": "",
+    "c": "",
+    "/": "",
+    ",": "",
+    "{": "",
+    "}": "",
+    ":": "",
+    "d": "",
+    "u": "",
+    "r": "",
+    "p": "",
+    "a": "",
+}
+_ROFF_STRINGS = {"Aq": "'", "R": "®", "Tm": "™", "lq": "“", "rq": "”", 'L"': "“", 'R"': "”"}
 _FONT_MACROS = {"B", "I", "R", "SM", "SB", "BI", "BR", "IB", "IR", "RB", "RI", "CW", "CB", "CR", "CI"}
 _HEADING_MACROS = {"SH", "SS", "Sh", "Ss"}
 _BREAK_MACROS = {"PP", "LP", "P", "TP", "IP", "HP", "sp", "br", "RS", "RE", "TQ", "Pp", "Bl", "El", "It", "Dl", "Bd", "Ed"}
@@ -157,12 +222,52 @@ def roff_to_text(source: str) -> str:
 
 # --- HTML ---------------------------------------------------------------------------------------
 
-_SKIPPED_TAGS = {"script", "style", "noscript", "nav", "header", "footer", "aside", "form", "svg", "button",
-                 "select", "textarea", "template", "iframe", "object", "head", "title"}
+_SKIPPED_TAGS = {
+    "script",
+    "style",
+    "noscript",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "svg",
+    "button",
+    "select",
+    "textarea",
+    "template",
+    "iframe",
+    "object",
+    "head",
+    "title",
+}
 _SKIPPED_ROLES = {"navigation", "search", "banner", "contentinfo", "complementary"}
 # Blocks that start a paragraph (a blank line before) and blocks that only start a line.
-_PARAGRAPH_TAGS = {"p", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "dl", "table", "blockquote",
-                   "section", "article", "main", "figure", "hr", "body", "html", "address", "menu", "dir"}
+_PARAGRAPH_TAGS = {
+    "p",
+    "pre",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "ul",
+    "ol",
+    "dl",
+    "table",
+    "blockquote",
+    "section",
+    "article",
+    "main",
+    "figure",
+    "hr",
+    "body",
+    "html",
+    "address",
+    "menu",
+    "dir",
+}
 _LINE_TAGS = {"div", "li", "dt", "dd", "tr", "br", "caption", "figcaption"}
 _VOID_TAGS = {"br", "hr", "img", "meta", "link", "input", "wbr", "area", "base", "col", "embed", "source", "track", "param"}
 

@@ -35,10 +35,23 @@ _SPACE = re.compile(r"\s+")
 U64 = np.uint64
 _BASE = 0x100000001B3  # odd, so invertible mod 2^64 (the prefix-hash trick below needs its inverse)
 _BASE_INV = pow(_BASE, -1, 1 << 64)
-_NGRAM_MULTIPLIERS = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
-                               0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
-                               0x2545F4914F6CDD1D, 0x5851F42D4C957F2D, 0x14057B7EF767814F, 0x27BB2EE687B0B0FD],
-                              dtype=U64)
+_NGRAM_MULTIPLIERS = np.array(
+    [
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0xD6E8FEB86659FD93,
+        0xFF51AFD7ED558CCD,
+        0xC4CEB9FE1A85EC53,
+        0x94D049BB133111EB,
+        0xBF58476D1CE4E5B9,
+        0x2545F4914F6CDD1D,
+        0x5851F42D4C957F2D,
+        0x14057B7EF767814F,
+        0x27BB2EE687B0B0FD,
+    ],
+    dtype=U64,
+)
 MAX_HASH = np.uint32(0xFFFFFFFF)
 # Work on at most this many (shingle, permutation) cells at once: bounds memory at ~8 bytes x this.
 CELLS_PER_CHUNK = 1 << 19

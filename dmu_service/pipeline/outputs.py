@@ -52,7 +52,7 @@ class RunLayout:
         prefix = f"run-{self.run_id:06d}-"
         for folder in (self.kept_dir, self.shard_dir):
             if folder is not None:
-                found += [p for p in folder.glob(prefix + "*") if int(p.name[len(prefix):len(prefix) + 5]) >= step]
+                found += [p for p in folder.glob(prefix + "*") if int(p.name[len(prefix) : len(prefix) + 5]) >= step]
         found += [p for p in self.index_dir.glob("seg-*.npz") if int(p.name[4:9]) >= step]
         return found
 
@@ -76,7 +76,8 @@ def write_shard_part(path: Path, token_docs: list[np.ndarray], vocab_size: int) 
 def write_source_manifest(folder: Path, *, source: str, tok_id: str, vocab_size: int, runs: list[tuple[int, list[dict]]]) -> Path:
     """The source's manifest: shards of the given (completed) runs, in run order."""
     shards = [ShardInfo(**part) for _, parts in sorted(runs) for part in parts]
-    manifest = Manifest(source=source, tokenizer_id=tok_id, vocab_size=vocab_size, shards=shards,
-                        extra={"runs": [run_id for run_id, _ in sorted(runs)]})
+    manifest = Manifest(
+        source=source, tokenizer_id=tok_id, vocab_size=vocab_size, shards=shards, extra={"runs": [run_id for run_id, _ in sorted(runs)]}
+    )
     folder.mkdir(parents=True, exist_ok=True)
     return manifest.write(folder)

@@ -53,8 +53,7 @@ class DocumentProcessor:
             out.append(item)
             pending.append(item)
         if cfg.langid.enabled and pending:
-            detected = langid.detect_batch([p.text for p in pending], sample_chars=cfg.langid.sample_chars,
-                                           fast_path=cfg.langid.fast_path)
+            detected = langid.detect_batch([p.text for p in pending], sample_chars=cfg.langid.sample_chars, fast_path=cfg.langid.fast_path)
             for item, (language, confidence) in zip(pending, detected, strict=True):
                 item.language = language
                 if language not in cfg.langid.languages or confidence < cfg.langid.min_confidence:

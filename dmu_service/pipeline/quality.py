@@ -74,9 +74,21 @@ def _duplicate_fractions(items: list[str]) -> tuple[float, float]:
 
 
 # Odd multipliers for n-gram hashes of unit hashes (wrapping uint64 arithmetic).
-_GRAM_MULTIPLIERS = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
-                              0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
-                              0x2545F4914F6CDD1D, 0x5851F42D4C957F2D], dtype=np.uint64)
+_GRAM_MULTIPLIERS = np.array(
+    [
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0xD6E8FEB86659FD93,
+        0xFF51AFD7ED558CCD,
+        0xC4CEB9FE1A85EC53,
+        0x94D049BB133111EB,
+        0xBF58476D1CE4E5B9,
+        0x2545F4914F6CDD1D,
+        0x5851F42D4C957F2D,
+    ],
+    dtype=np.uint64,
+)
 
 
 class Units:

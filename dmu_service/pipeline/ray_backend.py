@@ -30,8 +30,7 @@ class RayBackend:
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING)
+            ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         self.window_batches = window_batches
 
     def __call__(self, processor: DocumentProcessor, batches: Iterator[list[Record]]) -> Iterator[list[Processed]]:
@@ -43,8 +42,7 @@ class RayBackend:
         config_json = processor.cfg.model_dump_json()
         batches = iter(batches)
         while window := list(islice(batches, self.window_batches)):
-            items = [{"records": json.dumps([(r.index, r.text, r.problem) for r in batch], ensure_ascii=False)}
-                     for batch in window]
+            items = [{"records": json.dumps([(r.index, r.text, r.problem) for r in batch], ensure_ascii=False)} for batch in window]
             dataset = ray.data.from_items(items).map(_process_item, fn_kwargs={"config_json": config_json})
             for row in dataset.iter_rows():
                 yield [Processed.from_tuple(t) for t in json.loads(row["processed"])]

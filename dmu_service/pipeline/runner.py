@@ -82,9 +82,15 @@ class _Pending:
 class Ingestion:
     """Drives one run. ``map_batches`` is the backend: it maps the processor over record batches, in order."""
 
-    def __init__(self, *, session_factory: sessionmaker[Session], data_dir: Path, run_id: int,
-                 map_batches: Callable[[DocumentProcessor, Iterator[list[Record]]], Iterator[list[Processed]]] | None = None,
-                 on_progress: ProgressFn | None = None):
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        data_dir: Path,
+        run_id: int,
+        map_batches: Callable[[DocumentProcessor, Iterator[list[Record]]], Iterator[list[Processed]]] | None = None,
+        on_progress: ProgressFn | None = None,
+    ):
         self.session_factory = session_factory
         self.data_dir = data_dir
         self.run_id = run_id
@@ -133,8 +139,9 @@ class Ingestion:
         for file_index in range(checkpoint["file_index"], len(inputs)):
             path = inputs[file_index]
             start = checkpoint["record"] if file_index == checkpoint["file_index"] else 0
-            records = read_records(path, text_field=cfg.text_field, text_split=cfg.text_split,
-                                   max_doc_bytes=cfg.limits.max_doc_bytes, start=start)
+            records = read_records(
+                path, text_field=cfg.text_field, text_split=cfg.text_split, max_doc_bytes=cfg.limits.max_doc_bytes, start=start
+            )
             batches = chunked(records, cfg.batch_docs)
             docs_since_commit = 0
             for processed in self.map_batches(processor, batches):
@@ -147,8 +154,17 @@ class Ingestion:
             commit((file_index + 1, 0))
         return self._complete(source=source, tok_id=tok_id, tokenizer=tokenizer, layout=layout)
 
-    def _consume(self, processed: list[Processed], path: Path, file_index: int, source: str, counts: dict,
-                 dedup: Deduplicator, tokenizer, pending: _Pending) -> None:
+    def _consume(
+        self,
+        processed: list[Processed],
+        path: Path,
+        file_index: int,
+        source: str,
+        counts: dict,
+        dedup: Deduplicator,
+        tokenizer,
+        pending: _Pending,
+    ) -> None:
         counts["read"] += len(processed)
         survivors = []
         for item in processed:
@@ -168,12 +184,21 @@ class Ingestion:
         decision = dedup.decide([s.text for s in survivors], [(self.run_id, file_index, s.index) for s in survivors])
         pending.decisions.append(decision)
         kept = []
-        for item, verdict, duplicate_of, similarity in zip(survivors, decision.verdict, decision.duplicate_of,
-                                                           decision.similarity, strict=True):
+        for item, verdict, duplicate_of, similarity in zip(
+            survivors, decision.verdict, decision.duplicate_of, decision.similarity, strict=True
+        ):
             counts[verdict] += 1
             if verdict != "kept":
-                self._exclude(pending, counts, file_index, item.index, verdict, similarity,
-                              document_id(*duplicate_of) if duplicate_of else None, item.language)
+                self._exclude(
+                    pending,
+                    counts,
+                    file_index,
+                    item.index,
+                    verdict,
+                    similarity,
+                    document_id(*duplicate_of) if duplicate_of else None,
+                    item.language,
+                )
             if verdict == "kept":
                 kept.append(item)
                 counts["languages"][item.language] = counts["languages"].get(item.language, 0) + 1
@@ -183,19 +208,25 @@ class Ingestion:
                 pending.tokens.append(ids)
                 pending.n_tokens += ids.size
                 counts["tokens"] += ids.size
-        pending.kept.extend({"text": k.text, "source": source, "file": path.name, "record": k.index, "language": k.language}
-                            for k in kept)
+        pending.kept.extend({"text": k.text, "source": source, "file": path.name, "record": k.index, "language": k.language} for k in kept)
 
-    def _exclude(self, pending: _Pending, counts: dict, file_index: int, record: int, rule: str, value: float | None,
-                 duplicate_of: str | None, language: str) -> None:
-        row = {"file_index": file_index, "record": record, "rule": rule, "value": value, "duplicate_of": duplicate_of,
-               "language": language}
+    def _exclude(
+        self,
+        pending: _Pending,
+        counts: dict,
+        file_index: int,
+        record: int,
+        rule: str,
+        value: float | None,
+        duplicate_of: str | None,
+        language: str,
+    ) -> None:
+        row = {"file_index": file_index, "record": record, "rule": rule, "value": value, "duplicate_of": duplicate_of, "language": language}
         pending.exclusions.append(row)
         # The run summary keeps the first few of each rule, so `run show` says why without a query.
         samples = counts.setdefault("samples", {}).setdefault(rule, [])
         if len(samples) < SAMPLES_PER_RULE:
-            samples.append({"document": document_id(self.run_id, file_index, record), "value": value,
-                            "duplicate_of": duplicate_of})
+            samples.append({"document": document_id(self.run_id, file_index, record), "value": value, "duplicate_of": duplicate_of})
 
     def _save(self, *, checkpoint: dict, counts: dict, exclusions: list[dict]) -> None:
         with self.session_factory() as session:
@@ -217,8 +248,14 @@ class Ingestion:
             run = session.get(Run, self.run_id)
             if tokenizer is not None:
                 # Manifest first, then the status: a crash in between is repaired by resuming.
-                rebuild_manifest(session=session, data_dir=self.data_dir, source=source, tok_id=tok_id,
-                                 vocab_size=tokenizer.get_vocab_size(), also=(run.id, run.checkpoint["parts"]))
+                rebuild_manifest(
+                    session=session,
+                    data_dir=self.data_dir,
+                    source=source,
+                    tok_id=tok_id,
+                    vocab_size=tokenizer.get_vocab_size(),
+                    also=(run.id, run.checkpoint["parts"]),
+                )
             run.status = RunStatus.completed.value
             run.finished_at = utcnow()
             session.commit()
@@ -231,22 +268,22 @@ def _copy(value):
     return json.loads(json.dumps(value))
 
 
-def rebuild_manifest(*, session: Session, data_dir: Path, source: str, tok_id: str, vocab_size: int,
-                     also: tuple[int, list[dict]] | None = None) -> Path | None:
+def rebuild_manifest(
+    *, session: Session, data_dir: Path, source: str, tok_id: str, vocab_size: int, also: tuple[int, list[dict]] | None = None
+) -> Path | None:
     """Rewrite ``shards/<tokenizer id>/<source>/manifest.json`` from the completed runs (+ ``also``)."""
     rows = session.execute(
-        select(Run.id, Run.checkpoint).join(Run.source)
+        select(Run.id, Run.checkpoint)
+        .join(Run.source)
         .where(Source.name == source, Run.tokenizer_id == tok_id, Run.status == RunStatus.completed.value)
     ).all()
     runs = [(run_id, checkpoint.get("parts", [])) for run_id, checkpoint in rows]
     if also is not None:
         runs = [r for r in runs if r[0] != also[0]] + [also]
-    return write_source_manifest(source_folder(data_dir, tok_id, source), source=source, tok_id=tok_id,
-                                 vocab_size=vocab_size, runs=runs)
+    return write_source_manifest(source_folder(data_dir, tok_id, source), source=source, tok_id=tok_id, vocab_size=vocab_size, runs=runs)
 
 
-def start_run(*, session: Session, source: Source, inputs: list[str | Path], tokenizer_path: str | None,
-              backend: str = "local") -> Run:
+def start_run(*, session: Session, source: Source, inputs: list[str | Path], tokenizer_path: str | None, backend: str = "local") -> Run:
     """Create a run row after validating inputs; refuses while another run is unfinished."""
     unfinished = session.scalar(select(Run).where(Run.status == RunStatus.running.value))
     if unfinished is not None:
@@ -262,9 +299,16 @@ def start_run(*, session: Session, source: Source, inputs: list[str | Path], tok
             tok_id = tokenizer_id(tokenizer_path)
         except OSError as e:
             raise RunError(f"tokenizer {tokenizer_path}: cannot read: {e}") from e
-    run = Run(source=source, backend=backend, inputs=[str(f) for f in files], config=cfg.model_dump(mode="json"),
-              tokenizer_path=str(Path(tokenizer_path).resolve()) if tokenizer_path else None, tokenizer_id=tok_id,
-              counts=empty_counts(), checkpoint={"file_index": 0, "record": 0, "step": 0, "parts": []})
+    run = Run(
+        source=source,
+        backend=backend,
+        inputs=[str(f) for f in files],
+        config=cfg.model_dump(mode="json"),
+        tokenizer_path=str(Path(tokenizer_path).resolve()) if tokenizer_path else None,
+        tokenizer_id=tok_id,
+        counts=empty_counts(),
+        checkpoint={"file_index": 0, "record": 0, "step": 0, "parts": []},
+    )
     session.add(run)
     session.commit()
     return run
@@ -288,18 +332,25 @@ def discard_run(*, session: Session, data_dir: Path, run_id: int) -> Run:
         # The manifest may already list this run if it crashed between manifest and status.
         from tokenizers import Tokenizer
 
-        rebuild_manifest(session=session, data_dir=data_dir, source=run.source.name, tok_id=run.tokenizer_id,
-                         vocab_size=Tokenizer.from_file(run.tokenizer_path).get_vocab_size())
+        rebuild_manifest(
+            session=session,
+            data_dir=data_dir,
+            source=run.source.name,
+            tok_id=run.tokenizer_id,
+            vocab_size=Tokenizer.from_file(run.tokenizer_path).get_vocab_size(),
+        )
     return run
 
 
-def execute_run(*, session_factory: sessionmaker[Session], data_dir: Path, run_id: int, map_batches=None,
-                on_progress: ProgressFn | None = None) -> Run:
+def execute_run(
+    *, session_factory: sessionmaker[Session], data_dir: Path, run_id: int, map_batches=None, on_progress: ProgressFn | None = None
+) -> Run:
     """Run (or resume) ``run_id`` under the ingest lock; a failure is recorded on the run and re-raised."""
     with ingest_lock(data_dir):
         try:
-            return Ingestion(session_factory=session_factory, data_dir=data_dir, run_id=run_id,
-                             map_batches=map_batches, on_progress=on_progress).execute()
+            return Ingestion(
+                session_factory=session_factory, data_dir=data_dir, run_id=run_id, map_batches=map_batches, on_progress=on_progress
+            ).execute()
         except BaseException as e:
             with session_factory() as session:
                 run = session.get(Run, run_id)

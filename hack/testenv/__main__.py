@@ -42,9 +42,8 @@ def cluster_up() -> int:
         print(f"cluster-up failed: {e}\n(logs in {state_dir / 'logs'})", file=sys.stderr)
         return 1
     nodes = plane.kubectl("get", "nodes", "-L", "heurimentor.io/accelerator,nvidia.com/gpu.product").stdout
-    print(f"# control plane up at {plane.server}; logs in {plane.logs}\n# {nodes.replace(chr(10), chr(10) + '# ')}",
-          file=sys.stderr)
-    print("# run this in your shell (or: eval \"$(make -s cluster-up)\"):", file=sys.stderr)
+    print(f"# control plane up at {plane.server}; logs in {plane.logs}\n# {nodes.replace(chr(10), chr(10) + '# ')}", file=sys.stderr)
+    print('# run this in your shell (or: eval "$(make -s cluster-up)"):', file=sys.stderr)
     _print_env(str(plane.kubeconfig), str(plane.bin_dir))
     return 0
 

@@ -17,8 +17,9 @@ def serve_app(app: Any, *, port: int | None = None, name: str = "test server", s
     as uvicorn binds (no race with another process); leaves the process's logging configuration alone."""
     import uvicorn  # imported here: the GPU machine's tests need no server
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=port or 0, log_config=None, log_level="warning", lifespan="on",
-                            timeout_graceful_shutdown=1)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port or 0, log_config=None, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{name}", daemon=True)
     thread.start()

@@ -31,10 +31,23 @@ class CertificateAuthority:
     def create(self, common_name: str = "heurimentor-local-ca") -> CertificateAuthority:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._new_key(self.key)
-        self._run("req", "-x509", "-new", "-key", str(self.key), "-out", str(self.cert), "-days", _DAYS,
-                  "-subj", f"/CN={common_name}",
-                  "-addext", "basicConstraints=critical,CA:TRUE",
-                  "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
+        self._run(
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            str(self.key),
+            "-out",
+            str(self.cert),
+            "-days",
+            _DAYS,
+            "-subj",
+            f"/CN={common_name}",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        )
         return self
 
     def issue(
@@ -58,8 +71,23 @@ class CertificateAuthority:
         else:
             usages.append("extendedKeyUsage=clientAuth")
         ext.write_text("\n".join(usages) + "\n")
-        self._run("x509", "-req", "-in", str(csr), "-CA", str(self.cert), "-CAkey", str(self.key),
-                  "-CAcreateserial", "-out", str(cert), "-days", _DAYS, "-extfile", str(ext))
+        self._run(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(self.cert),
+            "-CAkey",
+            str(self.key),
+            "-CAcreateserial",
+            "-out",
+            str(cert),
+            "-days",
+            _DAYS,
+            "-extfile",
+            str(ext),
+        )
         csr.unlink()
         ext.unlink()
         return cert, key

@@ -36,9 +36,7 @@ DEFAULT_NODES: tuple[dict[str, Any], ...] = (
 
 def tools_bin_dir() -> Path:
     """Where hack/build-tools.sh puts (or would put) the binaries for the pinned versions."""
-    out = subprocess.run(
-        [str(REPO_ROOT / "hack" / "build-tools.sh"), "--bin-dir"], capture_output=True, text=True, check=False
-    )
+    out = subprocess.run([str(REPO_ROOT / "hack" / "build-tools.sh"), "--bin-dir"], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise ServerStartError(f"hack/build-tools.sh --bin-dir failed: {out.stderr.strip()}")
     bin_dir = Path(out.stdout.strip())
@@ -92,7 +90,11 @@ class ControlPlane:
         }
 
     def kubectl(
-        self, *args: str, check: bool = True, input: str | None = None, kubeconfig: Path | None = None,
+        self,
+        *args: str,
+        check: bool = True,
+        input: str | None = None,
+        kubeconfig: Path | None = None,
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bin_dir / "kubectl"), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args]
@@ -150,8 +152,7 @@ class ControlPlane:
                 return
             time.sleep(0.3)
         raise ServerStartError(
-            f"KWOK nodes {pending} not Ready (or still tainted not-ready) after {timeout:.0f}s\n"
-            f"{log_tail(self.logs / 'kwok.log')}"
+            f"KWOK nodes {pending} not Ready (or still tainted not-ready) after {timeout:.0f}s\n{log_tail(self.logs / 'kwok.log')}"
         )
 
     def create_namespace(self, name: str, timeout: float = 30) -> str:
@@ -171,8 +172,7 @@ class ControlPlane:
         self.logs.mkdir(exist_ok=True)
         try:
             self._make_pki()
-            for start in (self._start_etcd, self._start_apiserver, self._start_controller_manager,
-                          self._start_scheduler):
+            for start in (self._start_etcd, self._start_apiserver, self._start_controller_manager, self._start_scheduler):
                 retry_port_clash(start)
             self._start_kwok()
             self._save_state()
@@ -193,9 +193,15 @@ class ControlPlane:
     def _make_pki(self) -> None:
         self.ca.create()
         self.ca.issue(
-            "apiserver", "kube-apiserver",
-            server_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                          "kubernetes.default.svc.cluster.local"),
+            "apiserver",
+            "kube-apiserver",
+            server_names=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
             server_ips=("127.0.0.1", "10.96.0.1"),
         )
         self.ca.issue("admin", "heurimentor-admin", ("system:masters",))
@@ -206,14 +212,21 @@ class ControlPlane:
 
     def _component_kubeconfig(self, name: str) -> Path:
         return write_kubeconfig(
-            self.state_dir / f"{name}.kubeconfig", self.server, self.ca.cert,
-            self.pki / f"{name}.crt", self.pki / f"{name}.key", name,
+            self.state_dir / f"{name}.kubeconfig",
+            self.server,
+            self.ca.cert,
+            self.pki / f"{name}.crt",
+            self.pki / f"{name}.key",
+            name,
         )
 
     def _launch(self, name: str, args: list[str]) -> ManagedProcess:
         process = ManagedProcess(
-            name, [str(self.bin_dir / args[0]), *args[1:]], self.logs / f"{name}.log",
-            die_with_parent=not self.detached, cwd=self.state_dir,
+            name,
+            [str(self.bin_dir / args[0]), *args[1:]],
+            self.logs / f"{name}.log",
+            die_with_parent=not self.detached,
+            cwd=self.state_dir,
         )
         process.start()
         self.processes[name] = process
@@ -227,31 +240,50 @@ class ControlPlane:
     def _start_etcd(self) -> None:
         client, peer = free_port(), free_port()
         self.etcd_url = f"http://127.0.0.1:{client}"
-        process = self._launch("etcd", [
-            "etcd", "--name=default", f"--data-dir={self.state_dir / 'etcd'}",
-            f"--listen-client-urls={self.etcd_url}", f"--advertise-client-urls={self.etcd_url}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer}", f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-cluster=default=http://127.0.0.1:{peer}", "--unsafe-no-fsync=true",
-            "--log-level=warn", "--quota-backend-bytes=4294967296",
-        ])
+        process = self._launch(
+            "etcd",
+            [
+                "etcd",
+                "--name=default",
+                f"--data-dir={self.state_dir / 'etcd'}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=default=http://127.0.0.1:{peer}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+                "--quota-backend-bytes=4294967296",
+            ],
+        )
         process.wait_ready(lambda: _etcd_healthy(self.etcd_url), 60, what="healthy")
 
     def _start_apiserver(self) -> None:
         self.api_port = free_port()
         pki = self.pki
-        process = self._launch("kube-apiserver", [
+        process = self._launch(
             "kube-apiserver",
-            f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.api_port}",
-            f"--cert-dir={pki}", f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}", f"--client-ca-file={self.ca.cert}",
-            "--authorization-mode=Node,RBAC", "--allow-privileged=true",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'service-account.pub'}",
-            f"--service-account-signing-key-file={pki / 'service-account.key'}",
-            "--enable-priority-and-fairness=false", "--profiling=false", "--v=1",
-        ])
+            [
+                "kube-apiserver",
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={self.ca.cert}",
+                "--authorization-mode=Node,RBAC",
+                "--allow-privileged=true",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki / 'service-account.pub'}",
+                f"--service-account-signing-key-file={pki / 'service-account.key'}",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
         context = self._admin_tls()
         process.wait_ready(lambda: http_ok(f"{self.server}/readyz", context=context), 120, what="ready (/readyz)")
         self.kubeconfig = write_kubeconfig(
@@ -263,9 +295,14 @@ class ControlPlane:
         kubeconfig = self._component_kubeconfig(name)
         cert_dir = self.state_dir / f"{name}-serving"
         return [
-            f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}", "--bind-address=127.0.0.1", f"--secure-port={port}",
-            f"--cert-dir={cert_dir}", "--leader-elect=false", "--v=1",
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={cert_dir}",
+            "--leader-elect=false",
+            "--v=1",
         ], port
 
     def _wait_healthz(self, process: ManagedProcess, port: int) -> None:
@@ -276,13 +313,19 @@ class ControlPlane:
 
     def _start_controller_manager(self) -> None:
         flags, port = self._serving_flags("controller-manager")
-        process = self._launch("kube-controller-manager", [
-            "kube-controller-manager", *flags,
-            f"--service-account-private-key-file={self.pki / 'service-account.key'}",
-            f"--root-ca-file={self.ca.cert}", "--use-service-account-credentials=true",
-            f"--cluster-signing-cert-file={self.ca.cert}", f"--cluster-signing-key-file={self.ca.key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-        ])
+        process = self._launch(
+            "kube-controller-manager",
+            [
+                "kube-controller-manager",
+                *flags,
+                f"--service-account-private-key-file={self.pki / 'service-account.key'}",
+                f"--root-ca-file={self.ca.cert}",
+                "--use-service-account-credentials=true",
+                f"--cluster-signing-cert-file={self.ca.cert}",
+                f"--cluster-signing-key-file={self.ca.key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+            ],
+        )
         self._wait_healthz(process, port)
 
     def _start_scheduler(self) -> None:
@@ -294,11 +337,18 @@ class ControlPlane:
         config = self.state_dir / "kwok.yaml"
         config.write_text(kwok.config_yaml())
         kubeconfig = self._component_kubeconfig("kwok")
-        process = self._launch("kwok", [
-            "kwok", f"--kubeconfig={kubeconfig}", f"--config={config}", f"--cidr={POD_CIDR}",
-            "--node-lease-duration-seconds=40",
-            "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={kwok.FAKE_NODE_ANNOTATION}=fake",
-        ])
+        process = self._launch(
+            "kwok",
+            [
+                "kwok",
+                f"--kubeconfig={kubeconfig}",
+                f"--config={config}",
+                f"--cidr={POD_CIDR}",
+                "--node-lease-duration-seconds=40",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={kwok.FAKE_NODE_ANNOTATION}=fake",
+            ],
+        )
         # KWOK has no readiness endpoint here: it must stay up while its informers start.
         time.sleep(1.0)
         if not process.running():

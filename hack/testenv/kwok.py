@@ -117,10 +117,10 @@ startTime: {{ Now | Quote }}
 def _pod_exit(phase: str, reason: str) -> str:
     return (
         "conditions:\n"
-        "- {lastTransitionTime: {{ Now | Quote }}, status: \"False\", type: Ready}\n"
-        "- {lastTransitionTime: {{ Now | Quote }}, status: \"False\", type: ContainersReady}\n"
+        '- {lastTransitionTime: {{ Now | Quote }}, status: "False", type: Ready}\n'
+        '- {lastTransitionTime: {{ Now | Quote }}, status: "False", type: ContainersReady}\n'
         "containerStatuses:\n"
-        "{{ $code := index .metadata.annotations \"" + EXIT_CODE_ANNOTATION + "\" }}\n"
+        '{{ $code := index .metadata.annotations "' + EXIT_CODE_ANNOTATION + '" }}\n'
         "{{ range .spec.containers }}\n"
         "- image: {{ .image | Quote }}\n"
         "  name: {{ .name | Quote }}\n"
@@ -159,7 +159,8 @@ def stages() -> list[dict[str, Any]]:
     ready = '.status.conditions.[] | select( .type == "Ready" ) | .status'
     alive = _expr(".metadata.deletionTimestamp", "DoesNotExist")
     node_heartbeat = _stage(
-        "node-heartbeat-with-lease", "Node",
+        "node-heartbeat-with-lease",
+        "Node",
         [_expr(".status.phase", "In", "Running"), _expr(ready, "In", "True")],
         {"statusTemplate": _NODE_HEARTBEAT},
     )
@@ -168,17 +169,20 @@ def stages() -> list[dict[str, Any]]:
         _stage("node-initialize", "Node", [_expr(ready, "NotIn", "True")], {"statusTemplate": _NODE_INITIALIZE}),
         node_heartbeat,
         _stage(
-            "pod-ready", "Pod",
+            "pod-ready",
+            "Pod",
             [alive, _expr(".status.phase", "In", "Pending"), _expr(ready, "NotIn", "True")],
             {"statusTemplate": _POD_READY},
         ),
         _stage(
-            "pod-exit-succeeded", "Pod",
+            "pod-exit-succeeded",
+            "Pod",
             [alive, _expr(".status.phase", "In", "Running"), _expr(_EXIT, "In", "0")],
             {"statusTemplate": _pod_exit("Succeeded", "Completed")},
         ),
         _stage(
-            "pod-exit-failed", "Pod",
+            "pod-exit-failed",
+            "Pod",
             [alive, _expr(".status.phase", "In", "Running"), _expr(_EXIT, "Exists"), _expr(_EXIT, "NotIn", "0")],
             {"statusTemplate": _pod_exit("Failed", "Error")},
         ),

@@ -63,8 +63,7 @@ class PostgresServer:
             chown_tree(self.base_dir, self.user)
         init = ManagedProcess(
             "initdb",
-            [initdb, "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
-             "--locale=C.UTF-8", "--no-sync"],
+            [initdb, "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
             self.base_dir / "initdb.log",
             user=self.user,
         )

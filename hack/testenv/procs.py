@@ -140,9 +140,7 @@ class ManagedProcess:
         while time.monotonic() < deadline:
             if not self.running():
                 code = self.proc.returncode if self.proc else None
-                raise ServerStartError(
-                    f"{self.name} exited with code {code} before it was {what}\n{log_tail(self.log_path)}"
-                )
+                raise ServerStartError(f"{self.name} exited with code {code} before it was {what}\n{log_tail(self.log_path)}")
             try:
                 if probe():
                     return
@@ -151,8 +149,7 @@ class ManagedProcess:
             time.sleep(0.2)
         self.stop()
         raise ServerStartError(
-            f"{self.name} was not {what} after {timeout:.0f}s (last probe error: {last_error!r})\n"
-            f"{log_tail(self.log_path)}"
+            f"{self.name} was not {what} after {timeout:.0f}s (last probe error: {last_error!r})\n{log_tail(self.log_path)}"
         )
 
     def stop(self, timeout: float = 15.0) -> None:

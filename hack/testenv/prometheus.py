@@ -45,13 +45,9 @@ class PrometheusServer:
 
     def start(self, timeout: float = 60.0) -> PrometheusServer:
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        check = subprocess.run(
-            [self.promtool, "check", "config", str(self.config_path)], capture_output=True, text=True, check=False
-        )
+        check = subprocess.run([self.promtool, "check", "config", str(self.config_path)], capture_output=True, text=True, check=False)
         if check.returncode != 0:
-            raise ServerStartError(
-                f"promtool rejected {self.config_path}:\n{check.stdout}{check.stderr}"
-            )
+            raise ServerStartError(f"promtool rejected {self.config_path}:\n{check.stdout}{check.stderr}")
         retry_port_clash(lambda: self._launch(timeout))
         return self
 
@@ -165,8 +161,7 @@ class PrometheusFactory:
         if missing:
             raise FileNotFoundError(f"rule files not found: {missing}")
         config = {
-            "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval,
-                       "scrape_timeout": scrape_interval},
+            "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval, "scrape_timeout": scrape_interval},
             "rule_files": [str(Path(p).resolve()) for p in rule_files],
             "scrape_configs": list(jobs.values()),
         }

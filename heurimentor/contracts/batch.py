@@ -94,7 +94,8 @@ def rows_per_rank(global_batch: int, ranks: Sequence[tuple[str, float]], *, micr
             raise BatchSplitError(
                 f"global_batch={global_batch} cannot be split into micro batches of micro_batch={micro_batch} "
                 f"over world_size={len(ranks)} (rank {r} of pool {ranks[r][0]!r} would get {rows} sequences); "
-                f"global_batch must be a multiple of world_size x micro_batch")
+                f"global_batch must be a multiple of world_size x micro_batch"
+            )
     return counts
 
 

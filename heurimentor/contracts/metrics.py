@@ -75,8 +75,9 @@ class MetricBatch(BaseModel):
     batch_id: BatchId
     points: list[StepPoint] = Field(default_factory=list, max_length=MAX_POINTS_PER_BATCH)
     evals: list[EvalResult] = Field(default_factory=list, max_length=MAX_POINTS_PER_BATCH)
-    completed_step: Step | None = Field(default=None, description="sent by rank 0 once the run reached its final step: "
-                                       "the job is done, and its silence is not a stall")
+    completed_step: Step | None = Field(
+        default=None, description="sent by rank 0 once the run reached its final step: the job is done, and its silence is not a stall"
+    )
 
 
 class IngestResult(BaseModel):

@@ -163,15 +163,19 @@ class MixtureClient:
         headers = {"If-None-Match": f'"{known_version}"'} if known_version is not None else {}
         params = {"wait": wait} if wait else {}
         what = f"read current mixture {name}"
-        response = self._send(what, "GET", f"/mixtures/{name}/current", expected=(304,), headers=headers, params=params,
-                              timeout=wait + 10.0)
+        response = self._send(
+            what, "GET", f"/mixtures/{name}/current", expected=(304,), headers=headers, params=params, timeout=wait + 10.0
+        )
         return None if response.status_code == 304 else self._version(what, response.json)
 
-    def update(self, name: str, weights: dict[str, float], *, reason: str, author: str, if_match: int | None = None) -> MixtureVersionPublic:
+    def update(
+        self, name: str, weights: dict[str, float], *, reason: str, author: str, if_match: int | None = None
+    ) -> MixtureVersionPublic:
         headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
         what = f"update mixture {name}" + (f" if unchanged since version {if_match}" if if_match is not None else "")
-        response = self._send(what, "PUT", f"/mixtures/{name}", json={"weights": weights, "reason": reason, "author": author},
-                              headers=headers)
+        response = self._send(
+            what, "PUT", f"/mixtures/{name}", json={"weights": weights, "reason": reason, "author": author}, headers=headers
+        )
         return self._version(what, response.json)
 
     def create(self, name: str, weights: dict[str, float], *, reason: str, author: str) -> MixtureVersionPublic:

@@ -97,9 +97,7 @@ class Manifest:
             raise ShardFormatError(f"{path}: manifest is not valid JSON: {e}") from e
         version = raw.get("format_version")
         if version != FORMAT_VERSION:
-            raise ShardFormatError(
-                f"{path}: field format_version is {version!r}, this reader understands {FORMAT_VERSION}"
-            )
+            raise ShardFormatError(f"{path}: field format_version is {version!r}, this reader understands {FORMAT_VERSION}")
         for key in ("source", "tokenizer_id", "vocab_size", "shards"):
             if key not in raw:
                 raise ShardFormatError(f"{path}: missing field {key!r}")
@@ -167,7 +165,9 @@ class Shard:
             raise ShardFormatError(f"{self.path}: size {size} bytes, header (n_docs={n_docs}, n_tokens={n_tokens}) implies {expected}")
         self.n_docs = n_docs
         self.n_tokens = n_tokens
-        self.tokens = np.memmap(self.path, dtype=self.dtype, mode="r", offset=HEADER.size, shape=(n_tokens,)) if n_tokens else np.zeros(0, self.dtype)
+        self.tokens = (
+            np.memmap(self.path, dtype=self.dtype, mode="r", offset=HEADER.size, shape=(n_tokens,)) if n_tokens else np.zeros(0, self.dtype)
+        )
         self.offsets = np.memmap(self.path, dtype="<u8", mode="r", offset=offsets_at, shape=(n_docs + 1,))
 
     def __len__(self) -> int:

@@ -59,8 +59,10 @@ _DESCRIPTIONS = {
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` of a route that can answer ``statuses`` (422 is documented by FastAPI itself)."""
-    return {status: ({"description": _DESCRIPTIONS[status]} if status == 304 else
-                     {"model": ErrorDetail, "description": _DESCRIPTIONS[status]}) for status in statuses}
+    return {
+        status: ({"description": _DESCRIPTIONS[status]} if status == 304 else {"model": ErrorDetail, "description": _DESCRIPTIONS[status]})
+        for status in statuses
+    }
 
 
 def unprocessable(message: str, *loc: str | int, kind: str = "value_error") -> HTTPException:
@@ -75,9 +77,14 @@ def json_body(model: type[BaseModel], *, description: str = "") -> dict[str, Any
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     definitions = schema.pop("$defs", {})
     definitions[model.__name__] = schema
-    return {"requestBody": {"required": True, "description": description,
-                            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}},
-            "x-components-schemas": definitions}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        },
+        "x-components-schemas": definitions,
+    }
 
 
 def _hoist_body_components(app: FastAPI) -> None:
@@ -118,9 +125,18 @@ def _printable(value: Any) -> Any:
 
 def _error_list(errors: Any) -> list[dict[str, Any]]:
     if isinstance(errors, list):
-        return [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", "value_error")),
-                 **({"input": e["input"]} if "input" in e else {}), **({"ctx": e["ctx"]} if "ctx" in e else {})}
-                if isinstance(e, dict) else {"loc": [], "msg": str(e), "type": "value_error"} for e in errors]
+        return [
+            {
+                "loc": list(e.get("loc", ())),
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "value_error")),
+                **({"input": e["input"]} if "input" in e else {}),
+                **({"ctx": e["ctx"]} if "ctx" in e else {}),
+            }
+            if isinstance(e, dict)
+            else {"loc": [], "msg": str(e), "type": "value_error"}
+            for e in errors
+        ]
     return [{"loc": [], "msg": str(errors), "type": "value_error"}]
 
 
@@ -149,14 +165,18 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
 async def _data_error(request: Request, exc: DataError) -> JSONResponse:
     reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
     log.warning("the database refused a value", extra={"path": request.url.path, "reason": reason})
-    return _unprocessable_response([{"loc": [], "msg": f"the database cannot store a value of this request: {reason}",
-                                     "type": "value_error"}])
+    return _unprocessable_response(
+        [{"loc": [], "msg": f"the database cannot store a value of this request: {reason}", "type": "value_error"}]
+    )
 
 
 async def _database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
     log.error("database unavailable", extra={"path": request.url.path, "error": str(exc.orig).splitlines()[0]})
-    return JSONResponse(status_code=503, content={"detail": "the database is unavailable; retry later"},
-                        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)})
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "the database is unavailable; retry later"},
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
 
 
 class InternalErrorMiddleware:

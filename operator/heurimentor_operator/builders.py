@@ -203,8 +203,9 @@ def _torchrun_command(spec: JobSpec) -> list[str]:
     ]
 
 
-def build_pod(spec: JobSpec, pool: Pool, index: int, *, attempt: int, rollback_step: int | None = None,
-              rollback_skip: tuple[int, int] | None = None) -> dict[str, Any]:
+def build_pod(
+    spec: JobSpec, pool: Pool, index: int, *, attempt: int, rollback_step: int | None = None, rollback_skip: tuple[int, int] | None = None
+) -> dict[str, Any]:
     """One worker pod (one torchrun agent driving nprocPerNode ranks).
 
     ``rollback_step``: this attempt restarts from the checkpoint of that step (the TSM's or a
@@ -244,8 +245,11 @@ def build_pod(spec: JobSpec, pool: Pool, index: int, *, attempt: int, rollback_s
         # group fails in Gloo connectFullMesh ("Connection refused"): pytorch#135712.
         {"name": "TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "value": "1"},
         *([{"name": env_names.HEURIMENTOR_ROLLBACK_TO_STEP, "value": str(rollback_step)}] if rollback_step is not None else []),
-        *([{"name": env_names.HEURIMENTOR_ROLLBACK_SKIP_STEPS, "value": env_names.format_step_range(*rollback_skip)}]
-          if rollback_step is not None and rollback_skip else []),
+        *(
+            [{"name": env_names.HEURIMENTOR_ROLLBACK_SKIP_STEPS, "value": env_names.format_step_range(*rollback_skip)}]
+            if rollback_step is not None and rollback_skip
+            else []
+        ),
         *spec.env,
     ]
     container: dict[str, Any] = {
@@ -253,8 +257,10 @@ def build_pod(spec: JobSpec, pool: Pool, index: int, *, attempt: int, rollback_s
         "image": spec.image,
         "command": spec.command or _torchrun_command(spec),
         "env": env,
-        "ports": [{"name": "rendezvous", "containerPort": RDZV_PORT},
-                  *([{"name": "metrics", "containerPort": spec.metrics_port}] if spec.metrics_port else [])],
+        "ports": [
+            {"name": "rendezvous", "containerPort": RDZV_PORT},
+            *([{"name": "metrics", "containerPort": spec.metrics_port}] if spec.metrics_port else []),
+        ],
         # Quantities are strings in the Pod API ("8", "900Gi"); the CRD also accepts plain integers.
         "resources": {kind: {k: str(v) for k, v in (amounts or {}).items()} for kind, amounts in pool.resources.items()},
         "volumeMounts": [

@@ -16,11 +16,18 @@ CRD_PATH = Path(__file__).parent / "crds" / "aquila2trainingjobs.heurimentor.io.
 
 @app.command()
 def run(
-    namespace: Annotated[Optional[list[str]], typer.Option("--namespace", "-n", help="watch this namespace (repeatable); default: all")] = None,
+    namespace: Annotated[
+        Optional[list[str]], typer.Option("--namespace", "-n", help="watch this namespace (repeatable); default: all")
+    ] = None,
     standalone: Annotated[Optional[bool], typer.Option("--standalone", help="no peering (only with a single replica)")] = None,
     peering: Annotated[Optional[str], typer.Option(help="peering object name shared by the operator's replicas")] = None,
-    priority: Annotated[Optional[int], typer.Option(help="peering priority: the highest-priority replica works, others wait; default: derived from the pod name")] = None,
-    pod_name: Annotated[Optional[str], typer.Option(help="this replica's pod name: its peering identity (the chart passes it from the Downward API)")] = None,
+    priority: Annotated[
+        Optional[int],
+        typer.Option(help="peering priority: the highest-priority replica works, others wait; default: derived from the pod name"),
+    ] = None,
+    pod_name: Annotated[
+        Optional[str], typer.Option(help="this replica's pod name: its peering identity (the chart passes it from the Downward API)")
+    ] = None,
     metrics_port: Annotated[Optional[int], typer.Option(help="Prometheus /metrics port (0 disables)")] = None,
     health_port: Annotated[Optional[int], typer.Option(help="liveness /healthz port (0 disables)")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML settings file")] = None,
@@ -34,8 +41,14 @@ def run(
 
     try:
         cfg = load_settings(
-            config, namespaces=namespace or None, standalone=standalone, peering_name=peering, priority=priority,
-            pod_name=pod_name, metrics_port=metrics_port, health_port=health_port,
+            config,
+            namespaces=namespace or None,
+            standalone=standalone,
+            peering_name=peering,
+            priority=priority,
+            pod_name=pod_name,
+            metrics_port=metrics_port,
+            health_port=health_port,
         )
         if cfg.standalone and peering is not None:
             raise ValueError("--standalone and --peering exclude each other: standalone means no peering object")
@@ -50,7 +63,9 @@ def run(
     else:
         peering_args = {"peering_name": cfg.peering_name, "priority": peering_priority(cfg), "identity": cfg.pod_name}
         logging.getLogger(__name__).info(
-            "peering as %s with priority %d", cfg.pod_name or "(host/process)", peering_args["priority"],
+            "peering as %s with priority %d",
+            cfg.pod_name or "(host/process)",
+            peering_args["priority"],
             extra={"peering": cfg.peering_name},
         )
     kopf.run(

@@ -40,9 +40,13 @@ class OperatorSettings(BaseSettings):
     request_timeout_s: float = 30.0
     resync_interval_s: float = Field(30.0, description="reconcile every job at least this often")
     debounce_s: float = Field(0.5, description="after a wake-up, gather further events this long before reconciling")
-    tsm_poll_interval_s: float = Field(15.0, description="how often jobs with spec.tsm.autoRollback ask their TSM for rollback recommendations")
+    tsm_poll_interval_s: float = Field(
+        15.0, description="how often jobs with spec.tsm.autoRollback ask their TSM for rollback recommendations"
+    )
     tsm_token: SecretStr | None = Field(None, description="bearer token for the TSM's writes (acknowledging recommendations)")
-    tsm_timeout_s: float = Field(5.0, gt=0, description="per TSM request; TSM calls have their own threads, so a slow TSM never delays a reconcile")
+    tsm_timeout_s: float = Field(
+        5.0, gt=0, description="per TSM request; TSM calls have their own threads, so a slow TSM never delays a reconcile"
+    )
     metrics_port: int = Field(8080, description="Prometheus /metrics port; 0 disables")
     health_port: int = Field(8081, description="kopf liveness endpoint port; 0 disables")
     max_parallel_api_calls: int = 16

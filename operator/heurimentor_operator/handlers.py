@@ -219,8 +219,9 @@ def _daemons_need_no_finalizer() -> None:
     it, so the two daemons' handlers are re-registered with requires_finalizer off; kopf then also
     removes the finalizer that an older operator left on a job."""
     spawning = kopf.get_default_registry()._spawning
-    spawning._handlers = [dataclasses.replace(h, requires_finalizer=False) if h.fn in (run_job, follow_tsm) else h
-                          for h in spawning._handlers]
+    spawning._handlers = [
+        dataclasses.replace(h, requires_finalizer=False) if h.fn in (run_job, follow_tsm) else h for h in spawning._handlers
+    ]
 
 
 _daemons_need_no_finalizer()
@@ -236,8 +237,10 @@ async def apply_tsm_rollback(memo: kopf.Memo, spec: JobSpec, body: kopf.Body, ts
     if any(current.get(k) != v for k, v in wanted.items()):
         await _call(memo, memo.kube.patch_job_annotations, spec.namespace, spec.name, spec.uid, wanted)
         reasons = "; ".join(f"{r.id}: {r.reason}" for r in request.answers)
-        message = (f"resume before step {request.resume_before_step}, skip steps {request.skip_from_step}-{request.skip_to_step}, "
-                   f"answering TSM recommendations {reasons}")
+        message = (
+            f"resume before step {request.resume_before_step}, skip steps {request.skip_from_step}-{request.skip_to_step}, "
+            f"answering TSM recommendations {reasons}"
+        )
         kopf.event(body, type="Normal", reason="TSMRollback", message=message[:1000])
         log.info("applying TSM rollback %s to %s: resume before step %d", request.request_id, spec.ref, request.resume_before_step)
     for rec in request.answers:
@@ -265,7 +268,9 @@ async def _call(memo: kopf.Memo, fn: Any, *args: Any) -> Any:
         finally:
             done = time.monotonic()
             if done - queued > SLOW_CALL_S:
-                log.warning("slow API call %s: %.1fs queued, %.1fs on the wire", getattr(fn, "__name__", fn), started - queued, done - started)
+                log.warning(
+                    "slow API call %s: %.1fs queued, %.1fs on the wire", getattr(fn, "__name__", fn), started - queued, done - started
+                )
 
     return await asyncio.get_running_loop().run_in_executor(memo.executor, timed)
 
@@ -316,8 +321,9 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
             await write_status
         else:
             together.append(write_status)
-    results = await asyncio.gather(*together, _ensure_config(memo, spec, state),
-                                   _act(memo, body, spec, decided, expected), return_exceptions=True)
+    results = await asyncio.gather(
+        *together, _ensure_config(memo, spec, state), _act(memo, body, spec, decided, expected), return_exceptions=True
+    )
     errors = [r for r in results if isinstance(r, BaseException)]
     recorded = not (together and isinstance(results[0], BaseException))
     # Events and counters belong to the recorded decision: once the status holds it, they go out
@@ -366,9 +372,12 @@ async def _ensure_config(memo: kopf.Memo, spec: Any, state: dict[str, Any]) -> N
 async def _act(memo: kopf.Memo, body: dict[str, Any], spec: Any, decided: Plan, expected: Expectations) -> None:
     kube: Kube = memo.kube
     pools = {p.name: p for p in spec.pools}
-    manifests = [build_pod(spec, pools[pool], index, attempt=decided.attempt, rollback_step=decided.rollback_step,
-                           rollback_skip=decided.rollback_skip)
-                 for pool, index in decided.create]
+    manifests = [
+        build_pod(
+            spec, pools[pool], index, attempt=decided.attempt, rollback_step=decided.rollback_step, rollback_skip=decided.rollback_skip
+        )
+        for pool, index in decided.create
+    ]
 
     async def create(manifest: dict[str, Any]) -> bool:
         created = await _call(memo, kube.create_pod, manifest)
@@ -385,7 +394,7 @@ async def _act(memo: kopf.Memo, body: dict[str, Any], spec: Any, decided: Plan, 
     results = await asyncio.gather(*deletes, *creates, return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     metrics.PODS_DELETED.inc(sum(r is True for r in results[: len(deletes)]))
-    metrics.PODS_CREATED.inc(sum(r is True for r in results[len(deletes):]))
+    metrics.PODS_CREATED.inc(sum(r is True for r in results[len(deletes) :]))
     invalid = next((e for e in errors if isinstance(e, InvalidPodTemplate)), None)
     if invalid is not None:
         raise invalid  # reconcile blocks the job and says so once

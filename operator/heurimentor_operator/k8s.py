@@ -69,13 +69,23 @@ class Kube:
         """Merge-patch .status, failing with Conflict if the job moved past ``resource_version``
         (None: no precondition, for a write that follows our own just made)."""
         guard = {"metadata": {"resourceVersion": resource_version}} if resource_version else {}
-        self._patch_job(self.custom.patch_namespaced_custom_object_status, namespace, name, {**guard, "status": status},
-                        conflict=f"changed since resourceVersion {resource_version}")
+        self._patch_job(
+            self.custom.patch_namespaced_custom_object_status,
+            namespace,
+            name,
+            {**guard, "status": status},
+            conflict=f"changed since resourceVersion {resource_version}",
+        )
 
     def patch_job_annotations(self, namespace: str, name: str, uid: str, annotations: dict[str, str | None]) -> None:
         """Merge-patch metadata.annotations (None removes a key) of that exact job (UID precondition)."""
-        self._patch_job(self.custom.patch_namespaced_custom_object, namespace, name,
-                        {"metadata": {"uid": uid, "annotations": annotations}}, conflict=f"was replaced (uid {uid})")
+        self._patch_job(
+            self.custom.patch_namespaced_custom_object,
+            namespace,
+            name,
+            {"metadata": {"uid": uid, "annotations": annotations}},
+            conflict=f"was replaced (uid {uid})",
+        )
 
     def _patch_job(self, patch: Any, namespace: str, name: str, body: dict[str, Any], *, conflict: str) -> None:
         try:
@@ -89,7 +99,9 @@ class Kube:
     def delete_job(self, namespace: str, name: str, uid: str) -> None:
         body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid), propagation_policy="Background")
         try:
-            self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body=body, _request_timeout=self.timeout, _preload_content=False)
+            self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, body=body, _request_timeout=self.timeout, _preload_content=False
+            )
         except ApiException as e:
             if e.status not in (404, 409):
                 raise
@@ -124,7 +136,9 @@ class Kube:
     def create_event(self, manifest: dict[str, Any]) -> bool:
         """Create an Event of a deterministic name; False if it was already posted (409)."""
         try:
-            self.core.create_namespaced_event(manifest["metadata"]["namespace"], manifest, _request_timeout=self.timeout, _preload_content=False)
+            self.core.create_namespaced_event(
+                manifest["metadata"]["namespace"], manifest, _request_timeout=self.timeout, _preload_content=False
+            )
             return True
         except ApiException as e:
             if e.status == 409:
@@ -146,7 +160,9 @@ class Kube:
         if (current.get("data") or {}) != manifest["data"]:
             patch = {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}, "data": manifest["data"]}
             try:
-                self.core.patch_namespaced_config_map(meta["name"], meta["namespace"], patch, _request_timeout=self.timeout, _preload_content=False)
+                self.core.patch_namespaced_config_map(
+                    meta["name"], meta["namespace"], patch, _request_timeout=self.timeout, _preload_content=False
+                )
             except ApiException as e:
                 if e.status == 409:
                     raise Conflict(f"configmap {meta['namespace']}/{meta['name']} changed while being updated") from e

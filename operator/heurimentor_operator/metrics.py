@@ -9,8 +9,11 @@ JOBS_SUCCEEDED = Counter("heurimentor_operator_jobs_succeeded_total", "Aquila2Tr
 JOBS_FAILED = Counter("heurimentor_operator_jobs_failed_total", "Aquila2TrainingJobs marked Failed (backoff limit, deadline)")
 JOBS_RESTARTED = Counter("heurimentor_operator_jobs_restarted_total", "Worker restarts (gang or elastic) after pod failures")
 JOBS_ROLLED_BACK = Counter("heurimentor_operator_rollbacks_total", "Rollbacks applied (every worker restarted from an earlier checkpoint)")
-TSM_RECOMMENDATIONS = Counter("heurimentor_operator_tsm_rollback_recommendations_total",
-                              "TSM rollback recommendations closed, by outcome (acknowledged, dismissed)", ["outcome"])
+TSM_RECOMMENDATIONS = Counter(
+    "heurimentor_operator_tsm_rollback_recommendations_total",
+    "TSM rollback recommendations closed, by outcome (acknowledged, dismissed)",
+    ["outcome"],
+)
 TSM_ERRORS = Counter("heurimentor_operator_tsm_errors_total", "Failed passes following a job's TSM (unreachable, refused)")
 PODS_CREATED = Counter("heurimentor_operator_pods_created_total", "Worker pods created")
 PODS_DELETED = Counter("heurimentor_operator_pods_deleted_total", "Worker pods deleted")

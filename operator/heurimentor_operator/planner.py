@@ -195,8 +195,9 @@ class _Planner:
             return self.done()
         if not get_condition(self.conds, "Created"):
             self.cond("Created", True, "JobCreated", f"config, headless service and worker pods created for {spec.ref}")
-            self.event("Normal", "Created", f"reconciling {spec.ref}: {spec.elastic.target} workers x {spec.nproc_per_node} ranks",
-                       key="created")
+            self.event(
+                "Normal", "Created", f"reconciling {spec.ref}: {spec.elastic.target} workers x {spec.nproc_per_node} ranks", key="created"
+            )
             self.plan.counters.append("created")
             st.setdefault("phase", "Pending")
         if self.deadline_exceeded() or self.suspended() or self.blocked():
@@ -292,8 +293,11 @@ class _Planner:
         attempt get it too) and the last request seen (requested*, and error if it was refused).
         """
         annotations = (self.body.get("metadata") or {}).get("annotations") or {}
-        asked = {"requested": annotations.get(ANNOTATION_ROLLBACK), "requestedSkip": annotations.get(ANNOTATION_ROLLBACK_SKIP),
-                 "requestId": annotations.get(ANNOTATION_ROLLBACK_ID)}
+        asked = {
+            "requested": annotations.get(ANNOTATION_ROLLBACK),
+            "requestedSkip": annotations.get(ANNOTATION_ROLLBACK_SKIP),
+            "requestId": annotations.get(ANNOTATION_ROLLBACK_ID),
+        }
         rollback = self.status.get("rollback") or {}
         requested, skip_raw, request_id = asked.values()
         if requested is None or all(rollback.get(k) == v for k, v in asked.items()):
@@ -312,8 +316,11 @@ class _Planner:
                 skip = list(parse_step_range(skip_raw))
             except ValueError:
                 self.status["rollback"] = {**applied, **asked, "error": f"{ANNOTATION_ROLLBACK_SKIP} is not FROM-TO"}
-                self.event("Warning", "InvalidRollback", f"ignoring the rollback of {self.spec.ref}: "
-                           f"{ANNOTATION_ROLLBACK_SKIP}={skip_raw!r} is not FROM-TO (steps, FROM <= TO)")
+                self.event(
+                    "Warning",
+                    "InvalidRollback",
+                    f"ignoring the rollback of {self.spec.ref}: {ANNOTATION_ROLLBACK_SKIP}={skip_raw!r} is not FROM-TO (steps, FROM <= TO)",
+                )
                 return
         self.attempt += 1
         self.status["rollback"] = {**asked, "step": step, "attempt": self.attempt, "time": rfc3339(self.now)}
@@ -322,8 +329,12 @@ class _Planner:
         self.plan.counters.append("rolled_back")
         by = f", requested by {request_id}" if request_id else ""
         self.cond("Restarting", True, "Rollback", f"restarting every worker from the checkpoint at step {step}{by}")
-        self.event("Warning", "Rollback", f"restarting {self.spec.ref} from the checkpoint at step {step} ({ANNOTATION_ROLLBACK}{by})",
-                   key=f"rollback-{self.attempt}")
+        self.event(
+            "Warning",
+            "Rollback",
+            f"restarting {self.spec.ref} from the checkpoint at step {step} ({ANNOTATION_ROLLBACK}{by})",
+            key=f"rollback-{self.attempt}",
+        )
 
     def apply_template_change(self) -> None:
         want = self.spec.template_hash()
@@ -331,8 +342,12 @@ class _Planner:
         if changed:
             self.attempt += 1
             self.cond("Restarting", True, "SpecChanged", f"pod template changed (generation {self.spec.generation})")
-            self.event("Normal", "SpecChanged", f"spec of {self.spec.ref} changed the workers' template; restarting them",
-                       key=f"spec-changed-{self.attempt}")
+            self.event(
+                "Normal",
+                "SpecChanged",
+                f"spec of {self.spec.ref} changed the workers' template; restarting them",
+                key=f"spec-changed-{self.attempt}",
+            )
 
     def handle_failures(self, cur: list[PodView]) -> list[PodView]:
         spec, st = self.spec, self.status
@@ -352,8 +367,12 @@ class _Planner:
             self.plan.counters.append("restarted")
             mode = "all workers (gang)" if gang else "the failed pods (elastic)"
             self.cond("Restarting", True, "WorkerFailed", f"{what}; restart {self.restarts}/{limit} of {mode}")
-            self.event("Warning", "Restarting", f"{what}; restarting {mode} in {delay}s (restart {self.restarts} of backoffLimit {limit})",
-                       key=f"restart-{self.restarts}")
+            self.event(
+                "Warning",
+                "Restarting",
+                f"{what}; restarting {mode} in {delay}s (restart {self.restarts} of backoffLimit {limit})",
+                key=f"restart-{self.restarts}",
+            )
             if gang:
                 self.attempt += 1
                 for v in cur:
@@ -390,17 +409,26 @@ class _Planner:
                 if cap >= n:
                     cap = None
                     self.event("Normal", "CapacityRecovered", f"pool {pool.name} of {spec.ref} grew back to {n} workers")
-            stuck = [v for v in pods if v.index < n and not v.scheduled and v.phase == "Pending" and v.created
-                     and (now - v.created).total_seconds() >= timeout]
-            waiting = [v for v in pods if v.index < n and not v.scheduled and v.phase == "Pending" and v.created
-                       and (now - v.created).total_seconds() < timeout]
+            stuck = [
+                v
+                for v in pods
+                if v.index < n and not v.scheduled and v.phase == "Pending" and v.created and (now - v.created).total_seconds() >= timeout
+            ]
+            waiting = [
+                v
+                for v in pods
+                if v.index < n and not v.scheduled and v.phase == "Pending" and v.created and (now - v.created).total_seconds() < timeout
+            ]
             if waiting and not finishing:
                 self.plan.requeue(min(timeout - (now - v.created).total_seconds() for v in waiting) + 0.1)
             if stuck and len(sched) < n and (cap is None or len(sched) < cap):
                 cap = len(sched)
-                self.event("Warning", "InsufficientCapacity",
-                           f"pool {pool.name}: {len(stuck)} pods Pending over {timeout}s; shrinking it from {n} to {cap} "
-                           f"workers and keeping one Pending to grow back when capacity appears")
+                self.event(
+                    "Warning",
+                    "InsufficientCapacity",
+                    f"pool {pool.name}: {len(stuck)} pods Pending over {timeout}s; shrinking it from {n} to {cap} "
+                    f"workers and keeping one Pending to grow back when capacity appears",
+                )
             caps[pool.name] = cap
         self.keep_minimum(assigned, caps)
         desired: dict[str, set[int]] = {}
@@ -430,7 +458,9 @@ class _Planner:
                     created.append(pod_name(spec, pool.name, index))
         effective = {p: (assigned[p] if caps[p] is None else min(assigned[p], caps[p])) for p in assigned}
         self.plan.pool_replicas = effective
-        shares = split_global_batch(spec.global_batch_size, [(p.name, effective[p.name], p.relative_throughput) for p in spec.pools], spec.nproc_per_node)
+        shares = split_global_batch(
+            spec.global_batch_size, [(p.name, effective[p.name], p.relative_throughput) for p in spec.pools], spec.nproc_per_node
+        )
         running = [v for v in cur if v.phase == "Running" and v.name not in removed]
         for pool in spec.pools:
             pods = [v for v in by_pool[pool.name] if v.name not in removed]
@@ -472,7 +502,8 @@ class _Planner:
         if created and first is not None:
             # One Event for a new job and its first pods (Events are API writes too).
             self.plan.events[self.plan.events.index(first)] = Event(
-                first.type, first.reason, f"{first.message}; creating {', '.join(created)}", first.key)
+                first.type, first.reason, f"{first.message}; creating {', '.join(created)}", first.key
+            )
             created = []
         if created:
             self.event("Normal", "CreatedPods", f"creating {len(created)} worker pods toward {target}: {', '.join(created)}")
@@ -543,14 +574,17 @@ def batch_split_problem(spec: JobSpec) -> str | None:
     if micro == 1:
         return None
     assigned = assign_pools(spec, spec.elastic.target)
-    shares = split_global_batch(spec.global_batch_size, [(p.name, assigned[p.name], p.relative_throughput) for p in spec.pools],
-                                spec.nproc_per_node)
+    shares = split_global_batch(
+        spec.global_batch_size, [(p.name, assigned[p.name], p.relative_throughput) for p in spec.pools], spec.nproc_per_node
+    )
     for pool in spec.pools:
         ranks = assigned[pool.name] * spec.nproc_per_node
         if ranks and (shares[pool.name] % ranks or (shares[pool.name] // ranks) % micro):
-            return (f"hyperparameters.microBatchSize {micro} does not divide the share of a rank of pool {pool.name}: "
-                    f"{shares[pool.name]} of hyperparameters.globalBatchSize {spec.global_batch_size} sequences over {ranks} ranks; "
-                    f"change globalBatchSize, microBatchSize or the pools' relativeThroughput")
+            return (
+                f"hyperparameters.microBatchSize {micro} does not divide the share of a rank of pool {pool.name}: "
+                f"{shares[pool.name]} of hyperparameters.globalBatchSize {spec.global_batch_size} sequences over {ranks} ranks; "
+                f"change globalBatchSize, microBatchSize or the pools' relativeThroughput"
+            )
     return None
 
 

@@ -37,9 +37,13 @@ class Recommendation:
 
     @classmethod
     def from_api(cls, raw: dict[str, Any]) -> Recommendation:
-        return cls(id=int(raw["id"]), resume_before_step=int(raw["resume_before_step"]),
-                   skip_from_step=int(raw["skip_from_step"]), skip_to_step=int(raw["skip_to_step"]),
-                   reason=str(raw.get("reason", "")))
+        return cls(
+            id=int(raw["id"]),
+            resume_before_step=int(raw["resume_before_step"]),
+            skip_from_step=int(raw["skip_from_step"]),
+            skip_to_step=int(raw["skip_to_step"]),
+            reason=str(raw.get("reason", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,11 @@ def plan_rollback(open_recommendations: list[Recommendation]) -> tuple[RollbackR
 def rollback_annotations(request: RollbackRequest) -> dict[str, str | None]:
     """The job annotations that ask the planner for ``request`` (None removes a stale skip range)."""
     skip = format_step_range(request.skip_from_step, request.skip_to_step) if request.skip_from_step <= request.skip_to_step else None
-    return {ANNOTATION_ROLLBACK: str(request.resume_before_step), ANNOTATION_ROLLBACK_SKIP: skip,
-            ANNOTATION_ROLLBACK_ID: request.request_id}
+    return {
+        ANNOTATION_ROLLBACK: str(request.resume_before_step),
+        ANNOTATION_ROLLBACK_SKIP: skip,
+        ANNOTATION_ROLLBACK_ID: request.request_id,
+    }
 
 
 class TSMClient:
@@ -92,8 +99,11 @@ class TSMClient:
     def __init__(self, base_url: str, *, timeout_s: float = 10.0, token: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
-        self.headers = {"Content-Type": "application/json", "Accept": "application/json",
-                        **({"Authorization": f"Bearer {token}"} if token else {})}
+        self.headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            **({"Authorization": f"Bearer {token}"} if token else {}),
+        }
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None

@@ -31,8 +31,12 @@ def test_ids_and_versions_past_the_columns_are_a_422_even_without_a_token(http: 
     # `GET /runs/9223372036854775808` was a 500 without a token (an int8 overflow in the driver).
     _mixture(http)
     anonymous = {"Authorization": ""}
-    for path in (f"/runs/{INT64_MAX + 1}", f"/runs/{INT32_MAX + 1}", f"/mixtures/main/versions/{INT64_MAX + 1}",
-                 "/mixtures/main/versions/0"):
+    for path in (
+        f"/runs/{INT64_MAX + 1}",
+        f"/runs/{INT32_MAX + 1}",
+        f"/mixtures/main/versions/{INT64_MAX + 1}",
+        "/mixtures/main/versions/0",
+    ):
         _assert_422_list(http.get(path, headers=anonymous))
     assert http.get(f"/runs/{INT32_MAX}").status_code == 404
     # A version past int4 is a plain 404 now that versions are 64-bit (was a 500 on PostgreSQL).
@@ -50,11 +54,15 @@ def test_nul_and_lone_surrogates_are_a_422(http: httpx.Client) -> None:
     for field in ("reason", "author"):
         for bad in ("\\ud800", "nul \\u0000 here"):
             body = '{"weights": {"web-en": 1}, "' + field + '": "' + bad + '"}'  # raw: json.dumps would escape
-            detail = _assert_422_list(http.put("/mixtures/main", content=body,
-                                               headers={**auth(), "Content-Type": "application/json"}))
+            detail = _assert_422_list(http.put("/mixtures/main", content=body, headers={**auth(), "Content-Type": "application/json"}))
             assert detail[0]["loc"] == ["body", field]
-    _assert_422_list(http.post("/sources", content='{"name": "s1", "language": "en", "domain": "\\ud800"}',
-                               headers={**auth(), "Content-Type": "application/json"}))
+    _assert_422_list(
+        http.post(
+            "/sources",
+            content='{"name": "s1", "language": "en", "domain": "\\ud800"}',
+            headers={**auth(), "Content-Type": "application/json"},
+        )
+    )
     _assert_422_list(http.post("/sources", json={"name": "s2", "language": "en", "location": "/data\x00/x"}, headers=auth()))
     assert http.get("/mixtures/main").json()["version"] == 1  # nothing was written
 
@@ -88,10 +96,11 @@ def test_every_422_detail_is_a_list(http: httpx.Client) -> None:
     # Raised by the route with a sentence (unknown source), by validation (negative weight), by the
     # pipeline check: one shape.
     _mixture(http)
-    for response in (http.put("/mixtures/main", json={"weights": {"nope": 1}}, headers=auth()),
-                     http.put("/mixtures/main", json={"weights": {"web-en": -1}}, headers=auth()),
-                     http.post("/sources", json={"name": "s3", "language": "en", "pipeline": {"no_such_stage": 1}},
-                               headers=auth())):
+    for response in (
+        http.put("/mixtures/main", json={"weights": {"nope": 1}}, headers=auth()),
+        http.put("/mixtures/main", json={"weights": {"web-en": -1}}, headers=auth()),
+        http.post("/sources", json={"name": "s3", "language": "en", "pipeline": {"no_such_stage": 1}}, headers=auth()),
+    ):
         _assert_422_list(response)
 
 

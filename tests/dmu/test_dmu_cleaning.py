@@ -37,9 +37,18 @@ def _en_doc() -> str:
 
 
 # datatrove's thresholds: the rules a source can switch back on (the defaults are calibrated on real text).
-DATATROVE = EnglishRulesConfig(min_words=50, min_alpha_words=0.8, ngram_limit_scale=1.0, c4_curly_bracket=True,
-                               c4_line_rules=True, c4_min_sentences=5, min_line_punct_ratio=0.12, max_short_line_ratio=0.67,
-                               max_dup_line_char_ratio=0.01, max_newline_word_ratio=0.3)
+DATATROVE = EnglishRulesConfig(
+    min_words=50,
+    min_alpha_words=0.8,
+    ngram_limit_scale=1.0,
+    c4_curly_bracket=True,
+    c4_line_rules=True,
+    c4_min_sentences=5,
+    min_line_punct_ratio=0.12,
+    max_short_line_ratio=0.67,
+    max_dup_line_char_ratio=0.01,
+    max_newline_word_ratio=0.3,
+)
 
 
 def _rule(failure: Failure | None) -> str | None:
@@ -61,7 +70,10 @@ def test_clean_english_and_chinese_pass() -> None:
         (" ".join(["a"] * 60), "gopher_mean_word_length"),
         ("#tag " * 30 + " ".join(sentences("en")[:3]), "gopher_symbol_word_ratio"),
         ("\n".join(f"- item {i} of the list that has the and to of words" for i in range(40)), "gopher_bullet_lines"),
-        ("\n".join(f"Story number {i} continues with the man and his dog of the village green ..." for i in range(30)), "gopher_ellipsis_lines"),
+        (
+            "\n".join(f"Story number {i} continues with the man and his dog of the village green ..." for i in range(30)),
+            "gopher_ellipsis_lines",
+        ),
         (" ".join(["1234 5678 90 == ++"] * 20) + " the and of with " * 3, "gopher_alpha_words"),
         (" ".join(f"lorem{i} ipsumword dolorish sitting ametish" for i in range(20)), "gopher_stop_words"),
     ],
@@ -93,8 +105,12 @@ def test_gopher_repetition_rules() -> None:
 
 def test_c4_rules_rewrite_and_count() -> None:
     counts = Counter()
-    lines = sentences("en")[:6] + ["Click here", "Please enable JavaScript to view the comments on this page.",
-                                   "Read our privacy policy for more details about this site.", "Menu Home About"]
+    lines = sentences("en")[:6] + [
+        "Click here",
+        "Please enable JavaScript to view the comments on this page.",
+        "Read our privacy policy for more details about this site.",
+        "Menu Home About",
+    ]
     text, failed = c4("\n".join(lines), DATATROVE, counts)
     assert failed is None
     assert text.split("\n") == sentences("en")[:6]
@@ -114,7 +130,9 @@ def test_fineweb_rules() -> None:
         return _rule(fineweb(text, cfg, _words(text)))
 
     assert check("\n".join(["Home", "Products and services", "Contact us today", "About"] * 3 + [_en_doc()])) in (
-        "fineweb_short_line_ratio", "fineweb_char_dup_ratio")
+        "fineweb_short_line_ratio",
+        "fineweb_char_dup_ratio",
+    )
     assert check("\n".join(f"entry {i} has no final punctuation at all in this line" for i in range(20))) == "fineweb_line_punct_ratio"
     duplicated = _en_doc() + "\n" + sentences("en")[5] + "\n" + sentences("en")[5]
     assert check(duplicated) == "fineweb_char_dup_ratio"
@@ -148,11 +166,15 @@ def test_chinese_rules() -> None:
 
 def test_processor_routes_by_language_and_counts() -> None:
     processor = DocumentProcessor(PipelineConfig.for_source("en"))
-    records = [Record(0, _en_doc()), Record(1, make_doc("zh", 3)), Record(2, "   \u200b "), Record(3, None, "malformed"),
-               Record(4, "Too short.")]
+    records = [
+        Record(0, _en_doc()),
+        Record(1, make_doc("zh", 3)),
+        Record(2, "   \u200b "),
+        Record(3, None, "malformed"),
+        Record(4, "Too short."),
+    ]
     outcomes = [(p.index, p.outcome, p.language) for p in processor.process(records)]
-    assert outcomes == [(0, "ok", "en"), (1, "language", "zh"), (2, "empty", "und"), (3, "malformed", "und"),
-                        (4, "gopher_min_words", "en")]
+    assert outcomes == [(0, "ok", "en"), (1, "language", "zh"), (2, "empty", "und"), (3, "malformed", "und"), (4, "gopher_min_words", "en")]
     mixed = DocumentProcessor(PipelineConfig.for_source("mixed", {"langid": {"min_confidence": 0.2}}))
     assert [p.outcome for p in mixed.process([Record(0, _en_doc()), Record(1, make_doc("zh", 3))])] == ["ok", "ok"]
     code = DocumentProcessor(PipelineConfig.for_source("code"))

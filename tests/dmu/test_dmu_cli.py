@@ -74,15 +74,18 @@ def test_serve_runs_uvicorn_on_a_migrated_database(tmp_path: Path, postgres_url:
 
     import httpx
 
-    env = {**os.environ, "HEURIMENTOR_DMU_DATABASE_URL": postgres_url, "HEURIMENTOR_DMU_AUTH_TOKEN": TOKEN,
-           "HEURIMENTOR_DMU_DATA_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "HEURIMENTOR_DMU_DATABASE_URL": postgres_url,
+        "HEURIMENTOR_DMU_AUTH_TOKEN": TOKEN,
+        "HEURIMENTOR_DMU_DATA_DIR": str(tmp_path),
+    }
     command = str(Path(sys.executable).parent / "heurimentor")  # the installed console script
     subprocess.run([command, "dmu", "migrate"], env=env, check=True, capture_output=True)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([command, "dmu", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen([command, "dmu", "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:

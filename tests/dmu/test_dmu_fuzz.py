@@ -27,8 +27,7 @@ def dmu_fuzz_target(pg_server, request, tmp_path_factory) -> Iterator[tuple[str,
         with live_server(settings_for(url, tmp_path_factory.mktemp("dmu-fuzz"), max_wait_s=0.2)) as base_url:
             with httpx.Client(base_url=base_url, timeout=30) as http:
                 add_sources(http, "web-en", "books-zh")
-                created = http.post("/mixtures", json={"name": "main", "weights": {"web-en": 3, "books-zh": 1}},
-                                    headers=auth())
+                created = http.post("/mixtures", json={"name": "main", "weights": {"web-en": 3, "books-zh": 1}}, headers=auth())
                 assert created.status_code == 201, created.text
             yield base_url, tally
     finally:
@@ -54,6 +53,5 @@ def test_dmu_answers_every_generated_request_as_documented(dmu_schema, dmu_fuzz_
 def test_dmu_call_sequences_along_inferred_links(dmu_schema, dmu_fuzz_target):
     base_url, tally = dmu_fuzz_target
     before = tally.cases
-    state_machine(dmu_schema, base_url=base_url, headers=auth(), tally=tally).run(
-        settings=fuzz_settings(stateful_step_count=6))
+    state_machine(dmu_schema, base_url=base_url, headers=auth(), tally=tally).run(settings=fuzz_settings(stateful_step_count=6))
     assert tally.cases > before  # the scenarios ran

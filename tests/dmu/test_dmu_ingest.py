@@ -61,8 +61,11 @@ def kept_texts(data_dir: Path, source: str) -> list[str]:
 
 
 def shard_digests(data_dir: Path) -> dict[str, str]:
-    return {str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(data_dir.glob("shards/**/*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(data_dir.glob("shards/**/*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -73,8 +76,14 @@ def env(tmp_path) -> Env:
 def test_counts_and_shards_on_postgres(postgres_url: str, tmp_path: Path, tokenizer_path: Path) -> None:
     env = Env(postgres_url, tmp_path / "data")
     env.source("web-en", "en")
-    bad = [b"{broken", b'{"text": "caf\xe9 latin-1"}', b'{"text": ""}', json.dumps({"text": "x" * 2_000_000}).encode(),
-           json.dumps({"text": make_doc("zh", 1)}, ensure_ascii=False).encode(), b'{"text": "Too short to keep."}']
+    bad = [
+        b"{broken",
+        b'{"text": "caf\xe9 latin-1"}',
+        b'{"text": ""}',
+        json.dumps({"text": "x" * 2_000_000}).encode(),
+        json.dumps({"text": make_doc("zh", 1)}, ensure_ascii=False).encode(),
+        b'{"text": "Too short to keep."}',
+    ]
     src = _corpus(tmp_path / "en.jsonl", "en", range(40), extra=bad)
     dup = _corpus(tmp_path / "en-dup.jsonl.zst.src", "en", range(30, 45))
     (tmp_path / "en-dup.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(dup.read_bytes()))
@@ -101,8 +110,7 @@ def test_counts_and_shards_on_postgres(postgres_url: str, tmp_path: Path, tokeni
         assert 'heurimentor_dmu_filtered_documents{rule="gopher_min_words",source="web-en"} 1.0' in metrics
         assert f'heurimentor_dmu_tokens{{source="web-en"}} {float(c["tokens"])}' in metrics
         assert 'heurimentor_dmu_runs{status="completed"} 1.0' in metrics
-        assert httpx.get(f"{url}/runs/{run.id}").json()["progress"] == {"files_total": 2, "files_done": 2,
-                                                                         "records_into_current_file": 0}
+        assert httpx.get(f"{url}/runs/{run.id}").json()["progress"] == {"files_total": 2, "files_done": 2, "records_into_current_file": 0}
 
 
 def test_new_runs_dedup_against_everything_kept_across_sources(env: Env, tmp_path: Path, tokenizer_path: Path) -> None:
@@ -145,8 +153,7 @@ SMALL_STEPS = {"batch_docs": 8, "tokenize": {"commit_every_docs": 16}}
 
 
 def test_crashed_run_resumes_to_the_same_kept_set(tmp_path: Path, tokenizer_path: Path) -> None:
-    inputs = [_corpus(tmp_path / "a.jsonl", "en", list(range(30)) + list(range(5))),
-              _corpus(tmp_path / "b.jsonl", "en", range(25, 60))]
+    inputs = [_corpus(tmp_path / "a.jsonl", "en", list(range(30)) + list(range(5))), _corpus(tmp_path / "b.jsonl", "en", range(25, 60))]
     reference = Env(f"sqlite:///{tmp_path / 'ref.db'}", tmp_path / "ref")
     reference.source("web-en", "en", SMALL_STEPS)
     expected = reference.ingest("web-en", inputs, tokenizer_path)

@@ -30,8 +30,11 @@ def test_versions_etag_and_history(http: httpx.Client) -> None:
     assert current.status_code == 200 and current.headers["ETag"] == '"1"'
     assert http.get("/mixtures/main/current", headers={"If-None-Match": '"1"'}).status_code == 304
 
-    updated = http.put("/mixtures/main", json={"weights": {"web-en": 1, "books-zh": 1}, "author": "tsm", "reason": "loss plateau"},
-                       headers={**auth(), "If-Match": '"1"'})
+    updated = http.put(
+        "/mixtures/main",
+        json={"weights": {"web-en": 1, "books-zh": 1}, "author": "tsm", "reason": "loss plateau"},
+        headers={**auth(), "If-Match": '"1"'},
+    )
     assert updated.status_code == 200, updated.text
     assert updated.json()["version"] == 2
     changed = http.get("/mixtures/main/current", headers={"If-None-Match": '"1"'})
@@ -43,7 +46,10 @@ def test_versions_etag_and_history(http: httpx.Client) -> None:
 
     history = http.get("/mixtures/main/versions").json()
     assert [(v["version"], v["author"], v["reason"]) for v in history] == [
-        (1, "alice", "start"), (2, "tsm", "loss plateau"), (3, "bob", "drop zh")]
+        (1, "alice", "start"),
+        (2, "tsm", "loss plateau"),
+        (3, "bob", "drop zh"),
+    ]
     assert http.get("/mixtures/main/versions/1").json()["raw_weights"] == {"books-zh": 1, "web-en": 3}
     assert http.get("/mixtures/main/versions/9").status_code == 404
     assert http.get("/mixtures").json()[0]["current_version"] == 3
@@ -121,7 +127,10 @@ def test_mutations_need_the_token_and_reads_are_configurable(postgres_url: str, 
         assert http.post("/sources", json={"name": "x", "language": "en"}).status_code == 401
         assert http.get("/mixtures").status_code == 200
         assert http.get("/mixtures").json() == []
-    with live_server(settings_for(postgres_url, tmp_path, reads_require_auth=True), migrate=False) as url, httpx.Client(base_url=url) as http:
+    with (
+        live_server(settings_for(postgres_url, tmp_path, reads_require_auth=True), migrate=False) as url,
+        httpx.Client(base_url=url) as http,
+    ):
         assert http.get("/mixtures").status_code == 401
         assert http.get("/mixtures", headers=auth()).status_code == 200
         assert http.get("/healthz").status_code == 200
@@ -156,8 +165,10 @@ def test_long_poll_wakes_on_change_and_times_out_with_304(dmu_url: str) -> None:
 
 
 def test_change_through_another_replica_is_seen_by_db_polling(postgres_url: str, tmp_path) -> None:
-    with live_server(settings_for(postgres_url, tmp_path)) as replica_a, \
-            live_server(settings_for(postgres_url, tmp_path), migrate=False) as replica_b:
+    with (
+        live_server(settings_for(postgres_url, tmp_path)) as replica_a,
+        live_server(settings_for(postgres_url, tmp_path), migrate=False) as replica_b,
+    ):
         with httpx.Client(base_url=replica_a) as http:
             add_sources(http, "web-en", "books-zh")
             _create(http, {"web-en": 1})

@@ -35,7 +35,6 @@ def test_ray_and_local_backends_agree(tmp_path: Path, tokenizer_path: Path, ray_
         env = Env(f"sqlite:///{tmp_path / backend}.db", tmp_path / backend)
         env.source("web", "mixed", {"batch_docs": 8, "tokenize": {"commit_every_docs": 16}})
         run = env.ingest("web", [corpus], tokenizer_path, map_batches=ray_backend if backend == "ray" else None)
-        results[backend] = (run.counts, kept_texts(env.data_dir, "web"),
-                            shard_digests(env.data_dir))
+        results[backend] = (run.counts, kept_texts(env.data_dir, "web"), shard_digests(env.data_dir))
     assert results["local"][0]["kept"] > 0 and results["local"][0]["near_dup"] > 0
     assert results["ray"] == results["local"]

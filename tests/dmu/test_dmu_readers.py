@@ -20,17 +20,19 @@ def _records(path, **kw):
 
 
 def _jsonl_bytes() -> bytes:
-    return b"".join([
-        json.dumps({"text": "first"}).encode() + b"\n",
-        b"{not json\n",
-        b"\n",
-        b'{"text": "caf\xe9"}\n',  # latin-1 byte: not UTF-8
-        json.dumps({"text": "x" * 5000}).encode() + b"\n",
-        json.dumps({"body": "no text field"}).encode() + b"\n",
-        json.dumps({"text": 42}).encode() + b"\n",
-        json.dumps(["a list"]).encode() + b"\n",
-        json.dumps({"text": "last \u4e2d\u6587"}, ensure_ascii=False).encode(),  # no trailing newline
-    ])
+    return b"".join(
+        [
+            json.dumps({"text": "first"}).encode() + b"\n",
+            b"{not json\n",
+            b"\n",
+            b'{"text": "caf\xe9"}\n',  # latin-1 byte: not UTF-8
+            json.dumps({"text": "x" * 5000}).encode() + b"\n",
+            json.dumps({"body": "no text field"}).encode() + b"\n",
+            json.dumps({"text": 42}).encode() + b"\n",
+            json.dumps(["a list"]).encode() + b"\n",
+            json.dumps({"text": "last \u4e2d\u6587"}, ensure_ascii=False).encode(),  # no trailing newline
+        ]
+    )
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz", ".zst"])
@@ -44,8 +46,15 @@ def test_jsonl_bad_lines_are_classified(tmp_path, suffix) -> None:
     path.write_bytes(data)
     got = [(r.index, r.text, r.problem) for r in _records(path)]
     assert got == [
-        (0, "first", None), (1, None, "malformed"), (2, "", None), (3, None, "undecodable"), (4, None, "too_long"),
-        (5, None, "malformed"), (6, None, "malformed"), (7, None, "malformed"), (8, "last 中文", None),
+        (0, "first", None),
+        (1, None, "malformed"),
+        (2, "", None),
+        (3, None, "undecodable"),
+        (4, None, "too_long"),
+        (5, None, "malformed"),
+        (6, None, "malformed"),
+        (7, None, "malformed"),
+        (8, "last 中文", None),
     ]
     resumed = [(r.index, r.text) for r in _records(path, start=8)]
     assert resumed == [(8, "last 中文")]
@@ -55,7 +64,12 @@ def test_text_paragraphs_and_whole_files(tmp_path) -> None:
     path = tmp_path / "book.txt"
     path.write_bytes(b"one\ntwo\n\n\nthree\n\n" + b"y" * 3000 + b"\n\nfour\xff\n\nfive")
     assert [(r.index, r.text, r.problem) for r in _records(path)] == [
-        (0, "one\ntwo\n", None), (1, "three\n", None), (2, None, "too_long"), (3, None, "undecodable"), (4, "five", None)]
+        (0, "one\ntwo\n", None),
+        (1, "three\n", None),
+        (2, None, "too_long"),
+        (3, None, "undecodable"),
+        (4, "five", None),
+    ]
     assert [r.index for r in _records(path, start=3)] == [3, 4]
     assert [r.problem for r in _records(path, text_split="file", max_doc_bytes=10_000)] == ["undecodable"]
     clean = tmp_path / "clean.txt"

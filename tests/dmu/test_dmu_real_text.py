@@ -73,9 +73,21 @@ def test_default_rules_keep_good_text_and_remove_junk(eval_set: dmu_eval.EvalSet
     other = [o for d, o in zip(docs, outcomes, strict=True) if d.label == "other"]
     assert other.count("language") / len(other) >= 0.9
     # The previous defaults (datatrove's FineWeb pipeline, C4's line rules on) lost a third of real manuals.
-    strict = DocumentProcessor(PipelineConfig.for_source("mixed", {"english": {
-        "c4_line_rules": True, "c4_curly_bracket": True, "c4_min_sentences": 5, "max_dup_line_char_ratio": 0.01,
-        "ngram_limit_scale": 1.0, "min_line_punct_ratio": 0.12}}))
+    strict = DocumentProcessor(
+        PipelineConfig.for_source(
+            "mixed",
+            {
+                "english": {
+                    "c4_line_rules": True,
+                    "c4_curly_bracket": True,
+                    "c4_min_sentences": 5,
+                    "max_dup_line_char_ratio": 0.01,
+                    "ngram_limit_scale": 1.0,
+                    "min_line_punct_ratio": 0.12,
+                }
+            },
+        )
+    )
     good_en = [d for d in eval_set.good if d.language == "en"]
     strict_kept = sum(p.outcome == "ok" for p in strict.process([Record(i, d.text) for i, d in enumerate(good_en)]))
     assert strict_kept / len(good_en) < 0.8
@@ -91,8 +103,11 @@ def test_near_dup_recall_at_real_edit_rates(eval_set: dmu_eval.EvalSet) -> None:
     assert precision >= 0.95 and recall >= 0.9, (precision, recall)
     for language in ("en", "zh"):
         for rate, floor in ((0.10, 0.9), (0.15, 0.8)):
-            hits = [f for d, f, g in zip(docs, flags, labels, strict=True)
-                    if g and d.language == language and rate_of.get(d.base or d.id) == rate]
+            hits = [
+                f
+                for d, f, g in zip(docs, flags, labels, strict=True)
+                if g and d.language == language and rate_of.get(d.base or d.id) == rate
+            ]
             assert len(hits) >= 10 and sum(hits) / len(hits) >= floor, (language, rate, sum(hits), len(hits))
 
 
@@ -100,16 +115,18 @@ def test_mostly_command_chinese_pages_shingle_consistently(eval_set: dmu_eval.Ev
     """Chinese man pages that are mostly commands (CJK share of letters <= 0.3): both sides of a pair get
     the same script-aware shingles, so a variant keeps a high Jaccard with its base."""
     by_id = {d.id: d for d in eval_set.good}
-    pairs = [(by_id[v.base], v) for v in eval_set.variants
-             if v.language == "zh" and v.edit_rate <= 0.05 and cjk_share(by_id[v.base].text) <= 0.3]
+    pairs = [
+        (by_id[v.base], v) for v in eval_set.variants if v.language == "zh" and v.edit_rate <= 0.05 and cjk_share(by_id[v.base].text) <= 0.3
+    ]
     assert len(pairs) >= 3
     for base, variant in pairs:
         a, b = shingles(normalize(base.text), ngram=5), shingles(normalize(variant.text), ngram=5)
         assert len(a & b) / len(a | b) >= 0.6, base.origin
 
 
-def test_exclusion_log_cli_rest_and_summary(db_url: str, http: httpx.Client, tmp_path: Path, monkeypatch,
-                                           eval_set: dmu_eval.EvalSet) -> None:
+def test_exclusion_log_cli_rest_and_summary(
+    db_url: str, http: httpx.Client, tmp_path: Path, monkeypatch, eval_set: dmu_eval.EvalSet
+) -> None:
     good = [d for d in eval_set.good if d.language == "en"][:20]
     junk = [d for d in eval_set.junk if d.kind == "keyword_spam" and d.language == "en"][:3]
     variant = next(v for v in eval_set.variants if v.language == "en" and v.edit_rate == 0.05)

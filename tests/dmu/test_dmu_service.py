@@ -79,8 +79,17 @@ def test_readiness_fails_before_migration(tmp_path) -> None:
 
 
 def test_sources_crud_and_validation(pg_http: httpx.Client) -> None:
-    created = pg_http.post("/sources", json={"name": "web-zh", "language": "zh", "domain": "web", "location": "/data/zh",
-                                              "pipeline": {"normalize": {"traditional_to_simplified": True}}}, headers=auth())
+    created = pg_http.post(
+        "/sources",
+        json={
+            "name": "web-zh",
+            "language": "zh",
+            "domain": "web",
+            "location": "/data/zh",
+            "pipeline": {"normalize": {"traditional_to_simplified": True}},
+        },
+        headers=auth(),
+    )
     assert created.status_code == 201, created.text
     assert pg_http.post("/sources", json={"name": "web-zh", "language": "zh"}, headers=auth()).status_code == 409
     bad_language = pg_http.post("/sources", json={"name": "x", "language": "fr"}, headers=auth())

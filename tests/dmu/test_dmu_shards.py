@@ -49,12 +49,16 @@ def test_corruptions_are_named(tmp_path) -> None:
     path.write_bytes(b"NOTSHARD" + data[8:])
     with pytest.raises(ShardFormatError, match="magic"):
         Shard(path)
-    path.write_bytes(data[:HEADER.size] + bytes([data[HEADER.size] ^ 1]) + data[HEADER.size + 1 :])
+    path.write_bytes(data[: HEADER.size] + bytes([data[HEADER.size] ^ 1]) + data[HEADER.size + 1 :])
     with pytest.raises(ShardFormatError, match="sha256"):
         TokenizedSource(tmp_path, verify_checksums=True)
     path.write_bytes(data)
-    Manifest(source="web-en", tokenizer_id="abcd", vocab_size=1000,
-             shards=[ShardInfo(path=infos[0].path, documents=3, tokens=4, sha256=infos[0].sha256)]).write(tmp_path)
+    Manifest(
+        source="web-en",
+        tokenizer_id="abcd",
+        vocab_size=1000,
+        shards=[ShardInfo(path=infos[0].path, documents=3, tokens=4, sha256=infos[0].sha256)],
+    ).write(tmp_path)
     with pytest.raises(ShardFormatError, match="manifest says"):
         TokenizedSource(tmp_path)
     (tmp_path / "manifest.json").write_text('{"format_version": 2}')

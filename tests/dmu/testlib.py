@@ -21,8 +21,16 @@ TOKEN = secrets.token_urlsafe(32)  # the admin token of the test servers: random
 
 def settings_for(url: str, data_dir: Path, **extra) -> Settings:
     """Production settings (the default) with reads opened, so tests read without a token unless they test that."""
-    return Settings(**{"database_url": url, "data_dir": data_dir, "auth_token": TOKEN, "mixture_poll_interval_s": 0.1,
-                       "reads_require_auth": False, **extra})
+    return Settings(
+        **{
+            "database_url": url,
+            "data_dir": data_dir,
+            "auth_token": TOKEN,
+            "mixture_poll_interval_s": 0.1,
+            "reads_require_auth": False,
+            **extra,
+        }
+    )
 
 
 @contextmanager
@@ -51,8 +59,9 @@ def train_tokenizer(path: Path, vocab_size: int = 400) -> Path:
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     corpus = sentences("en") + sentences("zh")
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["[UNK]", "<eos>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["[UNK]", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tokenizer.train_from_iterator(corpus, trainer)
     tokenizer.save(str(path))
     return path

@@ -114,7 +114,20 @@ def test_importing_the_contracts_pulls_in_no_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout.split()
     # (httpx itself loads click and rich for its command line when they are installed: not ours to refuse.)
-    heavy = {"torch", "fastapi", "starlette", "sqlalchemy", "kubernetes", "kopf", "yaml", "typer", "tokenizers",
-             "heurimentor_trainer", "heurimentor_operator", "dmu_service", "tsm_service"}
+    heavy = {
+        "torch",
+        "fastapi",
+        "starlette",
+        "sqlalchemy",
+        "kubernetes",
+        "kopf",
+        "yaml",
+        "typer",
+        "tokenizers",
+        "heurimentor_trainer",
+        "heurimentor_operator",
+        "dmu_service",
+        "tsm_service",
+    }
     assert not heavy & set(out), out
     assert {"heurimentor", "pydantic", "numpy", "httpx"} <= set(out)

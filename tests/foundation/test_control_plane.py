@@ -23,22 +23,28 @@ CRD = {
         "group": "foundation.heurimentor.io",
         "scope": "Namespaced",
         "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-        "versions": [{
-            "name": "v1",
-            "served": True,
-            "storage": True,
-            "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {"spec": {
-                    "type": "object",
-                    "required": ["replicas"],
-                    "properties": {
-                        "replicas": {"type": "integer", "minimum": 1},
-                        "accelerator": {"type": "string", "enum": ["nvidia-a100", "nvidia-h800"]},
-                    },
-                }},
-            }},
-        }],
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "required": ["replicas"],
+                                "properties": {
+                                    "replicas": {"type": "integer", "minimum": 1},
+                                    "accelerator": {"type": "string", "enum": ["nvidia-a100", "nvidia-h800"]},
+                                },
+                            }
+                        },
+                    }
+                },
+            }
+        ],
     },
 }
 
@@ -61,8 +67,7 @@ def namespace(kube):
 
 
 def widget(name: str, **spec) -> str:
-    return yaml.safe_dump({"apiVersion": "foundation.heurimentor.io/v1", "kind": "Widget",
-                           "metadata": {"name": name}, "spec": spec})
+    return yaml.safe_dump({"apiVersion": "foundation.heurimentor.io/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec})
 
 
 def test_server_reports_the_pinned_kubernetes_version(kube):
@@ -79,8 +84,7 @@ def test_crd_applied_with_kubectl_is_served_and_validates(kube, namespace):
     stored = json.loads(kube.kubectl("get", "widget", "good", "-n", namespace, "-o", "json").stdout)
     assert stored["spec"] == {"replicas": 2, "accelerator": "nvidia-a100"}
 
-    bad = kube.kubectl("apply", "-n", namespace, "-f", "-", check=False,
-                       input=widget("bad", replicas=0, accelerator="tpu-v5"))
+    bad = kube.kubectl("apply", "-n", namespace, "-f", "-", check=False, input=widget("bad", replicas=0, accelerator="tpu-v5"))
     assert bad.returncode != 0
     assert 'The Widget "bad" is invalid' in bad.stderr
     assert "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1" in bad.stderr
@@ -103,23 +107,25 @@ def test_client_certificate_user_is_forbidden_until_a_role_is_bound(kube, namesp
     assert forbidden.value.status == 403
 
     kube.kubectl("create", "role", "pod-reader", "--verb=get,list,watch", "--resource=pods", "-n", namespace)
-    kube.kubectl("create", "rolebinding", "researchers-read-pods", "--role=pod-reader",
-                 "--group=ml-researchers", "-n", namespace)
-    wait_until(lambda: kube.kubectl("get", "pods", "-n", namespace, check=False, kubeconfig=user_config)
-               .returncode == 0, 15, "the RoleBinding to take effect")
+    kube.kubectl("create", "rolebinding", "researchers-read-pods", "--role=pod-reader", "--group=ml-researchers", "-n", namespace)
+    wait_until(
+        lambda: kube.kubectl("get", "pods", "-n", namespace, check=False, kubeconfig=user_config).returncode == 0,
+        15,
+        "the RoleBinding to take effect",
+    )
     assert core.list_namespaced_pod(namespace).items == []
     # Bound for pods in this namespace only: still forbidden elsewhere and for other verbs.
     assert kube.kubectl("get", "pods", "-n", "default", check=False, kubeconfig=user_config).returncode != 0
-    assert kube.kubectl("auth", "can-i", "delete", "pods", "-n", namespace, check=False,
-                        kubeconfig=user_config).stdout.strip() == "no"
+    assert kube.kubectl("auth", "can-i", "delete", "pods", "-n", namespace, check=False, kubeconfig=user_config).stdout.strip() == "no"
 
 
 def test_dependents_are_garbage_collected_after_owner_deletion(kube, namespace):
     core = client.CoreV1Api(kube.api_client())
     owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="job")))
     reference = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="job", uid=owner.metadata.uid)
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="job-worker-config", owner_references=[reference])))
+    core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="job-worker-config", owner_references=[reference]))
+    )
     core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="unowned")))
 
     core.delete_namespaced_config_map("job", namespace, propagation_policy="Background")
@@ -133,15 +139,19 @@ def test_dependents_are_garbage_collected_after_owner_deletion(kube, namespace):
 
 
 def gpu_pod(name: str, accelerator: str, gpus: int, annotations: dict | None = None) -> str:
-    return yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "annotations": annotations or {}},
-        "spec": {
-            "nodeSelector": {"heurimentor.io/accelerator": accelerator},
-            "containers": [{"name": "trainer", "image": "heurimentor/trainer:test",
-                            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
-        },
-    })
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "annotations": annotations or {}},
+            "spec": {
+                "nodeSelector": {"heurimentor.io/accelerator": accelerator},
+                "containers": [
+                    {"name": "trainer", "image": "heurimentor/trainer:test", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}
+                ],
+            },
+        }
+    )
 
 
 def get_pod(kube, namespace: str, name: str) -> dict:
@@ -150,8 +160,9 @@ def get_pod(kube, namespace: str, name: str) -> dict:
 
 def test_gpu_pod_is_scheduled_onto_matching_kwok_node_and_runs(kube, namespace):
     kube.kubectl("apply", "-n", namespace, "-f", "-", input=gpu_pod("trainer-0", "nvidia-h800", 8))
-    pod = wait_until(lambda: (p := get_pod(kube, namespace, "trainer-0"))["status"].get("phase") == "Running" and p,
-                     60, "trainer-0 to be Running")
+    pod = wait_until(
+        lambda: (p := get_pod(kube, namespace, "trainer-0"))["status"].get("phase") == "Running" and p, 60, "trainer-0 to be Running"
+    )
     assert pod["spec"]["nodeName"] == "kwok-gpu-h800-0"
     assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"] == "True"
     assert pod["status"]["podIP"].startswith("10.244.")
@@ -159,9 +170,12 @@ def test_gpu_pod_is_scheduled_onto_matching_kwok_node_and_runs(kube, namespace):
     # The H800 node's 8 GPUs are taken: another 8-GPU pod for it stays Pending, with the scheduler's reason.
     kube.kubectl("apply", "-n", namespace, "-f", "-", input=gpu_pod("trainer-1", "nvidia-h800", 8))
     events = wait_until(
-        lambda: kube.kubectl("get", "events", "-n", namespace, "--field-selector",
-                             "involvedObject.name=trainer-1,reason=FailedScheduling", "-o", "json").stdout.count(
-            "Insufficient nvidia.com/gpu"), 60, "a FailedScheduling event for trainer-1")
+        lambda: kube.kubectl(
+            "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=trainer-1,reason=FailedScheduling", "-o", "json"
+        ).stdout.count("Insufficient nvidia.com/gpu"),
+        60,
+        "a FailedScheduling event for trainer-1",
+    )
     assert events >= 1
     pending = get_pod(kube, namespace, "trainer-1")
     assert pending["status"]["phase"] == "Pending" and not pending["spec"].get("nodeName")
@@ -172,8 +186,7 @@ def test_exit_code_annotation_finishes_the_pod(kube, namespace, exit_code, phase
     kube.kubectl("apply", "-n", namespace, "-f", "-", input=gpu_pod("worker", "nvidia-a100", 1))
     wait_until(lambda: get_pod(kube, namespace, "worker")["status"].get("phase") == "Running", 60, "worker Running")
     kube.kubectl("annotate", "pod", "worker", "-n", namespace, f"kwok.heurimentor.io/exit-code={exit_code}")
-    pod = wait_until(lambda: (p := get_pod(kube, namespace, "worker"))["status"].get("phase") == phase and p,
-                     30, f"worker {phase}")
+    pod = wait_until(lambda: (p := get_pod(kube, namespace, "worker"))["status"].get("phase") == phase and p, 30, f"worker {phase}")
     state = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert state["exitCode"] == int(exit_code)
 
@@ -204,9 +217,15 @@ def test_default_nodes_and_helm_against_the_cluster(kube, tmp_path):
     (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\nkubeVersion: '>=1.36.0-0'\n")
     (chart / "templates" / "cm.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\ndata:\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n")
-    subprocess.run(["helm", "install", "probe", str(chart), "-n", "default", "--wait", "--timeout", "60s"],
-                   env=kube.env, check=True, capture_output=True, text=True)
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\ndata:\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n"
+    )
+    subprocess.run(
+        ["helm", "install", "probe", str(chart), "-n", "default", "--wait", "--timeout", "60s"],
+        env=kube.env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     try:
         data = json.loads(kube.kubectl("get", "configmap", "probe", "-n", "default", "-o", "json").stdout)["data"]
         assert data["kube"] == "v1.36.3"

@@ -56,7 +56,9 @@ NOT_IMPORTED_PARTS = (".migrations.env", ".migrations.versions.")
 
 def _run(cmd: list[str], *, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
-    assert result.returncode == 0, f"{' '.join(map(str, cmd))} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"{' '.join(map(str, cmd))} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result
 
 
@@ -77,8 +79,22 @@ def _source_tree(dest: Path) -> Path:
 def project_wheel(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     source = _source_tree(tmp / "src")
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index", "--find-links", str(WHEELHOUSE),
-          "-w", str(tmp / "dist"), str(source)])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--find-links",
+            str(WHEELHOUSE),
+            "-w",
+            str(tmp / "dist"),
+            str(source),
+        ]
+    )
     (wheel,) = (tmp / "dist").glob("heurimentor-*.whl")
     return wheel
 
@@ -92,7 +108,7 @@ def _requirements(extra: str) -> list[str]:
         seen.add(name)
         for requirement in project["optional-dependencies"][name]:
             if requirement.startswith("heurimentor["):
-                pending += [e for e in requirement[len("heurimentor["):-1].split(",") if e not in seen]
+                pending += [e for e in requirement[len("heurimentor[") : -1].split(",") if e not in seen]
             else:
                 wanted.add(requirement)
     return sorted(wanted)
@@ -169,19 +185,53 @@ def _pod_annotation(kube, namespace: str, pod: str) -> dict | None:
 def test_trainer_extra_trains_on_cpu_and_reports_progress_to_the_apiserver(extra_venv, kube, namespace, tmp_path):
     venv = extra_venv("trainer")
     pod = "closure-cpu-0"
-    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": namespace},
-        "spec": {"nodeName": "kwok-cpu-0", "containers": [{"name": "trainer", "image": "trainer:test"}]},
-    }))
+    kube.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": pod, "namespace": namespace},
+                "spec": {"nodeName": "kwok-cpu-0", "containers": [{"name": "trainer", "image": "trainer:test"}]},
+            }
+        ),
+    )
     # A client-certificate user bound to the chart's worker role, as the pod's ServiceAccount would be.
     kubeconfig = worker_kubeconfig(kube, namespace)
-    config = write_config(tmp_path / "train.yaml", base_config(
-        tmp_path, make_sources(tmp_path / "shards"), steps=4, **{"checkpoint.interval": 2, "metrics.progress_interval_steps": 2}))
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
-           "POD_NAME": pod, "POD_NAMESPACE": namespace, "KUBECONFIG": str(kubeconfig)}
-    _run([str(venv / "bin" / "torchrun"), "--nnodes=1", "--nproc-per-node=1", "--rdzv-backend=c10d",
-          f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--rdzv-id=closure", "-m", "heurimentor_trainer.train", "--config", str(config)],
-         cwd=tmp_path, env=env, timeout=600)
+    config = write_config(
+        tmp_path / "train.yaml",
+        base_config(
+            tmp_path, make_sources(tmp_path / "shards"), steps=4, **{"checkpoint.interval": 2, "metrics.progress_interval_steps": 2}
+        ),
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "OMP_NUM_THREADS": "1",
+        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
+        "POD_NAME": pod,
+        "POD_NAMESPACE": namespace,
+        "KUBECONFIG": str(kubeconfig),
+    }
+    _run(
+        [
+            str(venv / "bin" / "torchrun"),
+            "--nnodes=1",
+            "--nproc-per-node=1",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+            "--rdzv-id=closure",
+            "-m",
+            "heurimentor_trainer.train",
+            "--config",
+            str(config),
+        ],
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
     report = _pod_annotation(kube, namespace, pod)
     assert report is not None and report["step"] == 4 and report["tokens"] == 4 * 12 * 16, report
     assert report["checkpoint"] == {"step": 4, "path": str(tmp_path / "ckpt" / "step-00000004")}
@@ -206,13 +256,16 @@ def test_operator_extra_installs_its_crd_and_reconciles_a_job(extra_venv, kube, 
     venv = extra_venv("operator")
     heurimentor = str(venv / "bin" / "heurimentor")
     crd = _run([heurimentor, "operator", "crd"], cwd="/").stdout
-    assert crd.rstrip("\n") == (REPO / "charts" / "heurimentor" / "crds" / "aquila2trainingjobs.heurimentor.io.yaml").read_text().rstrip("\n")
+    assert crd.rstrip("\n") == (REPO / "charts" / "heurimentor" / "crds" / "aquila2trainingjobs.heurimentor.io.yaml").read_text().rstrip(
+        "\n"
+    )
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crd)
     kube.kubectl("wait", "--for=condition=Established", "crd/aquila2trainingjobs.heurimentor.io", "--timeout=30s")
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "KUBECONFIG": str(kube.kubeconfig)}
     log = tmp_path / "operator.log"
-    with _server([heurimentor, "operator", "run", "--standalone", "--namespace", namespace, "--metrics-port", "0", "--health-port", "0"],
-                 env, log) as operator:
+    with _server(
+        [heurimentor, "operator", "run", "--standalone", "--namespace", namespace, "--metrics-port", "0", "--health-port", "0"], env, log
+    ) as operator:
         body = job("closure-job", namespace)
         kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
 
@@ -223,8 +276,13 @@ def test_operator_extra_installs_its_crd_and_reconciles_a_job(extra_venv, kube, 
 
         created = wait_for("the operator's worker pods", pods, timeout=90)
         assert created and all(p.startswith("pod/closure-job-") for p in created)
-        assert wait_for("status.phase", lambda: json.loads(kube.kubectl(
-            "get", "a2j", "closure-job", "-n", namespace, "-o", "json").stdout).get("status", {}).get("phase"), timeout=60)
+        assert wait_for(
+            "status.phase",
+            lambda: (
+                json.loads(kube.kubectl("get", "a2j", "closure-job", "-n", namespace, "-o", "json").stdout).get("status", {}).get("phase")
+            ),
+            timeout=60,
+        )
 
 
 @pytest.mark.parametrize("service", ["dmu", "tsm"])
@@ -233,12 +291,19 @@ def test_service_extra_migrates_postgresql_and_serves_readyz(extra_venv, postgre
     heurimentor = str(venv / "bin" / "heurimentor")
     prefix = f"HEURIMENTOR_{service.upper()}_"
     token = secrets.token_urlsafe(32)
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), f"{prefix}ENVIRONMENT": "production", f"{prefix}AUTH_TOKEN": token,
-           f"{prefix}DATABASE_URL": postgres_url, **({f"{prefix}DATA_DIR": str(tmp_path / "data")} if service == "dmu" else {})}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        f"{prefix}ENVIRONMENT": "production",
+        f"{prefix}AUTH_TOKEN": token,
+        f"{prefix}DATABASE_URL": postgres_url,
+        **({f"{prefix}DATA_DIR": str(tmp_path / "data")} if service == "dmu" else {}),
+    }
     _run([heurimentor, service, "migrate"], env=env, cwd="/")
     port = free_port()
     log = tmp_path / f"{service}.log"
     with _server([heurimentor, service, "serve", "--host", "127.0.0.1", "--port", str(port)], env, log) as server:
+
         def ready() -> httpx.Response | None:
             assert server.poll() is None, log.read_text()[-3000:]
             try:

@@ -21,7 +21,10 @@ def test_import_operator_is_the_stdlib_from_the_repo_root():
     for flags in (["-S"], []):
         result = subprocess.run(
             [sys.executable, *flags, "-c", "import operator, sys; print(operator.__file__); print(operator.itemgetter)"],
-            capture_output=True, text=True, cwd=REPO_ROOT, timeout=60,
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=60,
         )
         assert result.returncode == 0, result.stderr
         module_file = Path(result.stdout.splitlines()[0])
@@ -32,7 +35,10 @@ def test_import_operator_is_the_stdlib_from_the_repo_root():
 def test_operator_package_imports_under_its_own_name():
     result = subprocess.run(
         [sys.executable, "-c", "import heurimentor_operator, operator; print(heurimentor_operator.__file__)"],
-        capture_output=True, text=True, cwd="/", timeout=60,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).parent == REPO_ROOT / "operator" / "heurimentor_operator"

@@ -14,9 +14,7 @@ def test_postgres_url_is_a_fresh_empty_database(postgres_url):
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
         version = conn.execute(sa.text("SHOW server_version")).scalar_one()
-        tables = conn.execute(
-            sa.text("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
-        ).scalar_one()
+        tables = conn.execute(sa.text("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")).scalar_one()
         conn.execute(sa.text("CREATE TABLE mixture (id serial PRIMARY KEY, name text UNIQUE NOT NULL)"))
         conn.execute(sa.text("INSERT INTO mixture (name) VALUES ('web-zh')"))
     engine.dispose()

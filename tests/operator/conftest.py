@@ -29,7 +29,9 @@ def operator_kubeconfig(kube, a2j_crd) -> Path:
     helm = kube.bin_dir / "helm"
     rendered = subprocess.run(
         [str(helm), "template", "hm", str(CHART), "--namespace", "heurimentor-system", "--show-only", "templates/operator-rbac.yaml"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     roles = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "hm-operator"]

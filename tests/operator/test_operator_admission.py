@@ -24,25 +24,48 @@ def create(kube, body, *, dry_run=False):
 @pytest.mark.parametrize(
     ("change", "messages"),
     [
-        (lambda s: s["hyperparameters"].update(seqLen=129),
-         ("spec.hyperparameters.seqLen: Invalid value: ", "hyperparameters.seqLen exceeds the model's maximum sequence length")),
-        (lambda s: s.update(model={"config": {"dim": 64, "nLayers": 1, "nHeads": 4, "nKVHeads": 2, "ffnHiddenDim": 8, "maxSeqLen": 512}},
-                            hyperparameters={**s["hyperparameters"], "seqLen": 1024}),
-         ("spec.hyperparameters.seqLen: Invalid value: ", "(model.config.maxSeqLen, or the preset's")),
-        (lambda s: s["hyperparameters"].update(microBatchSize=5),
-         ("spec.hyperparameters.microBatchSize: Invalid value: ", "hyperparameters.microBatchSize must divide hyperparameters.globalBatchSize")),
+        (
+            lambda s: s["hyperparameters"].update(seqLen=129),
+            ("spec.hyperparameters.seqLen: Invalid value: ", "hyperparameters.seqLen exceeds the model's maximum sequence length"),
+        ),
+        (
+            lambda s: s.update(
+                model={"config": {"dim": 64, "nLayers": 1, "nHeads": 4, "nKVHeads": 2, "ffnHiddenDim": 8, "maxSeqLen": 512}},
+                hyperparameters={**s["hyperparameters"], "seqLen": 1024},
+            ),
+            ("spec.hyperparameters.seqLen: Invalid value: ", "(model.config.maxSeqLen, or the preset's"),
+        ),
+        (
+            lambda s: s["hyperparameters"].update(microBatchSize=5),
+            (
+                "spec.hyperparameters.microBatchSize: Invalid value: ",
+                "hyperparameters.microBatchSize must divide hyperparameters.globalBatchSize",
+            ),
+        ),
         # One pool, 2 workers x 8 ranks: 6 sequences per rank are no whole micro batches of 4.
-        (lambda s: (one_pool(s), s["hyperparameters"].update(microBatchSize=4)),
-         "with one pool, globalBatchSize must be a multiple of workers (elastic.replicas, at most the pool's maxReplicas) x nprocPerNode x microBatchSize"),
-        (lambda s: s["data"].update(dmuUrl="dmu:8000"), "data.dmuUrl must be an absolute http(s) URL such as http://heurimentor-dmu.heurimentor.svc:8000, not 'dmu:8000'"),
+        (
+            lambda s: (one_pool(s), s["hyperparameters"].update(microBatchSize=4)),
+            "with one pool, globalBatchSize must be a multiple of workers (elastic.replicas, at most the pool's maxReplicas) x nprocPerNode x microBatchSize",
+        ),
+        (
+            lambda s: s["data"].update(dmuUrl="dmu:8000"),
+            "data.dmuUrl must be an absolute http(s) URL such as http://heurimentor-dmu.heurimentor.svc:8000, not 'dmu:8000'",
+        ),
         (lambda s: s["data"].update(dmuUrl="not a url"), "data.dmuUrl must be an absolute http(s) URL"),
         (lambda s: s["tsm"].update(url="/tsm"), "tsm.url must be an absolute http(s) URL"),
-        (lambda s: s["checkpoint"].update(path="ckpt"), "checkpoint.path must be an absolute path inside the pod (e.g. /checkpoints), not 'ckpt'"),
+        (
+            lambda s: s["checkpoint"].update(path="ckpt"),
+            "checkpoint.path must be an absolute path inside the pod (e.g. /checkpoints), not 'ckpt'",
+        ),
         (lambda s: s["data"].update(shardRoot="shards"), "data.shardRoot must be an absolute path inside the pod"),
-        (lambda s: s.update(env=[{"name": "WANDB_MODE", "value": "offline"}, {"name": "PET_NNODES", "value": "1"}]),
-         ("spec.env[1].name: Forbidden: ", "env[].name PET_NNODES is set by the operator on every worker")),
-        (lambda s: (s["elastic"].update(minReplicas=3, replicas=3), s["pools"][1].update(maxReplicas=1)),
-         ("spec.pools: Invalid value: ", "pools[].maxReplicas add up to fewer than elastic.minReplicas: the job could never start")),
+        (
+            lambda s: s.update(env=[{"name": "WANDB_MODE", "value": "offline"}, {"name": "PET_NNODES", "value": "1"}]),
+            ("spec.env[1].name: Forbidden: ", "env[].name PET_NNODES is set by the operator on every worker"),
+        ),
+        (
+            lambda s: (s["elastic"].update(minReplicas=3, replicas=3), s["pools"][1].update(maxReplicas=1)),
+            ("spec.pools: Invalid value: ", "pools[].maxReplicas add up to fewer than elastic.minReplicas: the job could never start"),
+        ),
     ],
 )
 def test_a_spec_that_can_never_run_is_refused_naming_the_field(kube, a2j_crd, namespace, change, messages):

@@ -150,7 +150,9 @@ def test_metrics_port_zero_exports_nothing():
 
 def test_rollback_step_reaches_the_pods_env():
     spec = parse_job(job())
-    env = {e["name"]: e.get("value") for e in build_pod(spec, spec.pools[0], 0, attempt=3, rollback_step=1200)["spec"]["containers"][0]["env"]}
+    env = {
+        e["name"]: e.get("value") for e in build_pod(spec, spec.pools[0], 0, attempt=3, rollback_step=1200)["spec"]["containers"][0]["env"]
+    }
     assert env["HEURIMENTOR_ROLLBACK_TO_STEP"] == "1200" and "HEURIMENTOR_ROLLBACK_SKIP_STEPS" not in env
     pod = build_pod(spec, spec.pools[0], 0, attempt=3, rollback_step=1200, rollback_skip=(1200, 1450))
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}

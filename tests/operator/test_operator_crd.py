@@ -14,15 +14,27 @@ from tests.operator.testlib_manifests import job
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda s: s["elastic"].update(minReplicas=5, maxReplicas=2, replicas=2), "elastic.minReplicas must not exceed elastic.maxReplicas"),
+        (
+            lambda s: s["elastic"].update(minReplicas=5, maxReplicas=2, replicas=2),
+            "elastic.minReplicas must not exceed elastic.maxReplicas",
+        ),
         (lambda s: s["elastic"].update(replicas=9), "elastic.replicas must lie within [elastic.minReplicas, elastic.maxReplicas]"),
         (lambda s: s["model"].update(preset="aquila2-13b"), "unknown model preset 'aquila2-13b'; known presets: aquila2-7b"),
-        (lambda s: s["hyperparameters"].update(globalBatchSize=0), "hyperparameters.globalBatchSize must be a positive number of sequences"),
+        (
+            lambda s: s["hyperparameters"].update(globalBatchSize=0),
+            "hyperparameters.globalBatchSize must be a positive number of sequences",
+        ),
         (lambda s: s["hyperparameters"].update(globalBatchSize=-8), "globalBatchSize must be a positive number"),
-        (lambda s: s.update(model={"preset": "debug", "config": {"dim": 64, "nLayers": 1, "nHeads": 4, "nKVHeads": 2, "ffnHiddenDim": 8}}),
-         "set exactly one of model.preset or model.config"),
-        (lambda s: s.update(model={"config": {"dim": 64, "nLayers": 1, "nHeads": 4, "nKVHeads": 3, "ffnHiddenDim": 8}}),
-         "nHeads must be a multiple of nKVHeads"),
+        (
+            lambda s: s.update(
+                model={"preset": "debug", "config": {"dim": 64, "nLayers": 1, "nHeads": 4, "nKVHeads": 2, "ffnHiddenDim": 8}}
+            ),
+            "set exactly one of model.preset or model.config",
+        ),
+        (
+            lambda s: s.update(model={"config": {"dim": 64, "nLayers": 1, "nHeads": 4, "nKVHeads": 3, "ffnHiddenDim": 8}}),
+            "nHeads must be a multiple of nKVHeads",
+        ),
         (lambda s: s["hyperparameters"].update(globalBatchSize=16), "must give every rank at least one sequence"),
         (lambda s: s["pools"][0].update(relativeThroughput=0), "relativeThroughput must be positive"),
         (lambda s: s["runPolicy"].update(restartMode="sometimes"), 'supported values: "gang", "elastic"'),
@@ -64,6 +76,12 @@ def test_defaults_are_applied(kube, a2j_crd, namespace):
     out = kube.kubectl("create", "--dry-run=server", "-o", "yaml", "-f", "-", input=yaml.safe_dump(body))
     spec = yaml.safe_load(out.stdout)["spec"]
     assert spec["nprocPerNode"] == 8
-    assert spec["runPolicy"] == {"backoffLimit": 3, "maxRestarts": 3, "restartMode": "gang", "restartBackoffSeconds": 10,
-                                 "cleanPodPolicy": "Running", "suspend": False}
+    assert spec["runPolicy"] == {
+        "backoffLimit": 3,
+        "maxRestarts": 3,
+        "restartMode": "gang",
+        "restartBackoffSeconds": 10,
+        "cleanPodPolicy": "Running",
+        "suspend": False,
+    }
     assert spec["checkpoint"] == {"path": "/checkpoints", "intervalSteps": 500}

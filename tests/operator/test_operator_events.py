@@ -43,14 +43,23 @@ def test_pods_the_apiserver_refuses_block_the_job_once_until_the_spec_changes(ku
         assert by_reason(jobs, "badgpu", "FailedPodOperation") == [], "no retry, no repeated warning"
         assert jobs.pods("badgpu") == []
         # Fixed spec: a new generation, tried again, and it runs.
-        kube.kubectl("patch", "a2j", "badgpu", "-n", jobs.ns, "--type=json",
-                     "-p", json.dumps([{"op": "replace", "path": "/spec/pools/1/resources/limits/nvidia.com~1gpu", "value": 1}]))
+        kube.kubectl(
+            "patch",
+            "a2j",
+            "badgpu",
+            "-n",
+            jobs.ns,
+            "--type=json",
+            "-p",
+            json.dumps([{"op": "replace", "path": "/spec/pools/1/resources/limits/nvidia.com~1gpu", "value": 1}]),
+        )
         wait_for("2 running", lambda: jobs.status("badgpu").get("replicas") == 2 and jobs.status("badgpu")["phase"] == "Running")
         assert jobs.condition("badgpu", "Blocked")["status"] == "False"
 
 
 def test_a_restart_recorded_by_an_operator_that_died_before_its_event_is_announced_by_the_next(
-        kube, jobs, operator_kubeconfig, monkeypatch):
+    kube, jobs, operator_kubeconfig, monkeypatch
+):
     from heurimentor_operator.k8s import Kube
 
     post = Kube.create_event
@@ -74,7 +83,9 @@ def test_a_restart_recorded_by_an_operator_that_died_before_its_event_is_announc
             events = wait_for("the Restarting Event", lambda: by_reason(jobs, "crashy", "Restarting"))
             wait_for("this operator's first pass", lambda before=seen: passes() > before)
     (event,) = by_reason(jobs, "crashy", "Restarting")
-    assert event["type"] == "Warning" and "crashy-h800-0 exited 137" in event["message"] and "restart 1 of backoffLimit 2" in event["message"]
+    assert (
+        event["type"] == "Warning" and "crashy-h800-0 exited 137" in event["message"] and "restart 1 of backoffLimit 2" in event["message"]
+    )
     assert event["count"] == 1 and event["metadata"]["name"].endswith(".restart-1")
     assert events[0]["metadata"]["uid"] == event["metadata"]["uid"]
 

@@ -32,8 +32,9 @@ def pod_uids(jobs, name):
 def test_restarted_operator_adopts_and_creates_no_duplicates(kube, jobs, operator_kubeconfig):
     with running_operator(operator_kubeconfig):
         assert jobs.apply(small("durable", elastic={"replicas": 3})).returncode == 0
-        before = wait_for("3 running", lambda: (u := pod_uids(jobs, "durable")) and len(u) == 3
-                          and jobs.status("durable").get("replicas") == 3 and u)
+        before = wait_for(
+            "3 running", lambda: (u := pod_uids(jobs, "durable")) and len(u) == 3 and jobs.status("durable").get("replicas") == 3 and u
+        )
     # Operator down. A scale-up arrives, and one pod of it already exists, as if the old operator
     # had created it and died before anything else.
     kube.kubectl("scale", "a2j/durable", "-n", jobs.ns, "--replicas=4")
@@ -43,8 +44,9 @@ def test_restarted_operator_adopts_and_creates_no_duplicates(kube, jobs, operato
     kube.kubectl("create", "-f", "-", input=yaml.safe_dump(orphan))
     orphan_uid = pod_uids(jobs, "durable")["durable-h800-2"]
     with running_operator(operator_kubeconfig):
-        after = wait_for("4 running", lambda: (u := pod_uids(jobs, "durable")) and len(u) == 4
-                         and jobs.status("durable").get("replicas") == 4 and u)
+        after = wait_for(
+            "4 running", lambda: (u := pod_uids(jobs, "durable")) and len(u) == 4 and jobs.status("durable").get("replicas") == 4 and u
+        )
         wait_for("a few quiet resyncs", lambda: jobs.status("durable").get("observedGeneration") == live["metadata"]["generation"])
     assert {k: after[k] for k in before} == before, "the restarted operator replaced pods it should have kept"
     assert after["durable-h800-2"] == orphan_uid, "the pre-existing pod was not adopted"
@@ -61,8 +63,25 @@ def operator_process(kubeconfig, *, peering: str, priority: int, log_path: Path)
     env = dict(os.environ, KUBECONFIG=str(kubeconfig), HEURIMENTOR_OPERATOR_LOG_JSON="false")
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "heurimentor", "operator", "run", "--peering", peering, "--priority", str(priority),
-             "--metrics-port", "0", "--health-port", "0"], env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "heurimentor",
+                "operator",
+                "run",
+                "--peering",
+                peering,
+                "--priority",
+                str(priority),
+                "--metrics-port",
+                "0",
+                "--health-port",
+                "0",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         yield process
     finally:
@@ -76,7 +95,9 @@ def operator_process(kubeconfig, *, peering: str, priority: int, log_path: Path)
 
 def test_two_replicas_with_peering_hand_over(kube, jobs, operator_kubeconfig, tmp_path):
     peering = "hm-peering-test"
-    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}}))
+    kube.kubectl(
+        "apply", "-f", "-", input=yaml.safe_dump({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}})
+    )
     low_log, high_log = tmp_path / "priority-10.log", tmp_path / "priority-100.log"
     with operator_process(operator_kubeconfig, peering=peering, priority=10, log_path=low_log):
         with operator_process(operator_kubeconfig, peering=peering, priority=100, log_path=high_log) as high:

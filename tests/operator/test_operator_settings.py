@@ -43,8 +43,11 @@ def test_bad_settings_file_names_the_file(tmp_path):
 def test_startup_sets_watch_timeouts_and_server_side_pod_filter(kube, monkeypatch):
     settings = kopf.OperatorSettings()
     memo = kopf.Memo()
-    monkeypatch.setattr(handlers, "SETTINGS", OperatorSettings(kubeconfig=kube.kubeconfig, metrics_port=0, health_port=0,
-                                                               watch_server_timeout_s=120, watch_client_timeout_s=150))
+    monkeypatch.setattr(
+        handlers,
+        "SETTINGS",
+        OperatorSettings(kubeconfig=kube.kubeconfig, metrics_port=0, health_port=0, watch_server_timeout_s=120, watch_client_timeout_s=150),
+    )
 
     async def start_and_stop():
         await handlers.configure(settings=settings, memo=memo)
@@ -130,9 +133,22 @@ def test_chart_operator_templates_are_accepted_by_the_apiserver(kube, a2j_crd):
     helm = str(kube.bin_dir / "helm")
     for values in ([], ["--set", "operator.replicas=1,operator.peering.standalone=true"], ["--set", "operator.namespaces={team-a,team-b}"]):
         rendered = subprocess.run(
-            [helm, "template", "hm", str(CHART), "--namespace", "default", *values,
-             "--show-only", "templates/operator-deployment.yaml", "--show-only", "templates/operator-rbac.yaml"],
-            capture_output=True, text=True, check=True,
+            [
+                helm,
+                "template",
+                "hm",
+                str(CHART),
+                "--namespace",
+                "default",
+                *values,
+                "--show-only",
+                "templates/operator-deployment.yaml",
+                "--show-only",
+                "templates/operator-rbac.yaml",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         out = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered, check=False)
         assert out.returncode == 0, out.stderr

@@ -33,7 +33,11 @@ def test_one_rollback_answers_every_recommendation_whose_data_it_would_replay():
 
 def test_annotations_carry_step_range_and_who_asked():
     request, _ = plan_rollback([rec(9, 120, (120, 180))])
-    assert rollback_annotations(request) == {ANNOTATION_ROLLBACK: "120", ANNOTATION_ROLLBACK_SKIP: "120-180", ANNOTATION_ROLLBACK_ID: "tsm/9"}
+    assert rollback_annotations(request) == {
+        ANNOTATION_ROLLBACK: "120",
+        ANNOTATION_ROLLBACK_SKIP: "120-180",
+        ANNOTATION_ROLLBACK_ID: "tsm/9",
+    }
     # An empty range removes a skip range left from an earlier rollback instead of keeping it.
     request, _ = plan_rollback([rec(10, 0, (5, 4))])
     assert rollback_annotations(request)[ANNOTATION_ROLLBACK_SKIP] is None
@@ -51,8 +55,9 @@ def tsm_url(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'tsm.db'}"
     upgrade(url)
-    settings = load_settings(database_url=url, evaluate_interval_seconds=0, log_json=False, auth_token=TOKEN,
-                             detectors={"spike": {"rollback_margin_steps": 5}})
+    settings = load_settings(
+        database_url=url, evaluate_interval_seconds=0, log_json=False, auth_token=TOKEN, detectors={"spike": {"rollback_margin_steps": 5}}
+    )
     with serve_app(create_app(settings), name="TSM") as base:
         yield base
 
@@ -63,11 +68,19 @@ def test_client_reads_and_closes_recommendations_of_a_real_tsm(tsm_url):
     client = TSMClient(tsm_url, token=TOKEN)
     auth = {"Authorization": f"Bearer {TOKEN}"}  # reads need it too: the TSM runs in production
     assert client.open_rollbacks("ns.unknown-job") == []  # the TSM has not heard of it: nothing to do
-    points = [{"step": s, "rank": 0, "time": 1.7e9 + s, "tokens_seen": 10 * s,
-               "scalars": {"loss": float("nan") if s == 20 else 2.0}} for s in range(25)]
+    points = [
+        {"step": s, "rank": 0, "time": 1.7e9 + s, "tokens_seen": 10 * s, "scalars": {"loss": float("nan") if s == 20 else 2.0}}
+        for s in range(25)
+    ]
     batch = MetricBatch.model_validate({"batch_id": uuid.uuid4().hex, "points": points})
-    assert httpx.post(f"{tsm_url}/v1/jobs/ns.job-a/metrics", content=batch.model_dump_json(),
-                      headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert (
+        httpx.post(
+            f"{tsm_url}/v1/jobs/ns.job-a/metrics",
+            content=batch.model_dump_json(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+        ).status_code
+        == 200
+    )
     [open_one] = client.open_rollbacks("ns.job-a")
     with pytest.raises(TSMError, match="HTTP 401"):  # without the token: said, not taken for done
         TSMClient(tsm_url).close("ns.job-a", open_one, "acknowledged")
@@ -106,12 +119,21 @@ def test_a_mixture_put_on_a_job_with_auto_rollback_restarts_nothing(kube, jobs, 
 
     dmu_settings = settings_for(f"sqlite:///{tmp_path / 'dmu.db'}", tmp_path / "dmu")
     upgrade(postgres_url)
-    tsm_settings = load_settings(database_url=postgres_url, evaluate_interval_seconds=0, log_json=False, auth_token=TSM_TOKEN,
-                                 detectors={"spike": {"rollback_margin_steps": 10}})
+    tsm_settings = load_settings(
+        database_url=postgres_url,
+        evaluate_interval_seconds=0,
+        log_json=False,
+        auth_token=TSM_TOKEN,
+        detectors={"spike": {"rollback_margin_steps": 10}},
+    )
     token = {"Authorization": f"Bearer {TSM_TOKEN}"}  # reads are closed in production too
-    with live_server(dmu_settings) as dmu_url, httpx.Client(base_url=dmu_url) as dmu, \
-            serve_app(create_app(tsm_settings), name="TSM") as tsm_url, httpx.Client(base_url=tsm_url, headers=token) as tsm, \
-            running_operator(operator_kubeconfig):
+    with (
+        live_server(dmu_settings) as dmu_url,
+        httpx.Client(base_url=dmu_url) as dmu,
+        serve_app(create_app(tsm_settings), name="TSM") as tsm_url,
+        httpx.Client(base_url=tsm_url, headers=token) as tsm,
+        running_operator(operator_kubeconfig),
+    ):
         add_sources(dmu, "easy", "hard")
         created = dmu.post("/mixtures", headers=dmu_auth(), json={"name": "pretrain", "weights": {"easy": 0.8, "hard": 0.2}})
         assert created.status_code == 201, created.text
@@ -126,19 +148,34 @@ def test_a_mixture_put_on_a_job_with_auto_rollback_restarts_nothing(kube, jobs, 
             points = []
             for s in steps:
                 easy, hard = 1.5 * (1 + math.exp(-s / 150)) * spike(s), 4.0 * (1 + math.exp(-s / 150)) * spike(s)
-                points.append({"step": s, "rank": 0, "time": 1.7e9 + s, "tokens_seen": 1000 * s, "mixture_version": version,
-                               "scalars": {"loss": weights["easy"] * easy + weights["hard"] * hard, "grad_norm": 1.0},
-                               "source_losses": {"easy": easy, "hard": hard}})
+                points.append(
+                    {
+                        "step": s,
+                        "rank": 0,
+                        "time": 1.7e9 + s,
+                        "tokens_seen": 1000 * s,
+                        "mixture_version": version,
+                        "scalars": {"loss": weights["easy"] * easy + weights["hard"] * hard, "grad_norm": 1.0},
+                        "source_losses": {"easy": easy, "hard": hard},
+                    }
+                )
             batch = MetricBatch.model_validate({"batch_id": uuid.uuid4().hex, "points": points})
-            assert tsm.post(f"/v1/jobs/{job_id}/metrics", content=batch.model_dump_json(),
-                            headers={"Content-Type": "application/json"}).status_code == 200
+            assert (
+                tsm.post(
+                    f"/v1/jobs/{job_id}/metrics", content=batch.model_dump_json(), headers={"Content-Type": "application/json"}
+                ).status_code
+                == 200
+            )
             evaluated = tsm.post(f"/v1/jobs/{job_id}/evaluate")
             assert evaluated.status_code == 200, evaluated.text
             return evaluated.json()
 
         report(range(0, 300), {"easy": 0.8, "hard": 0.2}, 1)
-        put = dmu.put("/mixtures/pretrain", headers=dmu_auth(),
-                      json={"weights": {"easy": 0.2, "hard": 0.8}, "author": "alice", "reason": "more of the hard source"})
+        put = dmu.put(
+            "/mixtures/pretrain",
+            headers=dmu_auth(),
+            json={"weights": {"easy": 0.2, "hard": 0.8}, "author": "alice", "reason": "more of the hard source"},
+        )
         assert put.status_code == 200 and put.json()["version"] == 2, put.text
         events = report(range(300, 400), put.json()["weights"], 2)
         assert "loss_spike" not in {e["kind"] for e in events} and tsm.get(f"/v1/jobs/{job_id}/rollbacks").json() == []

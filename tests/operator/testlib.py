@@ -43,12 +43,15 @@ def worker_kubeconfig(kube, namespace: str) -> Path:
     """A user bound in ``namespace`` to the chart's worker ClusterRole, as the workers' ServiceAccount would be."""
     rendered = subprocess.run(
         [str(kube.bin_dir / "helm"), "template", "hm", str(CHART), "--show-only", "templates/operator-rbac.yaml"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     role = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ClusterRole" and d["metadata"]["name"] == "hm-worker")
     user = f"worker-{namespace}"
     binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
         "metadata": {"name": "hm-worker", "namespace": namespace},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "hm-worker"},
         "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
@@ -58,8 +61,9 @@ def worker_kubeconfig(kube, namespace: str) -> Path:
 
 
 @contextlib.contextmanager
-def running_operator(kubeconfig: Path, *, metrics_port: int = 0, standalone: bool = True, peering: str | None = None,
-                     priority: int = 0) -> Iterator[Any]:
+def running_operator(
+    kubeconfig: Path, *, metrics_port: int = 0, standalone: bool = True, peering: str | None = None, priority: int = 0
+) -> Iterator[Any]:
     """The operator in this process (kopf.testing.KopfRunner), logged in as ``kubeconfig``'s user."""
     import kopf.testing
 
@@ -68,9 +72,19 @@ def running_operator(kubeconfig: Path, *, metrics_port: int = 0, standalone: boo
 
     previous = handlers.SETTINGS
     handlers.SETTINGS = OperatorSettings(
-        kubeconfig=kubeconfig, metrics_port=metrics_port, health_port=0, resync_interval_s=5.0, debounce_s=0.2,
-        standalone=standalone, peering_name=peering or "heurimentor-operator", priority=priority,
-        watch_server_timeout_s=60, watch_client_timeout_s=70, log_json=False, tsm_poll_interval_s=0.5, tsm_token=TSM_TOKEN,
+        kubeconfig=kubeconfig,
+        metrics_port=metrics_port,
+        health_port=0,
+        resync_interval_s=5.0,
+        debounce_s=0.2,
+        standalone=standalone,
+        peering_name=peering or "heurimentor-operator",
+        priority=priority,
+        watch_server_timeout_s=60,
+        watch_client_timeout_s=70,
+        log_json=False,
+        tsm_poll_interval_s=0.5,
+        tsm_token=TSM_TOKEN,
     )
     args = ["run", "--all-namespaces", "--verbose", "-m", "heurimentor_operator.handlers"]
     args += ["--standalone"] if standalone else ["--peering", peering or "heurimentor-operator", "--priority", str(priority)]

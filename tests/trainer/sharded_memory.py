@@ -32,8 +32,9 @@ def peak_mib() -> float:
 
 
 def build_and_step(args: ModelArgs, *, shard: bool) -> torch.nn.Module:
-    model = par.parallelize(build_model(args, device="meta"), torch.device("cpu"), activation_checkpointing=False, compile=False,
-                            seed=0, shard=shard)
+    model = par.parallelize(
+        build_model(args, device="meta"), torch.device("cpu"), activation_checkpointing=False, compile=False, seed=0, shard=shard
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
     tokens = torch.randint(0, args.vocab_size, (1, 33))
     logits = model(tokens[:, :-1])
@@ -53,8 +54,18 @@ def main() -> None:
     model = build_and_step(ARGS, shard=env.distributed)
     stepped = peak_mib()
     local = sum((p.to_local() if hasattr(p, "to_local") else p).numel() for p in model.parameters())
-    print(json.dumps({"rank": env.rank, "world_size": env.world_size, "local_params": local, "total_params": ARGS.num_params(),
-                      "grown_mib": stepped - before}), flush=True)
+    print(
+        json.dumps(
+            {
+                "rank": env.rank,
+                "world_size": env.world_size,
+                "local_params": local,
+                "total_params": ARGS.num_params(),
+                "grown_mib": stepped - before,
+            }
+        ),
+        flush=True,
+    )
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

@@ -14,9 +14,17 @@ from heurimentor_trainer.hf import INDEX_FILE, HFCheckpointError, inspect_hf_che
 from heurimentor_trainer.model import ModelArgs
 from tests.trainer.testlib_checkpoint import one_torch_thread  # noqa: F401 (autouse fixture)
 
-SHAPE = dict(hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, vocab_size=300, max_position_embeddings=64, rms_norm_eps=1e-5,
-             tie_word_embeddings=False)
+SHAPE = dict(
+    hidden_size=64,
+    intermediate_size=160,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=300,
+    max_position_embeddings=64,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=False,
+)
 
 
 def random_llama(seed: int = 0):
@@ -86,12 +94,15 @@ def test_checkpoint_of_another_shape_is_refused_before_loading(tmp_path, hf_mode
         load_hf_checkpoint(tmp_path)
 
 
-@pytest.mark.parametrize(("change", "named"), [
-    ({"tie_word_embeddings": True}, "tie_word_embeddings=True is not supported"),
-    ({"num_key_value_heads": 3}, "n_kv_heads=3 does not divide n_heads=4"),
-    ({"model_type": "gpt2"}, "model_type='gpt2'"),
-    ({"hidden_size": None}, "hidden_size"),
-])
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"tie_word_embeddings": True}, "tie_word_embeddings=True is not supported"),
+        ({"num_key_value_heads": 3}, "n_kv_heads=3 does not divide n_heads=4"),
+        ({"model_type": "gpt2"}, "model_type='gpt2'"),
+        ({"hidden_size": None}, "hidden_size"),
+    ],
+)
 def test_bad_config_names_the_field(tmp_path, hf_model, change, named):
     hf_model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())

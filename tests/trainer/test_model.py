@@ -29,9 +29,21 @@ def test_large_presets_count_near_their_names_and_cost_no_memory(name, billions)
 
 
 def test_presets_carry_the_reports_table():
-    rows = {name: (p.model.n_layers, p.model.dim, p.model.ffn_hidden_dim, p.model.n_heads, p.model.n_kv_heads,
-                   p.model.max_seq_len, p.lr, p.global_batch_size, p.model.vocab_size)
-            for name, p in PRESETS.items() if name.startswith("aquila2")}
+    rows = {
+        name: (
+            p.model.n_layers,
+            p.model.dim,
+            p.model.ffn_hidden_dim,
+            p.model.n_heads,
+            p.model.n_kv_heads,
+            p.model.max_seq_len,
+            p.lr,
+            p.global_batch_size,
+            p.model.vocab_size,
+        )
+        for name, p in PRESETS.items()
+        if name.startswith("aquila2")
+    }
     assert rows == {
         "aquila2-7b": (32, 4096, 11008, 32, 32, 2048, 2e-4, 1728, 100_008),
         "aquila2-34b": (60, 6144, 24576, 48, 8, 4096, 1.5e-4, 1024, 100_008),
@@ -39,12 +51,15 @@ def test_presets_carry_the_reports_table():
     }
 
 
-@pytest.mark.parametrize(("kwargs", "named"), [
-    ({"dim": 100, "n_heads": 8}, "n_heads=8 does not divide dim=100"),
-    ({"n_heads": 8, "n_kv_heads": 3}, "n_kv_heads=3 does not divide n_heads=8"),
-    ({"n_layers": 0}, "n_layers"),
-    ({"vocab_size": -5}, "vocab_size"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"dim": 100, "n_heads": 8}, "n_heads=8 does not divide dim=100"),
+        ({"n_heads": 8, "n_kv_heads": 3}, "n_kv_heads=3 does not divide n_heads=8"),
+        ({"n_layers": 0}, "n_layers"),
+        ({"vocab_size": -5}, "vocab_size"),
+    ],
+)
 def test_bad_configs_name_the_field(kwargs, named):
     with pytest.raises(ModelConfigError, match=named):
         ModelArgs(**{"dim": 64, "n_heads": 4, **kwargs})

@@ -35,8 +35,26 @@ def test_flags_are_parsed_and_checked(mfu, capsys):
 
 
 def test_tiny_cpu_run_reports_mfu_against_the_given_peak(mfu, capsys):
-    result = mfu.main(["--device", "cpu", "--peak-tflops", "0.001", "--preset", "debug", "--layers", "1",
-                       "--seq-len", "16", "--batch", "1", "--steps", "1", "--warmup", "0"])
+    result = mfu.main(
+        [
+            "--device",
+            "cpu",
+            "--peak-tflops",
+            "0.001",
+            "--preset",
+            "debug",
+            "--layers",
+            "1",
+            "--seq-len",
+            "16",
+            "--batch",
+            "1",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+        ]
+    )
     out = capsys.readouterr().out
     assert "peak used: 0.0 TFLOP/s (dense bf16, from --peak-tflops)" in out and "MFU" in out
     assert result["peak_tflops"] == 0.001 and result["tflops_step"] > 0
@@ -51,9 +69,19 @@ def test_adaptive_mixture_bench_drives_the_products_trainer(tmp_path):
     from tsm_service.config import GuardrailConfig
 
     bench.write_sources(tmp_path, samples_per_source=40)
-    run = bench.train_run(tmp_path, "learning_progress", seed=0, steps=4, batch=4, eval_every=2, val_samples=4, update_every=2,
-                          guardrails=GuardrailConfig(weight_floor=0.02, max_change=0.1, cooldown_steps=0), params={},
-                          target_sources=["easy", "bigram", "trigram"])
+    run = bench.train_run(
+        tmp_path,
+        "learning_progress",
+        seed=0,
+        steps=4,
+        batch=4,
+        eval_every=2,
+        val_samples=4,
+        update_every=2,
+        guardrails=GuardrailConfig(weight_floor=0.02, max_change=0.1, cooldown_steps=0),
+        params={},
+        target_sources=["easy", "bigram", "trigram"],
+    )
     assert [step for step, _, _ in run["curve"]] == [0, 2, 4]
     assert all(0 < value < 10 for _, value, _ in run["curve"])
     assert run["mixtures"][0] == (0, {name: 0.25 for name in ["bigram", "easy", "random", "trigram"]})

@@ -32,18 +32,21 @@ def test_parse_args_reads_the_mounted_file_path_and_flags(tmp_path):
     assert (cfg.job, cfg.preset, cfg.micro_batch, cfg.checkpoint.keep) == ("j1", "tiny", 4, 5)
 
 
-@pytest.mark.parametrize("body, overrides, message", [
-    ({"optim": {"beta": 0.9}}, [], "unknown field optim.beta"),
-    ({"stepz": 3}, [], "unknown field stepz"),
-    ({"steps": "ten"}, [], "steps must be int"),
-    ({"steps": 0}, [], "steps must be > 0"),
-    ({"relative_throughput": 0}, [], "relative_throughput must be > 0"),
-    ({}, ['data.shard_root=""'], "data.shard_root is required"),
-    ({"data": {"mixture": "m"}}, [], "needs data.dmu_url"),
-    ({"data": {"static_weights": {"en": -1}}}, [], "static_weights['en'] must be >= 0"),
-    ({"optim": 3}, [], "optim must be a mapping"),
-    ({}, ["steps"], "must look like section.field=value"),
-])
+@pytest.mark.parametrize(
+    "body, overrides, message",
+    [
+        ({"optim": {"beta": 0.9}}, [], "unknown field optim.beta"),
+        ({"stepz": 3}, [], "unknown field stepz"),
+        ({"steps": "ten"}, [], "steps must be int"),
+        ({"steps": 0}, [], "steps must be > 0"),
+        ({"relative_throughput": 0}, [], "relative_throughput must be > 0"),
+        ({}, ['data.shard_root=""'], "data.shard_root is required"),
+        ({"data": {"mixture": "m"}}, [], "needs data.dmu_url"),
+        ({"data": {"static_weights": {"en": -1}}}, [], "static_weights['en'] must be >= 0"),
+        ({"optim": 3}, [], "optim must be a mapping"),
+        ({}, ["steps"], "must look like section.field=value"),
+    ],
+)
 def test_bad_config_is_refused_naming_the_field(tmp_path, body, overrides, message):
     body = {"data": {"shard_root": "/s", **body.pop("data", {})}, **body}
     with pytest.raises(ConfigError) as info:

@@ -64,20 +64,43 @@ def baseline(tmp_path_factory):
     scraper = threading.Thread(target=scrape, daemon=True)
     scraper.start()
     with serve_app(tsm_app(tmp)) as tsm_url:
-        config = base_config(tmp, shards, steps=STEPS, **{"checkpoint.keep": 10, "metrics.tsm_url": tsm_url,
-                                                          "metrics.prometheus_dir": str(tmp / "prom"), "metrics.prometheus_port": port})
+        config = base_config(
+            tmp,
+            shards,
+            steps=STEPS,
+            **{
+                "checkpoint.keep": 10,
+                "metrics.tsm_url": tsm_url,
+                "metrics.prometheus_dir": str(tmp / "prom"),
+                "metrics.prometheus_port": port,
+            },
+        )
         try:
             stderr = run_torchrun(write_config(tmp / "train.yaml", config), nproc=2, nnodes="1:2")
         finally:
             done.set()
             scraper.join()
         with httpx.Client(base_url=tsm_url) as http:
-            curves = {key: http.get(f"/v1/jobs/test-job/curves/{key}", params=params).json()
-                      for key, params in [("scalar/loss", {}), ("scalar/step_time_seconds", {"rank": 1}),
-                                          ("val_loss/en", {}), ("layer_weight_std/layers.0", {})]}
+            curves = {
+                key: http.get(f"/v1/jobs/test-job/curves/{key}", params=params).json()
+                for key, params in [
+                    ("scalar/loss", {}),
+                    ("scalar/step_time_seconds", {"rank": 1}),
+                    ("val_loss/en", {}),
+                    ("layer_weight_std/layers.0", {}),
+                ]
+            }
             job = http.get("/v1/jobs/test-job").json()
-    return SimpleNamespace(tmp=tmp, shards=shards, config=config, losses=step_losses(stderr),
-                           samples=consumed_samples(tmp / "samples"), curves=curves, scrapes=scrapes, tsm_job=job)
+    return SimpleNamespace(
+        tmp=tmp,
+        shards=shards,
+        config=config,
+        losses=step_losses(stderr),
+        samples=consumed_samples(tmp / "samples"),
+        curves=curves,
+        scrapes=scrapes,
+        tsm_job=job,
+    )
 
 
 def test_uninterrupted_run_consumes_the_planned_stream_once(baseline):
@@ -110,16 +133,25 @@ def test_prometheus_multiprocess_files_aggregate_every_rank(baseline):
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(baseline.tmp / "prom"))
-    tokens = {s.labels["rank"]: s.value for m in registry.collect() if m.name == "heurimentor_train_tokens"
-              for s in m.samples if s.name.endswith("_total")}
+    tokens = {
+        s.labels["rank"]: s.value
+        for m in registry.collect()
+        if m.name == "heurimentor_train_tokens"
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
     per_rank = GLOBAL_BATCH // 2 * 16 * STEPS  # rows x seq_len x steps
     assert tokens == {"0": pytest.approx(per_rank), "1": pytest.approx(per_rank)}
     # While it trained, local rank 0's endpoint served both ranks' series.
     assert baseline.scrapes, "the endpoint never showed rank 1's metrics"
     # A scrape can land while a rank is between writes of its files: each series must show up in
     # some scrape taken during training, not necessarily in the last one.
-    for series in ('heurimentor_train_step{job="test-job",rank="0"}', 'heurimentor_train_step_time_seconds{job="test-job",rank="1"}',
-                   'heurimentor_train_loss{job="test-job",rank="0"}', 'heurimentor_train_source_loss{job="test-job",rank="0",source="zh"}'):
+    for series in (
+        'heurimentor_train_step{job="test-job",rank="0"}',
+        'heurimentor_train_step_time_seconds{job="test-job",rank="1"}',
+        'heurimentor_train_loss{job="test-job",rank="0"}',
+        'heurimentor_train_source_loss{job="test-job",rank="0",source="zh"}',
+    ):
         assert any(series in scrape for scrape in baseline.scrapes), (series, baseline.scrapes[-1][-2000:])
 
 
@@ -157,8 +189,13 @@ def test_killed_worker_is_restarted_and_resumes_exactly(baseline, tmp_path):
     config["metrics"] = {"eval_interval": 100}
     log_path = tmp_path / "workers.log"
     with open(log_path, "w") as log_file:
-        agent = subprocess.Popen(torchrun_cmd(write_config(tmp_path / "train.yaml", config), nproc=2, nnodes="1:2", max_restarts=1),
-                                 cwd=REPO, env=worker_env(), stdout=subprocess.DEVNULL, stderr=log_file)
+        agent = subprocess.Popen(
+            torchrun_cmd(write_config(tmp_path / "train.yaml", config), nproc=2, nnodes="1:2", max_restarts=1),
+            cwd=REPO,
+            env=worker_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
         try:
             rank1_log = tmp_path / "samples" / "rank1.jsonl"
             deadline = time.monotonic() + 120
@@ -202,8 +239,15 @@ def test_heterogeneous_pools_split_the_global_batch_by_share(baseline, tmp_path)
         logs.append(log_file)
         command = [arg for arg in torchrun_cmd(path, nproc=1, nnodes="2") if not arg.startswith("--rdzv-endpoint")]
         command[3:3] = endpoint
-        agents.append(subprocess.Popen(command, cwd=REPO, env=worker_env(HEURIMENTOR_TRAIN__POOL=pool, HEURIMENTOR_TRAIN__RELATIVE_THROUGHPUT=throughput),
-                                       stdout=subprocess.DEVNULL, stderr=log_file))
+        agents.append(
+            subprocess.Popen(
+                command,
+                cwd=REPO,
+                env=worker_env(HEURIMENTOR_TRAIN__POOL=pool, HEURIMENTOR_TRAIN__RELATIVE_THROUGHPUT=throughput),
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+            )
+        )
     try:
         for agent, pool in zip(agents, ("h800", "a100")):
             assert agent.wait(timeout=180) == 0, (tmp_path / f"{pool}.log").read_text()[-5000:]

@@ -20,8 +20,19 @@ pytestmark = pytest.mark.gpu
 def test_fsdp2_bf16_compiled_run_resumes_exactly(tmp_path, record_property):
     assert torch.cuda.is_available(), "this test needs a CUDA device"
     shards = make_sources(tmp_path / "shards", docs=200)
-    config = base_config(tmp_path, shards, preset="tiny", steps=12, global_batch=32, micro_batch=8, seq_len=128, device="cuda",
-                         compile=True, activation_checkpointing=True, **{"checkpoint.keep": 10, "metrics.eval_interval": 4})
+    config = base_config(
+        tmp_path,
+        shards,
+        preset="tiny",
+        steps=12,
+        global_batch=32,
+        micro_batch=8,
+        seq_len=128,
+        device="cuda",
+        compile=True,
+        activation_checkpointing=True,
+        **{"checkpoint.keep": 10, "metrics.eval_interval": 4},
+    )
     text = run_torchrun(write_config(tmp_path / "a.yaml", config), nproc=1, timeout=500)
     losses = step_losses(text)
     steps = [r for r in log_records(text, "step")]

@@ -74,8 +74,10 @@ def _failing_tsm(poison_step: int, stored: list[int], answers: list[int]) -> Fas
             return Response(status_code=500, content=b'{"detail":"internal error"}', media_type="application/json")
         stored.extend(steps)
         answers.append(200)
-        return Response(content=json.dumps({"batch_id": batch["batch_id"], "accepted_points": len(steps),
-                                            "accepted_evals": 0}).encode(), media_type="application/json")
+        return Response(
+            content=json.dumps({"batch_id": batch["batch_id"], "accepted_points": len(steps), "accepted_evals": 0}).encode(),
+            media_type="application/json",
+        )
 
     return app
 

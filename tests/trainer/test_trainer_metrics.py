@@ -22,8 +22,14 @@ NO_AUTOCAST = torch.autocast("cpu", enabled=False)
 
 
 def _point(step: int, rank: int = 0) -> StepPoint:
-    return StepPoint(step=step, rank=rank, time=1_800_000_000.0 + step, tokens_seen=step * 100,
-                     scalars={"loss": 10.0 - step / 10, "step_time_seconds": 0.1}, source_losses={"en": 9.0})
+    return StepPoint(
+        step=step,
+        rank=rank,
+        time=1_800_000_000.0 + step,
+        tokens_seen=step * 100,
+        scalars={"loss": 10.0 - step / 10, "step_time_seconds": 0.1},
+        source_losses={"en": 9.0},
+    )
 
 
 def _loss_curve(url: str, job: str) -> dict[int, float]:

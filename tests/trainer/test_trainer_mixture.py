@@ -115,12 +115,27 @@ def test_training_switches_mixture_mid_run_on_every_rank(tmp_path):
     shards = make_sources(tmp_path / "shards")
     with serve_app(dmu_app(tmp_path)) as url:
         _create_mixture(url, {"en": 1, "zh": 1, "code": 1})
-        config = base_config(tmp_path, shards, steps=60, **{"data.mixture": "pretrain", "data.dmu_url": url, "data.poll_wait_seconds": 20,
-                                                            "checkpoint.interval": 1000, "metrics.eval_interval": 1000})
+        config = base_config(
+            tmp_path,
+            shards,
+            steps=60,
+            **{
+                "data.mixture": "pretrain",
+                "data.dmu_url": url,
+                "data.poll_wait_seconds": 20,
+                "checkpoint.interval": 1000,
+                "metrics.eval_interval": 1000,
+            },
+        )
         log_path = tmp_path / "workers.log"
         with open(log_path, "w") as log_file:
-            agent = subprocess.Popen(torchrun_cmd(write_config(tmp_path / "train.yaml", config), nproc=2, nnodes="1:2"),
-                                     cwd=REPO, env=worker_env(), stdout=subprocess.DEVNULL, stderr=log_file)
+            agent = subprocess.Popen(
+                torchrun_cmd(write_config(tmp_path / "train.yaml", config), nproc=2, nnodes="1:2"),
+                cwd=REPO,
+                env=worker_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+            )
             try:
                 rank0 = tmp_path / "samples" / "rank0.jsonl"
                 _wait_for(lambda: rank0.exists() and rank0.read_text().count("\n") >= 3, timeout=120)

@@ -37,7 +37,8 @@ def test_rollback_resumes_before_the_step_replays_the_data_and_applies_once(tmp_
     assert aside.name.startswith("rolled-back-")
     # Moved, not deleted: the rolled-back checkpoints are intact.
     assert {p.name: (p / "trainer_state.json").read_text() for p in aside.iterdir()} == {
-        name: states_before[name] for name in ("step-00000006", "step-00000008")}
+        name: states_before[name] for name in ("step-00000006", "step-00000008")
+    }
     assert (ckpt / "step-00000004" / "trainer_state.json").read_text() == states_before["step-00000004"]
     replay = step_losses(logs)
     assert sorted(replay) == [5, 6]
@@ -112,7 +113,9 @@ def test_rollback_skips_the_named_data_range_once(tmp_path, monkeypatch, capfd):
 def test_a_skip_range_needs_a_rollback_step(tmp_path, monkeypatch):
     config = base_config(tmp_path, make_sources(tmp_path / "shards"), steps=2)
     monkeypatch.setenv("HEURIMENTOR_ROLLBACK_SKIP_STEPS", "5-6")
-    with pytest.raises(SystemExit, match="HEURIMENTOR_ROLLBACK_SKIP_STEPS='5-6': expected FROM-TO .* together with HEURIMENTOR_ROLLBACK_TO_STEP"):
+    with pytest.raises(
+        SystemExit, match="HEURIMENTOR_ROLLBACK_SKIP_STEPS='5-6': expected FROM-TO .* together with HEURIMENTOR_ROLLBACK_TO_STEP"
+    ):
         main(["--config", str(write_config(tmp_path / "train.yaml", config))])
 
 

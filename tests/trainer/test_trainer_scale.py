@@ -41,8 +41,9 @@ def _agent(config_path, endpoint: str, log_path):
 
 def test_scale_up_with_a_stale_config_keeps_every_rank_on_one_split(tmp_path):
     shards = make_sources(tmp_path / "shards")
-    config = base_config(tmp_path, shards, steps=STEPS, micro_batch=1, **{"checkpoint.interval": 5, "checkpoint.keep": 3,
-                                                                         "metrics.eval_interval": 1000})
+    config = base_config(
+        tmp_path, shards, steps=STEPS, micro_batch=1, **{"checkpoint.interval": 5, "checkpoint.keep": 3, "metrics.eval_interval": 1000}
+    )
     configs = {}
     for name, pool, throughput in (("h800-stale", "h800", 2.0), ("h800", "h800", 3.0), ("a100", "a100", 1.0)):
         body = copy.deepcopy(config)
@@ -84,8 +85,11 @@ def test_scale_up_with_a_stale_config_keeps_every_rank_on_one_split(tmp_path):
     pools = {r["rank"]: r["pool"] for r in log_records(text, "training") if r["world_size"] == 3}
     stated = [(pools[r], h800 if pools[r] == "h800" else 1.0) for r in range(3)]
     assert splits[3]["rows"] == rows_per_rank(GLOBAL_BATCH, stated)
-    warnings = log_records(text, "ranks of one pool state different relative_throughput (a config change still reaching its pods); "
-                                 "every rank uses the value of the pool's lowest rank")
+    warnings = log_records(
+        text,
+        "ranks of one pool state different relative_throughput (a config change still reaching its pods); "
+        "every rank uses the value of the pool's lowest rank",
+    )
     assert [w["pools"] for w in warnings] == [{"h800": [h800, 5.0 - h800]}]
     # Nothing was skipped or repeated across the restart: the stream is the one the sampler plans.
     sources = SourceSet(shards, 16, vocab_size=512, val_samples_per_source=2)
@@ -94,4 +98,3 @@ def test_scale_up_with_a_stale_config_keeps_every_rank_on_one_split(tmp_path):
     consumed = consumed_samples(tmp_path / "samples")
     assert sorted(consumed) == list(range(1, STEPS + 1))
     assert [i for step in sorted(consumed) for i in consumed[step]] == planned
-

@@ -47,8 +47,10 @@ def test_a_sharded_model_costs_each_rank_about_one_over_world_of_the_whole(recor
         assert rank["local_params"] * WORLD == pytest.approx(rank["total_params"], rel=1e-3)
         ratio = rank["grown_mib"] / whole["grown_mib"]
         record_property(f"peak_memory_ratio_rank{rank['rank']}", ratio)
-        print(f"rank {rank['rank']}/{WORLD}: peak grew {rank['grown_mib']:.0f} MiB vs {whole['grown_mib']:.0f} MiB unsharded "
-              f"(ratio {ratio:.3f}, 1/world = {1 / WORLD:.3f})")
+        print(
+            f"rank {rank['rank']}/{WORLD}: peak grew {rank['grown_mib']:.0f} MiB vs {whole['grown_mib']:.0f} MiB unsharded "
+            f"(ratio {ratio:.3f}, 1/world = {1 / WORLD:.3f})"
+        )
         # Parameters, gradients and AdamW state are sharded; one block's all-gather is the rest.
         assert ratio < 1.25 / WORLD
 
@@ -101,8 +103,9 @@ def test_sharded_ranks_with_unequal_rows_step_together(tmp_path):
     a collective; now it trains, checkpoints its DTensor shards and reports every step."""
     from tests.trainer.testlib import run_torchrun, step_losses, write_config
 
-    config = base_config(tmp_path, make_sources(tmp_path / "shards"), steps=3, global_batch=13, micro_batch=1, fsdp=True,
-                         **{"metrics.eval_interval": 1000})
+    config = base_config(
+        tmp_path, make_sources(tmp_path / "shards"), steps=3, global_batch=13, micro_batch=1, fsdp=True, **{"metrics.eval_interval": 1000}
+    )
     text = run_torchrun(write_config(tmp_path / "train.yaml", config), nproc=2, nnodes="1:2", timeout=400)
     training = {r["rank"]: r for r in log_records(text, "training")}
     assert {r: (t["rows"], t["accumulation"]) for r, t in training.items()} == {0: (7, 7), 1: (6, 7)}

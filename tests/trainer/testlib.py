@@ -27,15 +27,23 @@ def make_sources(root: Path, names=("en", "zh", "code"), *, docs: int = 40, shar
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         low = 40 * k  # different sources use different token ranges, so per-source losses differ
-        infos = [write_shard(folder / f"{i:05d}.bin", [rng.integers(low, low + 100, size=rng.integers(30, 200)) for _ in range(docs)], VOCAB)
-                 for i in range(shards)]
+        infos = [
+            write_shard(folder / f"{i:05d}.bin", [rng.integers(low, low + 100, size=rng.integers(30, 200)) for _ in range(docs)], VOCAB)
+            for i in range(shards)
+        ]
         Manifest(source=name, tokenizer_id="test-bpe", vocab_size=VOCAB, shards=infos).write(folder)
     return root
 
 
 def base_config(tmp: Path, shard_root: Path, **overrides) -> dict:
     config = {
-        "job": "test-job", "preset": "debug", "steps": 8, "global_batch": 12, "micro_batch": 2, "seq_len": 16, "seed": 7,
+        "job": "test-job",
+        "preset": "debug",
+        "steps": 8,
+        "global_batch": 12,
+        "micro_batch": 2,
+        "seq_len": 16,
+        "seed": 7,
         "optim": {"warmup_steps": 2, "lr": 3e-3},
         "data": {"shard_root": str(shard_root), "sample_log_dir": str(tmp / "samples"), "val_samples_per_source": 2},
         "checkpoint": {"dir": str(tmp / "ckpt"), "interval": 4, "keep": 2},
@@ -64,22 +72,48 @@ def free_port() -> int:
 def worker_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEURIMENTOR_TRAIN")}
     # A restarted worker group must not reuse the rendezvous store: pytorch/pytorch#135712 (operator sets it too).
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1", **extra)
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1",
+        **extra,
+    )
     return env
 
 
 def torchrun_cmd(config: Path, *, nproc: int, nnodes: str = "1", max_restarts: int = 0, extra: list[str] = ()) -> list[str]:
     """A real elastic launch: c10d rendezvous on a loopback port, as the operator's pods run it."""
-    return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", f"--nproc-per-node={nproc}",
-            "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--rdzv-id=test",
-            "--rdzv-conf=last_call_timeout=1,join_timeout=60", f"--max-restarts={max_restarts}", "--monitor-interval=0.2",
-            "-m", "heurimentor_trainer.train", "--config", str(config), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={nnodes}",
+        f"--nproc-per-node={nproc}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+        "--rdzv-id=test",
+        "--rdzv-conf=last_call_timeout=1,join_timeout=60",
+        f"--max-restarts={max_restarts}",
+        "--monitor-interval=0.2",
+        "-m",
+        "heurimentor_trainer.train",
+        "--config",
+        str(config),
+        *extra,
+    ]
 
 
 def run_torchrun(config: Path, *, nproc: int, nnodes: str = "1", timeout: float = 240, extra: list[str] = ()) -> str:
     """Run to completion; returns the workers' combined stderr (their JSON logs)."""
-    process = subprocess.Popen(torchrun_cmd(config, nproc=nproc, nnodes=nnodes, extra=extra), cwd=REPO, env=worker_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        torchrun_cmd(config, nproc=nproc, nnodes=nnodes, extra=extra),
+        cwd=REPO,
+        env=worker_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -156,8 +190,13 @@ def dmu_app(tmp: Path):
     from dmu_service.config import Settings
     from dmu_service.migrations import upgrade
 
-    settings = Settings(database_url=f"sqlite:///{tmp / 'dmu.sqlite3'}", data_dir=tmp, auth_token=DMU_TOKEN, mixture_poll_interval_s=0.05,
-                        reads_require_auth=False)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp / 'dmu.sqlite3'}",
+        data_dir=tmp,
+        auth_token=DMU_TOKEN,
+        mixture_poll_interval_s=0.05,
+        reads_require_auth=False,
+    )
     upgrade(settings.sqlalchemy_url)
     return create_app(settings)
 
@@ -171,5 +210,6 @@ def tsm_app(tmp: Path, database_url: str | None = None, **settings):
     url = database_url or f"sqlite:///{tmp / 'tsm.sqlite3'}"
     upgrade(url)
     # development: writes open unless a test passes auth_token (production is docs/security.md's and tests/tsm's)
-    return create_app(load_settings(**{"database_url": url, "evaluate_interval_seconds": 0, "log_json": False,
-                                       "environment": "development", **settings}))
+    return create_app(
+        load_settings(**{"database_url": url, "evaluate_interval_seconds": 0, "log_json": False, "environment": "development", **settings})
+    )

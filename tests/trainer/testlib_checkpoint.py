@@ -40,14 +40,15 @@ def train_tiny_checkpoint(root: Path, *, steps: int = 60, seq_len: int = 64) -> 
     train_tokenizer([CORPUS[0]], [CORPUS[1]], root / "tokenizer", vocab_size=600)
     tokenizer = load_tokenizer(root / "tokenizer")
     tokens = torch.tensor(encode_files(tokenizer, CORPUS))
-    args = ModelArgs(dim=128, n_layers=2, n_heads=4, n_kv_heads=2, ffn_hidden_dim=256,
-                     vocab_size=model_vocab_size(tokenizer), max_seq_len=seq_len)
+    args = ModelArgs(
+        dim=128, n_layers=2, n_heads=4, n_kv_heads=2, ffn_hidden_dim=256, vocab_size=model_vocab_size(tokenizer), max_seq_len=seq_len
+    )
     model = build_model(args, seed=0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.95))
     generator = torch.Generator().manual_seed(0)
     for _ in range(steps):
         starts = torch.randint(0, len(tokens) - seq_len - 1, (8,), generator=generator)
-        batch = torch.stack([tokens[s: s + seq_len + 1] for s in starts.tolist()])
+        batch = torch.stack([tokens[s : s + seq_len + 1] for s in starts.tolist()])
         loss = F.cross_entropy(model(batch[:, :-1]).flatten(0, 1), batch[:, 1:].flatten())
         loss.backward()
         optimizer.step()

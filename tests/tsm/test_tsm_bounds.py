@@ -35,8 +35,7 @@ def test_a_step_past_int4_is_stored_and_one_past_int8_is_a_422(pg_tsm):
     big = 2**31 + 5  # was a 500 on PostgreSQL (int4 columns)
     response = send(pg_tsm, "big-steps", [point(big, loss=2.0, grad_norm=1.0), point(big + 1, loss=1.9)])
     assert response.status_code == 200, response.text
-    response = _post_raw(pg_tsm, "big-steps", _batch([{**point(big + 2, loss=1.8), "mixture_version": 2**40,
-                                                       "tokens_seen": INT64_MAX}]))
+    response = _post_raw(pg_tsm, "big-steps", _batch([{**point(big + 2, loss=1.8), "mixture_version": 2**40, "tokens_seen": INT64_MAX}]))
     assert response.status_code == 200, response.text
     curve = pg_tsm.get("/v1/jobs/big-steps/curves/scalar/loss").json()
     assert [p["step"] for p in curve["points"]] == [big, big + 1, big + 2]
@@ -44,8 +43,13 @@ def test_a_step_past_int4_is_stored_and_one_past_int8_is_a_422(pg_tsm):
     assert job["last_step"] == big + 2 and job["mixture_version"] == 2**40 and job["tokens_seen"] == INT64_MAX
     assert pg_tsm.post("/v1/jobs/big-steps/evaluate").status_code == 200  # the detectors read bigint steps
 
-    for bad in ({"step": INT64_MAX + 1}, {"rank": INT32_MAX + 1}, {"tokens_seen": INT64_MAX + 1},
-                {"mixture_version": INT64_MAX + 1}, {"step": -1}):
+    for bad in (
+        {"step": INT64_MAX + 1},
+        {"rank": INT32_MAX + 1},
+        {"tokens_seen": INT64_MAX + 1},
+        {"mixture_version": INT64_MAX + 1},
+        {"step": -1},
+    ):
         detail = _assert_422_list(_post_raw(pg_tsm, "big-steps", _batch([{**point(1, loss=1.0), **bad}])))
         assert detail[0]["loc"][:3] == ["points", 0, next(iter(bad))]
     _assert_422_list(_post_raw(pg_tsm, "big-steps", _batch([], completed_step=INT64_MAX + 1)))
@@ -86,16 +90,19 @@ def test_a_repeated_point_counts_once(any_tsm):
     assert [(p["step"], p["value"]) for p in curve] == [(5, 1.0)]
 
 
-@pytest.mark.parametrize("update", [
-    {"policy": {"name": "odm", "mixture": "main", "window_steps": 3_000_000_000}},  # the case
-    {"detectors": {"spike": {"window": 2**31}}},
-    {"detectors": {"spike": {"factor": "Infinity"}}},
-    {"detectors": {"stall": {"seconds": 1e300}}},
-    {"detectors": {"plateau": {"min_relative_drop": 5.0}}},
-    {"detectors": {"spike": {"rollback_margin_steps": 2**62}}},
-    {"policy": {"params": {"eta": "NaN"}}},
-    {"policy": {"mixture": "main\x00"}},
-])
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"policy": {"name": "odm", "mixture": "main", "window_steps": 3_000_000_000}},  # the case
+        {"detectors": {"spike": {"window": 2**31}}},
+        {"detectors": {"spike": {"factor": "Infinity"}}},
+        {"detectors": {"stall": {"seconds": 1e300}}},
+        {"detectors": {"plateau": {"min_relative_drop": 5.0}}},
+        {"detectors": {"spike": {"rollback_margin_steps": 2**62}}},
+        {"policy": {"params": {"eta": "NaN"}}},
+        {"policy": {"mixture": "main\x00"}},
+    ],
+)
 def test_a_setting_that_would_switch_detection_off_is_refused(pg_tsm, update):
     assert send(pg_tsm, "guarded", [point(s, loss=5.0) for s in range(1, 60)]).status_code == 200
     before = pg_tsm.get("/v1/jobs/guarded").json()["config"]
@@ -110,8 +117,9 @@ def test_a_setting_that_would_switch_detection_off_is_refused(pg_tsm, update):
 
 def test_a_raw_nan_param_on_postgresql_is_a_422(pg_tsm):
     # `{"policy":{"params":{"eta":NaN}}}` (a bare NaN token, which Python's json reads) reached a JSON column: a 500.
-    response = pg_tsm.patch("/v1/jobs/nan-param/config", content=b'{"policy": {"params": {"eta": NaN}}}',
-                            headers={"Content-Type": "application/json"})
+    response = pg_tsm.patch(
+        "/v1/jobs/nan-param/config", content=b'{"policy": {"params": {"eta": NaN}}}', headers={"Content-Type": "application/json"}
+    )
     _assert_422_list(response)
 
 
@@ -173,7 +181,11 @@ def test_a_500_keeps_the_connection_open():
 
     with serve_app(app) as url:
         assert _raw_exchange(url, ["/boom", "/fine", "/boom", "/fine"]) == [
-            b"HTTP/1.1 500 Internal Server Error", b"HTTP/1.1 200 OK", b"HTTP/1.1 500 Internal Server Error", b"HTTP/1.1 200 OK"]
+            b"HTTP/1.1 500 Internal Server Error",
+            b"HTTP/1.1 200 OK",
+            b"HTTP/1.1 500 Internal Server Error",
+            b"HTTP/1.1 200 OK",
+        ]
 
 
 def test_writes_without_a_token_stay_refused_with_bad_input(any_tsm):

@@ -63,8 +63,14 @@ def test_events_and_rollbacks_commands(postgres_url):
     with serve_app(create_app(tsm_settings(postgres_url, reads_require_auth=True))) as url:
         points = [point(s, loss=float("nan") if s == 5 else 2.0) for s in range(10)]
         body = MetricBatch.model_validate({"batch_id": "b", "points": points}).model_dump_json()
-        assert httpx.post(f"{url}/v1/jobs/job-a/metrics", content=body,
-                          headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        assert (
+            httpx.post(
+                f"{url}/v1/jobs/job-a/metrics",
+                content=body,
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+            ).status_code
+            == 200
+        )
         runner = CliRunner(env={"HEURIMENTOR_TSM_AUTH_TOKEN": TOKEN})
         refused = runner.invoke(cli, ["tsm", "events", "job-a", "--url", url], env={"HEURIMENTOR_TSM_AUTH_TOKEN": "wrong"})
         assert refused.exit_code == 1 and "HTTP 401" in refused.output

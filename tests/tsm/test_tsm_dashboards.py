@@ -62,17 +62,24 @@ def _short_run() -> list[str]:
     points, evals = [], []
     for step in range(60):
         for rank in range(2):
-            point = {"step": step, "rank": rank, "time": now - 60 + step, "tokens_seen": step * 8192, "mixture_version": 1,
-                     "scalars": {"step_time_seconds": 1.0 if rank == 0 else 1.8, "tokens_per_second": 4096.0}}
+            point = {
+                "step": step,
+                "rank": rank,
+                "time": now - 60 + step,
+                "tokens_seen": step * 8192,
+                "mixture_version": 1,
+                "scalars": {"step_time_seconds": 1.0 if rank == 0 else 1.8, "tokens_per_second": 4096.0},
+            }
             if rank == 0:
-                point["scalars"].update(loss=4.0 - step / 30, grad_norm=1.0, lr=3e-4, mfu=0.41,
-                                        global_tokens_per_second=8192.0)
+                point["scalars"].update(loss=4.0 - step / 30, grad_norm=1.0, lr=3e-4, mfu=0.41, global_tokens_per_second=8192.0)
                 point["source_losses"] = {"web-en": 4.1 - step / 30, "code": 3.0 - step / 40}
             points.append(point)
         if step % 20 == 19:
             evals += [{"step": step, "kind": "val_loss", "name": s, "value": 3.5, "time": now} for s in ("web-en", "code")]
-    return [MetricBatch.model_validate({"batch_id": f"r{i}", "points": points[i::2], "evals": evals if i == 0 else []})
-            .model_dump_json() for i in range(2)]
+    return [
+        MetricBatch.model_validate({"batch_id": f"r{i}", "points": points[i::2], "evals": evals if i == 0 else []}).model_dump_json()
+        for i in range(2)
+    ]
 
 
 @pytest.fixture
@@ -99,11 +106,18 @@ def test_metrics_follow_the_naming_guide(fed_tsm):
             else:
                 assert not sample.name.endswith("_total"), sample.name
     names = {f.name for f in families}
-    for expected in ("heurimentor_tsm_job_loss", "heurimentor_tsm_job_source_loss", "heurimentor_tsm_job_mfu_ratio",
-                     "heurimentor_tsm_job_throughput_tokens_per_second", "heurimentor_tsm_job_grad_norm",
-                     "heurimentor_tsm_job_step_time_skew_ratio", "heurimentor_tsm_job_mixture_version",
-                     "heurimentor_tsm_loss_spikes", "heurimentor_tsm_rollback_recommendations",
-                     "heurimentor_tsm_mixture_updates"):
+    for expected in (
+        "heurimentor_tsm_job_loss",
+        "heurimentor_tsm_job_source_loss",
+        "heurimentor_tsm_job_mfu_ratio",
+        "heurimentor_tsm_job_throughput_tokens_per_second",
+        "heurimentor_tsm_job_grad_norm",
+        "heurimentor_tsm_job_step_time_skew_ratio",
+        "heurimentor_tsm_job_mixture_version",
+        "heurimentor_tsm_loss_spikes",
+        "heurimentor_tsm_rollback_recommendations",
+        "heurimentor_tsm_mixture_updates",
+    ):
         assert expected in names, expected
 
 

@@ -102,7 +102,8 @@ def test_weight_change_anomaly_names_the_layers():
     std = 0.02 + np.cumsum(rng.normal(1e-5, 1e-6, (reports, 4)), axis=0)
     assert detect_weight_change(steps=steps, tokens=tokens, layers=layers, layer_std=std, config=WeightChangeConfig()) == []
     std[20:, 2] += 0.01  # layer 2 jumps between reports 19 and 20
-    [finding] = detect_weight_change(steps=steps, tokens=tokens, layers=layers, layer_std=std,
-                                     config=WeightChangeConfig(window=10, factor=5))
+    [finding] = detect_weight_change(
+        steps=steps, tokens=tokens, layers=layers, layer_std=std, config=WeightChangeConfig(window=10, factor=5)
+    )
     assert finding.step == 2000 and finding.evidence["top_layers"][0]["layer"] == "layers.2"
     assert finding.evidence["rate_per_gigatoken"] > 5 * finding.evidence["trailing_median"]

@@ -19,8 +19,18 @@ def source_loss(s: int, level: float) -> float:
     return level * (1 + 1.5 * math.exp(-s / 150))
 
 
-def points(steps, *, t0=T0, weights=lambda s: (0.8, 0.2), version=lambda s: 1, spike=lambda s: 1.0, lr=lambda s: 3e-4,
-           ranks=lambda s: 1, noise=0.02, sources=True):
+def points(
+    steps,
+    *,
+    t0=T0,
+    weights=lambda s: (0.8, 0.2),
+    version=lambda s: 1,
+    spike=lambda s: 1.0,
+    lr=lambda s: 3e-4,
+    ranks=lambda s: 1,
+    noise=0.02,
+    sources=True,
+):
     """Rank 0 reports the blended loss (token-weighted per-source losses) and per-source losses, as the trainer does."""
     out = []
     for s in steps:
@@ -28,8 +38,14 @@ def points(steps, *, t0=T0, weights=lambda s: (0.8, 0.2), version=lambda s: 1, s
         easy = source_loss(s, EASY) * spike(s) * (1 + rng.normal(0, noise))
         hard = source_loss(s, HARD) * spike(s) * (1 + rng.normal(0, noise))
         for r in range(ranks(s)):
-            p = {"step": s, "rank": r, "time": t0 + s, "tokens_seen": 1000 * s, "mixture_version": version(s),
-                 "scalars": {"step_time_seconds": 1.0}}
+            p = {
+                "step": s,
+                "rank": r,
+                "time": t0 + s,
+                "tokens_seen": 1000 * s,
+                "mixture_version": version(s),
+                "scalars": {"step_time_seconds": 1.0},
+            }
             if r == 0:
                 p["scalars"].update(loss=w_easy * easy + w_hard * hard, grad_norm=1.0 * spike(s), lr=lr(s))
                 if sources:
@@ -40,7 +56,7 @@ def points(steps, *, t0=T0, weights=lambda s: (0.8, 0.2), version=lambda s: 1, s
 
 def feed(client, job, pts, evals=None):
     for i in range(0, len(pts), 2000):
-        response = send(client, job, pts[i:i + 2000], evals=evals if i == 0 else None)
+        response = send(client, job, pts[i : i + 2000], evals=evals if i == 0 else None)
         assert response.status_code == 200, response.text
 
 
@@ -60,6 +76,7 @@ def rollbacks(client, job):
 
 def test_a_mixture_change_is_no_spike_and_a_spike_under_the_new_mixture_is_found(pg_tsm):
     """More weight on the harder source at step 300 lifts the blended loss x1.7, per-source losses unchanged."""
+
     def weights(s):
         return (0.8, 0.2) if s < 300 else (0.2, 0.8)
 
@@ -103,8 +120,11 @@ def test_lr_restart_rescale_and_eval_steps_make_no_rollback(pg_tsm):
             p["scalars"]["grad_norm"] *= 1.4
         if p["step"] % 50 == 0:
             p["scalars"]["step_time_seconds"] = 3.0  # eval steps take longer on every rank
-    evals = [{"step": s, "kind": "val_loss", "name": n, "value": 1.6 * source_loss(s, lvl), "time": T0 + s}
-             for s in range(50, 550, 50) for n, lvl in (("easy", EASY), ("hard", HARD))]
+    evals = [
+        {"step": s, "kind": "val_loss", "name": n, "value": 1.6 * source_loss(s, lvl), "time": T0 + s}
+        for s in range(50, 550, 50)
+        for n, lvl in (("easy", EASY), ("hard", HARD))
+    ]
     feed(pg_tsm, "restarts", pts, evals=evals)
     events = evaluate(pg_tsm, "restarts")
     assert not {"loss_spike", "divergence"} & set(kinds(events)), [e["message"] for e in events]
@@ -128,13 +148,19 @@ def test_a_resume_after_a_rollback_is_one_timeline_and_no_second_recommendation(
     feed(pg_tsm, "resumed", points(range(201, 261), t0=T1))
     events = evaluate(pg_tsm, "resumed")
     [resumed] = pg_tsm.get("/v1/jobs/resumed/events", params={"kind": "resumed"}).json()  # said by the ingest
-    assert resumed["evidence"] == {"first_replayed_step": 201, "abandoned_to_step": 419, "rollback_id": rollback["id"],
-                                   "skip_steps": [200, 419]}
+    assert resumed["evidence"] == {
+        "first_replayed_step": 201,
+        "abandoned_to_step": 419,
+        "rollback_id": rollback["id"],
+        "skip_steps": [200, 419],
+    }
     assert "loss_spike" not in kinds(events) and len(rollbacks(pg_tsm, "resumed")) == 1
     job = pg_tsm.get("/v1/jobs/resumed").json()
     assert (job["last_step"], job["evaluated_step"]) == (260, 260)
     curve = pg_tsm.get("/v1/jobs/resumed/curves/scalar/loss").json()
-    assert max(p["step"] for p in curve["points"]) == 260 and max(p["value"] for p in curve["points"] if p["step"] > 200) < 3  # one timeline
+    assert (
+        max(p["step"] for p in curve["points"]) == 260 and max(p["value"] for p in curve["points"] if p["step"] > 200) < 3
+    )  # one timeline
     # The replay runs on past the old spike's steps: no recurrence, and the TSM says what it can tell.
     feed(pg_tsm, "resumed", points(range(261, 440), t0=T1))
     events = evaluate(pg_tsm, "resumed")
@@ -182,13 +208,18 @@ def test_ranks_reporting_the_same_step_a_moment_apart_are_no_resume(pg_tsm):
     # Every rank sends its own batch per step; rank 1 finishes step N a few milliseconds after rank 0.
     for s in range(1, 21):
         for rank in (0, 1):
-            response = send(pg_tsm, "two-ranks", [{"step": s, "rank": rank, "time": T0 + s + 0.003 * rank,
-                                                   "tokens_seen": 1000 * s, "scalars": {"loss": 2.0}}])
+            response = send(
+                pg_tsm,
+                "two-ranks",
+                [{"step": s, "rank": rank, "time": T0 + s + 0.003 * rank, "tokens_seen": 1000 * s, "scalars": {"loss": 2.0}}],
+            )
             assert response.status_code == 200, response.text
     assert pg_tsm.get("/v1/jobs/two-ranks/events", params={"kind": "resumed"}).json() == []
     curve = pg_tsm.get("/v1/jobs/two-ranks/curves/scalar/loss").json()
     assert sorted({p["step"] for p in curve["points"]}) == list(range(1, 21))
     # A real resume on rank 1 alone (a later clock, an earlier step) is still one.
-    assert send(pg_tsm, "two-ranks", [{"step": 15, "rank": 1, "time": T1, "tokens_seen": 15_000, "scalars": {"loss": 2.0}}]).status_code == 200
+    assert (
+        send(pg_tsm, "two-ranks", [{"step": 15, "rank": 1, "time": T1, "tokens_seen": 15_000, "scalars": {"loss": 2.0}}]).status_code == 200
+    )
     [resumed] = pg_tsm.get("/v1/jobs/two-ranks/events", params={"kind": "resumed"}).json()
     assert resumed["evidence"]["first_replayed_step"] == 15

@@ -52,6 +52,5 @@ def test_tsm_answers_every_generated_request_as_documented(tsm_schema, tsm_fuzz_
 def test_tsm_call_sequences_along_inferred_links(tsm_schema, tsm_fuzz_target):
     base_url, tally = tsm_fuzz_target
     before = tally.cases
-    state_machine(tsm_schema, base_url=base_url, headers=auth(), tally=tally).run(
-        settings=fuzz_settings(stateful_step_count=6))
+    state_machine(tsm_schema, base_url=base_url, headers=auth(), tally=tally).run(settings=fuzz_settings(stateful_step_count=6))
     assert tally.cases > before  # the scenarios ran

@@ -17,8 +17,7 @@ def test_batch_is_stored_once_even_when_retried(any_tsm):
     points = [point(s, rank=r, loss=3.0 - 0.01 * s, step_time_seconds=1.0) for s in range(10) for r in range(2)]
     first = send(any_tsm, "job-a", points, batch_id="retry-me")
     assert first.status_code == 200, first.text
-    assert first.json() == {"batch_id": "retry-me", "accepted_points": 40, "accepted_evals": 0, "duplicate": False,
-                            "non_finite": 0}
+    assert first.json() == {"batch_id": "retry-me", "accepted_points": 40, "accepted_evals": 0, "duplicate": False, "non_finite": 0}
     again = send(any_tsm, "job-a", points, batch_id="retry-me")
     assert again.json()["duplicate"] is True and again.json()["accepted_points"] == 40
 
@@ -127,12 +126,21 @@ def test_concurrent_retries_and_ranks_on_postgresql(postgres_url):
 
     upgrade(postgres_url)
     same = MetricBatch.model_validate({"batch_id": "same", "points": [point(s, rank=9, loss=1.0) for s in range(200)]})
-    ranks = [MetricBatch.model_validate({"batch_id": f"rank-{r}", "points": [point(s, rank=r, loss=2.0, step_time_seconds=1.0)
-                                                                              for s in range(200)]}) for r in range(4)]
+    ranks = [
+        MetricBatch.model_validate(
+            {"batch_id": f"rank-{r}", "points": [point(s, rank=r, loss=2.0, step_time_seconds=1.0) for s in range(200)]}
+        )
+        for r in range(4)
+    ]
     with serve_app(create_app(tsm_settings(postgres_url))) as url:
+
         def post(batch):
-            return httpx.post(f"{url}/v1/jobs/job-a/metrics", content=batch.model_dump_json(),
-                              headers={"Content-Type": "application/json", **auth()}, timeout=60)
+            return httpx.post(
+                f"{url}/v1/jobs/job-a/metrics",
+                content=batch.model_dump_json(),
+                headers={"Content-Type": "application/json", **auth()},
+                timeout=60,
+            )
 
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(post, [same] * 4 + ranks))

@@ -18,8 +18,13 @@ from tests.tsm.testlib import point, send, serve_app, tsm_client
 
 TOKEN = secrets.token_urlsafe(32)
 SOURCES = ["easy", "hard", "random"]
-POLICY = {"name": "learning_progress", "mixture": "pretrain", "window_steps": 10, "params": {"prior_mix": 0.1},
-          "guardrails": {"cooldown_steps": 20, "max_change": 0.1, "weight_floor": 0.05}}
+POLICY = {
+    "name": "learning_progress",
+    "mixture": "pretrain",
+    "window_steps": 10,
+    "params": {"prior_mix": 0.1},
+    "guardrails": {"cooldown_steps": 20, "max_change": 0.1, "weight_floor": 0.05},
+}
 
 
 @pytest.fixture
@@ -34,15 +39,16 @@ def dmu_url(pg_server, request) -> Iterator[str]:
         for source in SOURCES:
             created = httpx.post(f"{base}/sources", json={"name": source, "language": "en"}, headers=auth)
             assert created.status_code == 201, created.text
-        created = httpx.post(f"{base}/mixtures", headers=auth, json={"name": "pretrain", "author": "alice",
-                                                                     "weights": {s: 1.0 for s in SOURCES}})
+        created = httpx.post(
+            f"{base}/mixtures", headers=auth, json={"name": "pretrain", "author": "alice", "weights": {s: 1.0 for s in SOURCES}}
+        )
         assert created.status_code == 201, created.text
         yield base
     pg_server.drop_database(name)
 
 
 def _losses(t: int) -> dict[str, float]:
-    return {"easy": 1.0 + 2.0 * 0.7 ** t, "hard": 3.0 + 3.0 * 0.98 ** t, "random": math.log(1000)}
+    return {"easy": 1.0 + 2.0 * 0.7**t, "hard": 3.0 + 3.0 * 0.98**t, "random": math.log(1000)}
 
 
 def _train(client, steps: range) -> list[dict]:
@@ -94,17 +100,24 @@ class _HumanEditsMeanwhile(MixtureClient):
         seen = super().current(name, **kwargs)
         if _HumanEditsMeanwhile.armed:
             _HumanEditsMeanwhile.armed = False
-            human = httpx.put(f"{self._http.base_url}/mixtures/{name}", headers={"Authorization": f"Bearer {TOKEN}"},
-                              json={"weights": {"easy": 0.2, "hard": 0.2, "random": 0.6}, "author": "bob",
-                                    "reason": "manual change while the TSM decides"})
+            human = httpx.put(
+                f"{self._http.base_url}/mixtures/{name}",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+                json={
+                    "weights": {"easy": 0.2, "hard": 0.2, "random": 0.6},
+                    "author": "bob",
+                    "reason": "manual change while the TSM decides",
+                },
+            )
             assert human.status_code == 200, human.text
         return seen
 
 
 def test_human_edit_between_read_and_write_is_not_overwritten(dmu_url, postgres_url):
     _HumanEditsMeanwhile.armed = False
-    with tsm_client(postgres_url, dmu_url=dmu_url, dmu_token=TOKEN,
-                    mixture_client_factory=lambda: _HumanEditsMeanwhile(dmu_url, token=TOKEN)) as tsm:
+    with tsm_client(
+        postgres_url, dmu_url=dmu_url, dmu_token=TOKEN, mixture_client_factory=lambda: _HumanEditsMeanwhile(dmu_url, token=TOKEN)
+    ) as tsm:
         _train(tsm, range(0, 10))
         policy = {**POLICY, "guardrails": {**POLICY["guardrails"], "cooldown_steps": 0}}
         assert tsm.patch("/v1/jobs/job-a/config", json={"policy": policy}).status_code == 200

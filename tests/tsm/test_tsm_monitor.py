@@ -67,8 +67,7 @@ def test_per_job_thresholds_override_the_defaults(pg_tsm):
 
     _feed(pg_tsm, "job-a", range(0, 400), loss=loss)
     _feed(pg_tsm, "job-b", range(0, 400), loss=loss)
-    update = pg_tsm.patch("/v1/jobs/job-b/config", json={"detectors": {"spike": {"factor": 1.2, "window": 50,
-                                                                                 "consecutive": 3}}})
+    update = pg_tsm.patch("/v1/jobs/job-b/config", json={"detectors": {"spike": {"factor": 1.2, "window": 50, "consecutive": 3}}})
     assert update.status_code == 200 and update.json()["config"]["detectors"]["spike"]["factor"] == 1.2
     assert update.json()["config"]["detectors"]["plateau"]["window"] == 200  # untouched sections keep defaults
     assert sorted(e["kind"] for e in _evaluate(pg_tsm, "job-a")) == ["plateau", "stall"]
@@ -83,8 +82,15 @@ def test_straggler_stall_and_weight_change_through_the_api(pg_tsm):
         jump = 0.05 if s >= 200 else 0.0
         return [0.02 + 1e-5 * s, 0.02 + 1e-5 * s + jump, 0.02 + 1e-5 * s]
 
-    _feed(pg_tsm, "job-a", range(0, 300), loss=lambda s: 2.0 + 1.0 / (1 + s), ranks=4,
-          step_time=lambda s, r: 3.0 if r == 2 else 1.0, layer_std=layer_std)
+    _feed(
+        pg_tsm,
+        "job-a",
+        range(0, 300),
+        loss=lambda s: 2.0 + 1.0 / (1 + s),
+        ranks=4,
+        step_time=lambda s, r: 3.0 if r == 2 else 1.0,
+        layer_std=layer_std,
+    )
     events = _evaluate(pg_tsm)
     kinds = {(e["kind"], e["subject"]): e for e in events}
     assert kinds[("straggler", "rank/2")]["evidence"]["ratio"] == 3.0
@@ -106,8 +112,10 @@ def test_a_completed_run_is_not_a_stall_until_it_trains_on(pg_tsm):
     for job in ("done", "quiet"):  # same crafted clock: both last stepped long ago
         _feed(pg_tsm, job, range(0, 50), loss=lambda s: 2.0)
     final = MetricBatch(batch_id="done-final", completed_step=49)
-    assert pg_tsm.post("/v1/jobs/done/metrics", content=final.model_dump_json(),
-                       headers={"Content-Type": "application/json"}).status_code == 200
+    assert (
+        pg_tsm.post("/v1/jobs/done/metrics", content=final.model_dump_json(), headers={"Content-Type": "application/json"}).status_code
+        == 200
+    )
     assert pg_tsm.get("/v1/jobs/done").json()["completed_step"] == 49
     assert [e["kind"] for e in _evaluate(pg_tsm, "quiet")] == ["stall"]
     assert _evaluate(pg_tsm, "done") == []

@@ -15,7 +15,7 @@ UNIFORM = {s: 1 / 3 for s in SOURCES}
 
 def _losses(t: int) -> dict[str, float]:
     """easy converges fast, hard keeps improving, random tokens never do (ln 1000)."""
-    return {"easy": 1.0 + 2.0 * 0.7 ** t, "hard": 3.0 + 3.0 * 0.98 ** t, "random": math.log(1000)}
+    return {"easy": 1.0 + 2.0 * 0.7**t, "hard": 3.0 + 3.0 * 0.98**t, "random": math.log(1000)}
 
 
 @pytest.mark.parametrize("proposed", [{"easy": 1.0, "hard": 0.0, "random": 0.0}, {"easy": 0.0, "hard": 0.2, "random": 0.8}])

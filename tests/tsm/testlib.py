@@ -24,8 +24,16 @@ def auth(token: str = TOKEN) -> dict[str, str]:
 
 def tsm_settings(database_url: str, **overrides) -> Settings:
     """Production settings (the default) with the admin token and reads opened, unless a test overrides them."""
-    return load_settings(**{"database_url": database_url, "evaluate_interval_seconds": 0, "log_json": False,
-                            "auth_token": TOKEN, "reads_require_auth": False, **overrides})
+    return load_settings(
+        **{
+            "database_url": database_url,
+            "evaluate_interval_seconds": 0,
+            "log_json": False,
+            "auth_token": TOKEN,
+            "reads_require_auth": False,
+            **overrides,
+        }
+    )
 
 
 @contextmanager
@@ -38,13 +46,25 @@ def tsm_client(database_url: str, mixture_client_factory=None, *, send_token: bo
 
 
 def point(step: int, *, rank: int = 0, time: float | None = None, tokens: int | None = None, **scalars) -> dict:
-    return {"step": step, "rank": rank, "time": 1_700_000_000.0 + step if time is None else time,
-            "tokens_seen": step * 1000 if tokens is None else tokens, "scalars": scalars}
+    return {
+        "step": step,
+        "rank": rank,
+        "time": 1_700_000_000.0 + step if time is None else time,
+        "tokens_seen": step * 1000 if tokens is None else tokens,
+        "scalars": scalars,
+    }
 
 
-def send(client: TestClient, job: str, points: list[dict], *, batch_id: str | None = None, evals: list[dict] | None = None,
-         headers: dict[str, str] | None = None):
-    batch = MetricBatch.model_validate({"batch_id": batch_id or uuid.uuid4().hex,
-                                        "points": points, "evals": evals or []})
-    return client.post(f"/v1/jobs/{job}/metrics", content=batch.model_dump_json(),
-                       headers={"Content-Type": "application/json", **(headers or {})})
+def send(
+    client: TestClient,
+    job: str,
+    points: list[dict],
+    *,
+    batch_id: str | None = None,
+    evals: list[dict] | None = None,
+    headers: dict[str, str] | None = None,
+):
+    batch = MetricBatch.model_validate({"batch_id": batch_id or uuid.uuid4().hex, "points": points, "evals": evals or []})
+    return client.post(
+        f"/v1/jobs/{job}/metrics", content=batch.model_dump_json(), headers={"Content-Type": "application/json", **(headers or {})}
+    )

@@ -144,8 +144,11 @@ class CheckpointManager:
         if any(r.get("request") == request for r in records):
             log.info("rollback already applied; resuming from the newest checkpoint", extra={"request": request, "to_step": to_step})
             return self.latest()
-        complete = sorted(p for p in self.folder.iterdir() if _STEP_DIR.match(p.name) and (p / STATE_FILE).exists()) \
-            if self.folder.exists() else []
+        complete = (
+            sorted(p for p in self.folder.iterdir() if _STEP_DIR.match(p.name) and (p / STATE_FILE).exists())
+            if self.folder.exists()
+            else []
+        )
         target = next((p for p in reversed(complete) if int(_STEP_DIR.match(p.name).group(1)) <= to_step), None)
         newer = [p for p in complete if int(_STEP_DIR.match(p.name).group(1)) > to_step]
         aside = None
@@ -160,9 +163,16 @@ class CheckpointManager:
         elif (self.folder / LATEST).exists():
             os.remove(self.folder / LATEST)
             fsync_dir(self.folder)
-        records.append({"request": request, "to_step": to_step, "resume_from": target.name if target else None,
-                        "moved": [p.name for p in newer], "moved_to": aside.name if aside else None,
-                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        records.append(
+            {
+                "request": request,
+                "to_step": to_step,
+                "resume_from": target.name if target else None,
+                "moved": [p.name for p in newer],
+                "moved_to": aside.name if aside else None,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(record_path, json.dumps(records, indent=1).encode())
         log.warning("rolling back", extra={**records[-1], "folder": str(self.folder)})

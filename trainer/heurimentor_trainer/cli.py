@@ -39,7 +39,16 @@ def train(
 
         main(args)
         return
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc_per_node}", "-m", "heurimentor_trainer.train", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc_per_node}",
+        "-m",
+        "heurimentor_trainer.train",
+        *args,
+    ]
     raise typer.Exit(subprocess.call(command))
 
 
@@ -93,11 +102,21 @@ def model_info(
         params = sum(p.numel() for p in model.parameters())  # counted from the real module tree
     flops = args.flops_per_token(seq_len)
     info = {
-        "preset": preset, "layers": args.n_layers, "dim": args.dim, "ffn_hidden_dim": args.ffn_hidden_dim,
-        "heads": args.n_heads, "kv_heads": args.n_kv_heads, "head_dim": args.head_dim, "vocab_size": args.vocab_size,
-        "max_seq_len": args.max_seq_len, "lr": chosen.lr, "global_batch_size": chosen.global_batch_size,
-        "parameters": params, "non_embedding_parameters": args.num_params(exclude_embedding=True),
-        "flops_per_token": flops, "flops_seq_len": seq_len or args.max_seq_len,
+        "preset": preset,
+        "layers": args.n_layers,
+        "dim": args.dim,
+        "ffn_hidden_dim": args.ffn_hidden_dim,
+        "heads": args.n_heads,
+        "kv_heads": args.n_kv_heads,
+        "head_dim": args.head_dim,
+        "vocab_size": args.vocab_size,
+        "max_seq_len": args.max_seq_len,
+        "lr": chosen.lr,
+        "global_batch_size": chosen.global_batch_size,
+        "parameters": params,
+        "non_embedding_parameters": args.num_params(exclude_embedding=True),
+        "flops_per_token": flops,
+        "flops_seq_len": seq_len or args.max_seq_len,
     }
     if as_json:
         console.print_json(json.dumps(info))
@@ -118,8 +137,9 @@ def model_list() -> None:
     table.columns[0].no_wrap = True
     for name, preset in PRESETS.items():
         a = preset.model
-        table.add_row(name, *(str(v) for v in (a.n_layers, a.dim, a.ffn_hidden_dim, a.n_heads, a.n_kv_heads, a.max_seq_len)),
-                      _human(a.num_params()))
+        table.add_row(
+            name, *(str(v) for v in (a.n_layers, a.dim, a.ffn_hidden_dim, a.n_heads, a.n_kv_heads, a.max_seq_len)), _human(a.num_params())
+        )
     console.print(table)
 
 
@@ -135,8 +155,10 @@ def model_check_hf(
     with user_errors():
         expected = get_preset(preset).model if preset else None
         args = inspect_hf_checkpoint(checkpoint, expected)
-    console.print(f"{checkpoint}: ok — {args.n_layers} layers, dim {args.dim}, {args.n_heads} heads / "
-                  f"{args.n_kv_heads} kv heads, vocab {args.vocab_size}, {args.num_params():,} parameters")
+    console.print(
+        f"{checkpoint}: ok — {args.n_layers} layers, dim {args.dim}, {args.n_heads} heads / "
+        f"{args.n_kv_heads} kv heads, vocab {args.vocab_size}, {args.num_params():,} parameters"
+    )
 
 
 @model_app.command("export-hf")
@@ -160,7 +182,9 @@ def model_export_hf(
 # ------------------------------------------------------------------------------------- tokenizer
 @tokenizer_app.command("train")
 def tokenizer_train(
-    en: Annotated[list[Path], typer.Option("--en", help="English corpus file (.txt: a document per line, or .jsonl with 'text'); repeatable")],
+    en: Annotated[
+        list[Path], typer.Option("--en", help="English corpus file (.txt: a document per line, or .jsonl with 'text'); repeatable")
+    ],
     zh: Annotated[list[Path], typer.Option("--zh", help="Chinese corpus file; repeatable")],
     output: Annotated[Path, typer.Option(help="directory for tokenizer.json and the report")],
     vocab_size: Annotated[int, typer.Option(help="BPE vocabulary (special tokens come on top)")] = 100_000,
@@ -176,8 +200,9 @@ def tokenizer_train(
         parsed = parse_ratio(ratio)
         for file in [*en, *zh]:  # fail on a bad file before the (long) training starts
             read_documents(file)
-        report = train_tokenizer(en, zh, output, vocab_size=vocab_size, ratio=parsed, heldout_fraction=heldout_fraction,
-                                 min_frequency=min_frequency, seed=seed)
+        report = train_tokenizer(
+            en, zh, output, vocab_size=vocab_size, ratio=parsed, heldout_fraction=heldout_fraction, min_frequency=min_frequency, seed=seed
+        )
     table = Table(title=f"tokenizer → {output}", show_header=False)
     table.add_row("vocabulary", f"{report.vocab_size:,} (requested {report.requested_vocab_size:,} + 3 special)")
     table.add_row("train bytes EN / ZH", f"{report.train_bytes['en']:,} / {report.train_bytes['zh']:,} (ratio {ratio})")
@@ -193,8 +218,10 @@ def _text_windows(tokenizer_dir: Path, files: list[Path], seq_len: int, max_wind
 
     tokenizer = load_tokenizer(tokenizer_dir)
     if tokenizer.get_vocab_size() > vocab_size:
-        raise QuantizationError(f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model's "
-                                f"vocab_size is {vocab_size}: not the model's tokenizer")
+        raise QuantizationError(
+            f"tokenizer {tokenizer_dir} has {tokenizer.get_vocab_size()} tokens but the model's "
+            f"vocab_size is {vocab_size}: not the model's tokenizer"
+        )
     return token_windows(encode_files(tokenizer, files), seq_len, max_windows)
 
 
@@ -261,9 +288,12 @@ def quantize_run(
         reference = perplexity(model, held_out) if held_out is not None else None
         summary = quantize_model(model, method=method, calibration=None if calib is None else calib[:, :-1], group_size=group_size)
         save_quantized(model, output, summary)
-    console.print(f"quantized {summary.layers} layers ({summary.weights:,} weights) with {method.upper()}, group {group_size}: "
-                  f"{summary.storage_bytes:,} bytes, {summary.bits_per_weight:.3f} bits/weight, "
-                  f"mean relative weight error {summary.mean_relative_error:.4f} → {output}", soft_wrap=True)
+    console.print(
+        f"quantized {summary.layers} layers ({summary.weights:,} weights) with {method.upper()}, group {group_size}: "
+        f"{summary.storage_bytes:,} bytes, {summary.bits_per_weight:.3f} bits/weight, "
+        f"mean relative weight error {summary.mean_relative_error:.4f} → {output}",
+        soft_wrap=True,
+    )
     if held_out is not None:
         _print_perplexity(reference, perplexity(model, held_out), f"int4 {method}")
 
@@ -295,4 +325,3 @@ def quantize_eval(
         windows = _text_windows(tokenizer, text, seq_len, max_windows, args.vocab_size)
         reference = perplexity(load_hf_checkpoint(checkpoint, device=device), windows)
         _print_perplexity(reference, perplexity(load_quantized(quantized, device=device), windows), f"int4 {method}")
-

@@ -103,9 +103,14 @@ class TrainConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def __post_init__(self) -> None:
-        positive = {"steps": self.steps, "micro_batch": self.micro_batch, "checkpoint.interval": self.checkpoint.interval,
-                    "checkpoint.keep": self.checkpoint.keep, "metrics.eval_interval": self.metrics.eval_interval,
-                    "metrics.progress_interval_steps": self.metrics.progress_interval_steps}
+        positive = {
+            "steps": self.steps,
+            "micro_batch": self.micro_batch,
+            "checkpoint.interval": self.checkpoint.interval,
+            "checkpoint.keep": self.checkpoint.keep,
+            "metrics.eval_interval": self.metrics.eval_interval,
+            "metrics.progress_interval_steps": self.metrics.progress_interval_steps,
+        }
         if self.global_batch is not None:
             positive["global_batch"] = self.global_batch
         if self.seq_len is not None:
@@ -122,8 +127,10 @@ class TrainConfig:
         if not self.data.shard_root:
             raise ConfigError("data.shard_root is required: the folder holding one tokenized source per subfolder")
         if self.metrics.tsm_url and not re.fullmatch(JOB_NAME_PATTERN, self.job):
-            raise ConfigError(f"job={self.job!r} cannot name a job on the TSM (metrics.tsm_url): use lower-case letters, "
-                              "digits, '.', '-' and '_', starting and ending with a letter or digit (no '/')")
+            raise ConfigError(
+                f"job={self.job!r} cannot name a job on the TSM (metrics.tsm_url): use lower-case letters, "
+                "digits, '.', '-' and '_', starting and ending with a letter or digit (no '/')"
+            )
         if self.data.mixture and not self.data.dmu_url:
             raise ConfigError(f"data.mixture={self.data.mixture!r} needs data.dmu_url")
         for source, weight in self.data.static_weights.items():
@@ -149,8 +156,12 @@ class DistEnv:
     @classmethod
     def from_env(cls) -> DistEnv:
         env = os.environ
-        return cls(rank=int(env.get("RANK", 0)), local_rank=int(env.get("LOCAL_RANK", 0)),
-                   world_size=int(env.get("WORLD_SIZE", 1)), restart_count=int(env.get("TORCHELASTIC_RESTART_COUNT", 0)))
+        return cls(
+            rank=int(env.get("RANK", 0)),
+            local_rank=int(env.get("LOCAL_RANK", 0)),
+            world_size=int(env.get("WORLD_SIZE", 1)),
+            restart_count=int(env.get("TORCHELASTIC_RESTART_COUNT", 0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -182,11 +193,18 @@ class PodEnv:
                     raise ValueError(f"{env_names.HEURIMENTOR_ROLLBACK_TO_STEP} is not set")
                 skip = env_names.parse_step_range(raw_skip)
             except ValueError as e:
-                raise ConfigError(f"{env_names.HEURIMENTOR_ROLLBACK_SKIP_STEPS}={raw_skip!r}: expected FROM-TO (steps, FROM <= TO) "
-                                  f"together with {env_names.HEURIMENTOR_ROLLBACK_TO_STEP}") from e
-        return cls(pod_name=env.get(env_names.POD_NAME) or None, namespace=env.get(env_names.POD_NAMESPACE) or None,
-                   attempt=env.get(env_names.HEURIMENTOR_ATTEMPT) or None, rollback_to_step=step, rollback_skip_steps=skip,
-                   kubeconfig=env.get("KUBECONFIG") or None)
+                raise ConfigError(
+                    f"{env_names.HEURIMENTOR_ROLLBACK_SKIP_STEPS}={raw_skip!r}: expected FROM-TO (steps, FROM <= TO) "
+                    f"together with {env_names.HEURIMENTOR_ROLLBACK_TO_STEP}"
+                ) from e
+        return cls(
+            pod_name=env.get(env_names.POD_NAME) or None,
+            namespace=env.get(env_names.POD_NAMESPACE) or None,
+            attempt=env.get(env_names.HEURIMENTOR_ATTEMPT) or None,
+            rollback_to_step=step,
+            rollback_skip_steps=skip,
+            kubeconfig=env.get("KUBECONFIG") or None,
+        )
 
 
 def _coerce(value: Any, hint: Any, path: str) -> Any:
@@ -288,7 +306,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         tree = loaded
     for name, text in sorted(environ.items()):
         if name.startswith(ENV_PREFIX):
-            key, value = _parse_override(f"{name[len(ENV_PREFIX):].lower().replace('__', '.')}={text}", "environment variable")
+            key, value = _parse_override(f"{name[len(ENV_PREFIX) :].lower().replace('__', '.')}={text}", "environment variable")
             _set_dotted(tree, key, value)
     for item in overrides:
         _set_dotted(tree, *_parse_override(item, "override"))
@@ -299,11 +317,19 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    parser = argparse.ArgumentParser(prog="python -m heurimentor_trainer.train", description="Train an Aquila2 model (one torchrun worker).")
+    parser = argparse.ArgumentParser(
+        prog="python -m heurimentor_trainer.train", description="Train an Aquila2 model (one torchrun worker)."
+    )
     default_path = os.environ.get("HEURIMENTOR_TRAIN_CONFIG", DEFAULT_CONFIG_PATH)
     parser.add_argument("--config", default=None, help=f"YAML config file (default {default_path} when it exists)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                        help="override one field (repeatable); the value is parsed as YAML")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override one field (repeatable); the value is parsed as YAML",
+    )
     args = parser.parse_args(argv)
     path = args.config or (default_path if Path(default_path).exists() else None)
     return load_config(path, args.overrides)

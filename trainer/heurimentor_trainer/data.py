@@ -57,8 +57,7 @@ def uniform_draws(seed: int, start: int, count: int) -> np.ndarray:
 class SourceSet:
     """The tokenized sources under ``shard_root``, cut into fixed-length samples."""
 
-    def __init__(self, shard_root: str | Path, seq_len: int, *, names: list[str] = (), vocab_size: int,
-                 val_samples_per_source: int = 0):
+    def __init__(self, shard_root: str | Path, seq_len: int, *, names: list[str] = (), vocab_size: int, val_samples_per_source: int = 0):
         root = Path(shard_root)
         if not root.is_dir():
             raise ShardFormatError(f"data.shard_root {root}: not a folder")
@@ -77,12 +76,16 @@ class SourceSet:
         self.val_sizes: list[int] = []
         for source in self.sources:
             if source.manifest.vocab_size > vocab_size:
-                raise ShardFormatError(f"source {source.name}: field vocab_size is {source.manifest.vocab_size}, "
-                                       f"larger than the model's vocab_size={vocab_size}")
+                raise ShardFormatError(
+                    f"source {source.name}: field vocab_size is {source.manifest.vocab_size}, "
+                    f"larger than the model's vocab_size={vocab_size}"
+                )
             n = max(0, (source.n_tokens - 1) // seq_len)
             if n <= val_samples_per_source:
-                raise ShardFormatError(f"source {source.name}: {source.n_tokens} tokens make {n} samples of "
-                                       f"seq_len={seq_len}, not more than val_samples_per_source={val_samples_per_source}")
+                raise ShardFormatError(
+                    f"source {source.name}: {source.n_tokens} tokens make {n} samples of "
+                    f"seq_len={seq_len}, not more than val_samples_per_source={val_samples_per_source}"
+                )
             self.train_sizes.append(n - val_samples_per_source)
             self.val_sizes.append(val_samples_per_source)
 
@@ -125,8 +128,10 @@ class MixtureSampler:
         """Use ``weights`` from ``step`` on; False (and the old weights kept) when none is usable."""
         normalised = self._normalise(weights)
         if normalised is None:
-            log.warning("mixture has no positive weight for any source of this job; keeping the current weights",
-                        extra={"version": version, "weights": weights})
+            log.warning(
+                "mixture has no positive weight for any source of this job; keeping the current weights",
+                extra={"version": version, "weights": weights},
+            )
             return False
         entry = {"step": step, "sample": self.consumed, "version": version, "weights": normalised}
         if self.history and self.history[-1]["step"] == step:
@@ -169,16 +174,14 @@ class MixtureSampler:
         return version
 
     def state_dict(self) -> dict:
-        return {"seed": self.seed, "consumed": self.consumed, "counters": dict(self.counters),
-                "history": [dict(e) for e in self.history]}
+        return {"seed": self.seed, "consumed": self.consumed, "counters": dict(self.counters), "history": [dict(e) for e in self.history]}
 
     def load_state_dict(self, state: dict) -> None:
         if state["seed"] != self.seed:
             raise ValueError(f"data sampler: checkpoint was written with seed {state['seed']}, config has seed {self.seed}")
         missing = sorted(n for n, c in state["counters"].items() if c and n not in self.counters)
         if missing:
-            log.warning("sources in the checkpoint are gone from data.shard_root; their counters are dropped",
-                        extra={"sources": missing})
+            log.warning("sources in the checkpoint are gone from data.shard_root; their counters are dropped", extra={"sources": missing})
         self.consumed = state["consumed"]
         self.counters = {name: state["counters"].get(name, 0) for name in self.names}
         self.history = [dict(e) for e in state["history"]]
@@ -209,8 +212,13 @@ class MixtureDataLoader:
     def next_batch(self, step: int) -> Batch:
         plan = self.sampler.plan(self.global_batch)[self.rank_slice[0] : self.rank_slice[1]]
         tokens = np.stack([self.sources.sample(s, i) for s, i in plan]) if plan else np.zeros((0, self.sources.seq_len + 1), np.int64)
-        return Batch(step=step, tokens=torch.from_numpy(tokens), source_index=torch.tensor([s for s, _ in plan], dtype=torch.long),
-                     sample_ids=[f"{self.sources.names[s]}:{i}" for s, i in plan], mixture_version=self.sampler.version)
+        return Batch(
+            step=step,
+            tokens=torch.from_numpy(tokens),
+            source_index=torch.tensor([s for s, _ in plan], dtype=torch.long),
+            sample_ids=[f"{self.sources.names[s]}:{i}" for s, i in plan],
+            mixture_version=self.sampler.version,
+        )
 
 
 class MixturePoller:
@@ -241,8 +249,11 @@ class MixturePoller:
         except MixtureRequestError as e:
             if self.reachable:
                 why = f"DMU answered {e.status} for mixture {self.mixture}" if e.status is not None else "DMU unreachable"
-                log.warning("%s; training continues on the last mixture weights", why,
-                            extra={"dmu_url": self.base_url, "mixture": self.mixture, "known_version": self._known, "error": repr(e)})
+                log.warning(
+                    "%s; training continues on the last mixture weights",
+                    why,
+                    extra={"dmu_url": self.base_url, "mixture": self.mixture, "known_version": self._known, "error": repr(e)},
+                )
             self.reachable = False
             return False
         if not self.reachable:
@@ -315,5 +326,9 @@ class SampleLog:
 
     def write(self, batch: Batch) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps({"run": self.run, "rank": self.rank, "step": batch.step,
-                                "version": batch.mixture_version, "ids": batch.sample_ids}) + "\n")
+            f.write(
+                json.dumps(
+                    {"run": self.run, "rank": self.rank, "step": batch.step, "version": batch.mixture_version, "ids": batch.sample_ids}
+                )
+                + "\n"
+            )

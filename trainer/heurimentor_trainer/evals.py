@@ -43,8 +43,9 @@ def _deal(n_items: int, per_call: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def validation_loss(model: nn.Module, sources: SourceSet, *, max_samples: int, micro_batch: int,
-                    device: torch.device, autocast) -> dict[str, float]:
+def validation_loss(
+    model: nn.Module, sources: SourceSet, *, max_samples: int, micro_batch: int, device: torch.device, autocast
+) -> dict[str, float]:
     """Mean next-token loss on each source's held-out samples (all ranks together)."""
     sums = torch.zeros(2 * len(sources.names), dtype=torch.float64, device=device)
     for s in range(len(sources.names)):

@@ -227,8 +227,8 @@ def inspect_hf_checkpoint(path: str | Path, expected: ModelArgs | None = None) -
         for field in ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_hidden_dim", "vocab_size", "rope_theta", "norm_eps"):
             if getattr(args, field) != getattr(expected, field):
                 raise HFCheckpointError(
-                    f"{path}: checkpoint has {field}={getattr(args, field)} but the model expects "
-                    f"{field}={getattr(expected, field)}")
+                    f"{path}: checkpoint has {field}={getattr(args, field)} but the model expects {field}={getattr(expected, field)}"
+                )
     shapes: dict[str, tuple[int, ...]] = {}
     for file in _weight_files(path):
         with safe_open(str(file), framework="pt") as f:
@@ -248,8 +248,9 @@ def _iter_tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
                     yield name, f.get_tensor(name)
 
 
-def load_hf_checkpoint(path: str | Path, *, expected: ModelArgs | None = None, device: str | torch.device = "cpu",
-                       dtype: torch.dtype = torch.float32) -> Transformer:
+def load_hf_checkpoint(
+    path: str | Path, *, expected: ModelArgs | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> Transformer:
     """Build our model from a Llama-format checkpoint directory (validated before any weight is read)."""
     path = Path(path)
     args = inspect_hf_checkpoint(path, expected)
@@ -264,8 +265,9 @@ def load_hf_checkpoint(path: str | Path, *, expected: ModelArgs | None = None, d
     return model.to(dtype)
 
 
-def save_hf_checkpoint(model: Transformer, path: str | Path, *, dtype: torch.dtype | None = None,
-                       max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> list[Path]:
+def save_hf_checkpoint(
+    model: Transformer, path: str | Path, *, dtype: torch.dtype | None = None, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
+) -> list[Path]:
     """Write ``config.json`` and safetensors (sharded with an index above ``max_shard_bytes``)."""
     from safetensors.torch import save_file
 

@@ -75,10 +75,12 @@ class PodPatcher:
                 elif cluster.get("certificate-authority"):
                     verify.load_verify_locations(cafile=_resolve(base, cluster["certificate-authority"]))
                 if user.get("client-certificate-data") or user.get("client-certificate"):
+
                     def read(field: str) -> bytes:
                         if user.get(f"{field}-data"):
                             return base64.b64decode(user[f"{field}-data"])
                         return Path(_resolve(base, user[field])).read_bytes()
+
                     _load_client_cert(verify, read("client-certificate"), read("client-key"))
         self._token = user.get("token")
         if user.get("tokenFile"):
@@ -91,8 +93,11 @@ class PodPatcher:
 
     def patch_pod(self, namespace: str, name: str, body: dict[str, Any]) -> None:
         try:
-            response = self._http.patch(f"/api/v1/namespaces/{namespace}/pods/{name}", json=body,
-                                        headers={**self._headers(), "Content-Type": "application/merge-patch+json"})
+            response = self._http.patch(
+                f"/api/v1/namespaces/{namespace}/pods/{name}",
+                json=body,
+                headers={**self._headers(), "Content-Type": "application/merge-patch+json"},
+            )
         except httpx.HTTPError as e:
             raise KubeError(f"PATCH pod {namespace}/{name} at {self._http.base_url}: {e}") from e
         if not response.is_success:

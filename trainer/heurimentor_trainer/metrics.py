@@ -140,8 +140,9 @@ def _reason(response: httpx.Response) -> str:
     except ValueError:
         return response.text[:500]
     if isinstance(detail, list):
-        detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg', '')}" if isinstance(d, dict) else str(d)
-                           for d in detail[:5])
+        detail = "; ".join(
+            f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg', '')}" if isinstance(d, dict) else str(d) for d in detail[:5]
+        )
     return str(detail)[:500]
 
 
@@ -156,8 +157,11 @@ def _about_items(response: httpx.Response) -> bool:
         detail = response.json().get("detail")
     except ValueError:
         return False
-    return not (isinstance(detail, list) and detail and all(
-        isinstance(d, dict) and d.get("loc", [None])[:1] in (["path"], ["query"], ["header"]) for d in detail))
+    return not (
+        isinstance(detail, list)
+        and detail
+        and all(isinstance(d, dict) and d.get("loc", [None])[:1] in (["path"], ["query"], ["header"]) for d in detail)
+    )
 
 
 def _halves(batch: MetricBatch) -> tuple[MetricBatch, MetricBatch] | None:
@@ -169,9 +173,12 @@ def _halves(batch: MetricBatch) -> tuple[MetricBatch, MetricBatch] | None:
     base = batch.batch_id if len(batch.batch_id) <= 196 else uuid.uuid4().hex
 
     def part(suffix: str, chunk: list) -> MetricBatch:
-        return MetricBatch(batch_id=f"{base}.{suffix}", points=[i for i in chunk if isinstance(i, StepPoint)],
-                           evals=[i for i in chunk if not isinstance(i, StepPoint)],
-                           completed_step=batch.completed_step if suffix == "1" else None)
+        return MetricBatch(
+            batch_id=f"{base}.{suffix}",
+            points=[i for i in chunk if isinstance(i, StepPoint)],
+            evals=[i for i in chunk if not isinstance(i, StepPoint)],
+            completed_step=batch.completed_step if suffix == "1" else None,
+        )
 
     return part("0", items[:middle]), part("1", items[middle:])
 
@@ -187,8 +194,18 @@ class TSMSender:
     waits in order instead.
     """
 
-    def __init__(self, base_url: str, job: str, rank: int, *, flush_interval: float = 2.0, spool_dir: str | None = None,
-                 max_points: int = 1000, timeout: float = 5.0, token: str | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        job: str,
+        rank: int,
+        *,
+        flush_interval: float = 2.0,
+        spool_dir: str | None = None,
+        max_points: int = 1000,
+        timeout: float = 5.0,
+        token: str | None = None,
+    ):
         self.url = f"{base_url.rstrip('/')}/v1/jobs/{job}/metrics"
         self.job, self.rank = job, rank
         self.flush_interval, self.max_points = flush_interval, min(max_points, MAX_POINTS_PER_BATCH)
@@ -262,8 +279,10 @@ class TSMSender:
         if status in _UNAVAILABLE_STATUSES:
             if self.reachable:
                 if status in (401, 403):  # our token, not the batch: keep it until a fixed token delivers it
-                    log.error("TSM refused our token (metrics.tsm_token); metrics are buffered and retried",
-                              extra={"url": self.url, "status": status})
+                    log.error(
+                        "TSM refused our token (metrics.tsm_token); metrics are buffered and retried",
+                        extra={"url": self.url, "status": status},
+                    )
                 else:
                     log.warning("TSM answered %s; metrics are buffered and retried", status, extra={"url": self.url})
             self.reachable = False
@@ -288,10 +307,17 @@ class TSMSender:
         items = len(pending.batch.points) + len(pending.batch.evals)
         if outcome is _Outcome.REJECTED:
             self.dropped_items += items
-            log.error("TSM rejected metrics; dropped", extra={
-                "batch_id": pending.batch.batch_id, "status": response.status_code if response else None,
-                "reason": _reason(response) if response else "", "points": len(pending.batch.points),
-                "evals": len(pending.batch.evals), "steps": sorted({p.step for p in pending.batch.points})[:10]})
+            log.error(
+                "TSM rejected metrics; dropped",
+                extra={
+                    "batch_id": pending.batch.batch_id,
+                    "status": response.status_code if response else None,
+                    "reason": _reason(response) if response else "",
+                    "points": len(pending.batch.points),
+                    "evals": len(pending.batch.evals),
+                    "steps": sorted({p.step for p in pending.batch.points})[:10],
+                },
+            )
             return []
         self._park(pending, reason=_reason(response) if response else "")
         return []
@@ -301,9 +327,15 @@ class TSMSender:
         pending.park_delay = min(longest, pending.park_delay * 2) if pending.park_delay else first
         pending.retry_at = time.monotonic() + pending.park_delay
         if pending.park_delay == first:
-            log.error("TSM keeps failing on a metric batch; parked, later batches go on", extra={
-                "batch_id": pending.batch.batch_id, "reason": reason, "retry_in_s": pending.park_delay,
-                "steps": sorted({p.step for p in pending.batch.points})[:10]})
+            log.error(
+                "TSM keeps failing on a metric batch; parked, later batches go on",
+                extra={
+                    "batch_id": pending.batch.batch_id,
+                    "reason": reason,
+                    "retry_in_s": pending.park_delay,
+                    "steps": sorted({p.step for p in pending.batch.points})[:10],
+                },
+            )
         self._parked.append(pending)
         if len(self._parked) > MAX_PARKED_BATCHES:
             lost = self._parked.popleft()
@@ -375,8 +407,10 @@ class TSMSender:
             tmp = path.with_suffix(".tmp")
             tmp.write_text(pending.batch.model_dump_json())
             os.replace(tmp, path)
-        log.warning("metric batches undelivered at exit; spooled for the next start",
-                    extra={"batches": len(left), "parked": len(self._parked), "spool_dir": str(self.spool_dir)})
+        log.warning(
+            "metric batches undelivered at exit; spooled for the next start",
+            extra={"batches": len(left), "parked": len(self._parked), "spool_dir": str(self.spool_dir)},
+        )
 
     def _load_spool(self) -> None:
         if self.spool_dir is None or not self.spool_dir.is_dir():
@@ -391,8 +425,9 @@ class TSMSender:
                 self._outbox.append(_Pending(MetricBatch.model_validate_json(claimed.read_text())))
             except ValidationError as e:  # written by an older trainer with other bounds: keep it for a human
                 os.replace(claimed, path.with_suffix(".invalid"))
-                log.error("spooled metric batch is invalid; kept aside", extra={"path": str(path.with_suffix(".invalid")),
-                                                                               "error": str(e)[:500]})
+                log.error(
+                    "spooled metric batch is invalid; kept aside", extra={"path": str(path.with_suffix(".invalid")), "error": str(e)[:500]}
+                )
                 continue
             claimed.unlink()
         if self._outbox:
@@ -456,6 +491,12 @@ class PrometheusMetrics:
 
 
 def log_step(point: StepPoint) -> None:
-    log.info("step", extra={"step": point.step, **point.scalars,
-                            "mixture_version": point.mixture_version,
-                            "source_losses": {k: round(v, 4) for k, v in point.source_losses.items()}})
+    log.info(
+        "step",
+        extra={
+            "step": point.step,
+            **point.scalars,
+            "mixture_version": point.mixture_version,
+            "source_losses": {k: round(v, 4) for k, v in point.source_losses.items()},
+        },
+    )

@@ -124,8 +124,7 @@ class Attention(nn.Module):
         qk, v = qkv.split([self.n_heads + self.n_kv_heads, self.n_kv_heads], dim=2)
         q, k = apply_rope(qk, rope).transpose(1, 2).split([self.n_heads, self.n_kv_heads], dim=1)
         # Grouped-query attention: each key/value head serves n_heads / n_kv_heads query heads.
-        out = F.scaled_dot_product_attention(q, k, v.transpose(1, 2), is_causal=True,
-                                             enable_gqa=self.n_kv_heads != self.n_heads)
+        out = F.scaled_dot_product_attention(q, k, v.transpose(1, 2), is_causal=True, enable_gqa=self.n_kv_heads != self.n_heads)
         return self.wo(out.transpose(1, 2).reshape(batch, seq, -1))
 
     def init_weights(self, std: float, out_std: float) -> None:

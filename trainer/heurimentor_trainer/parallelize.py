@@ -76,8 +76,9 @@ def materialize(model: Transformer, device: torch.device, *, seed: int) -> None:
     model.init_weights(buffer_device=device)
 
 
-def parallelize(model: Transformer, device: torch.device, *, activation_checkpointing: bool, compile: bool, seed: int,
-                shard: bool | None = None) -> nn.Module:
+def parallelize(
+    model: Transformer, device: torch.device, *, activation_checkpointing: bool, compile: bool, seed: int, shard: bool | None = None
+) -> nn.Module:
     """A ``meta`` model in; a materialised, initialised, parallelised one out.
 
     ``shard`` (default: on GPU when distributed) shards with FSDP2 before materialising; otherwise

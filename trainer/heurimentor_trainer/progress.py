@@ -22,8 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class ProgressReporter:
-    def __init__(self, pod: str, namespace: str, *, interval_steps: int, kubeconfig: str | None = None,
-                 request_timeout_s: float = 5.0):
+    def __init__(self, pod: str, namespace: str, *, interval_steps: int, kubeconfig: str | None = None, request_timeout_s: float = 5.0):
         self.pod, self.namespace, self.kubeconfig = pod, namespace, kubeconfig
         self.interval_steps = interval_steps
         self.request_timeout_s = request_timeout_s
@@ -39,8 +38,9 @@ class ProgressReporter:
 
     def step(self, step: int, *, loss: float | None, mixture_version: int | None, tokens: int, force: bool = False) -> None:
         """Record a finished step; sent every ``interval_steps`` steps (or now with ``force``)."""
-        self._record({"step": step, "loss": loss, "mixtureVersion": mixture_version, "tokens": tokens},
-                     send=force or step % self.interval_steps == 0)
+        self._record(
+            {"step": step, "loss": loss, "mixtureVersion": mixture_version, "tokens": tokens}, send=force or step % self.interval_steps == 0
+        )
 
     def checkpoint(self, step: int, path: str) -> None:
         """A checkpoint became the one a restart resumes from: always sent."""
@@ -84,8 +84,13 @@ class ProgressReporter:
             self._failing = True
             if not self._warned:
                 self._warned = True
-                log.warning("cannot report progress on pod %s/%s (annotation %s); training continues, later reports retry: %s",
-                            self.namespace, self.pod, ANNOTATION_PROGRESS, e)
+                log.warning(
+                    "cannot report progress on pod %s/%s (annotation %s); training continues, later reports retry: %s",
+                    self.namespace,
+                    self.pod,
+                    ANNOTATION_PROGRESS,
+                    e,
+                )
             return
         if self._failing:
             self._failing = False

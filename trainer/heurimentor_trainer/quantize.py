@@ -93,8 +93,7 @@ def quantize_rtn(weight: torch.Tensor, group_size: int = DEFAULT_GROUP_SIZE) -> 
     return PackedInt4(pack_int4(codes), scale.half(), zero.to(torch.uint8))
 
 
-def quantize_gptq(weight: torch.Tensor, hessian: torch.Tensor, group_size: int = DEFAULT_GROUP_SIZE,
-                  damp: float = 0.01) -> PackedInt4:
+def quantize_gptq(weight: torch.Tensor, hessian: torch.Tensor, group_size: int = DEFAULT_GROUP_SIZE, damp: float = 0.01) -> PackedInt4:
     """GPTQ with blocks of ``group_size`` columns (so each group's grid is set from its error-updated weights)."""
     W = weight.detach().float().clone()
     rows, cols = W.shape
@@ -162,8 +161,12 @@ class Int4Linear(nn.Module):
 
 def quantizable_linears(model: Transformer) -> dict[str, nn.Linear]:
     """The linear layers inside the transformer blocks, by qualified name."""
-    return {f"layers.{key}.{name}": module for key, block in model.layers.items()
-            for name, module in block.named_modules() if isinstance(module, nn.Linear)}
+    return {
+        f"layers.{key}.{name}": module
+        for key, block in model.layers.items()
+        for name, module in block.named_modules()
+        if isinstance(module, nn.Linear)
+    }
 
 
 def _replace(model: nn.Module, qualified_name: str, new: nn.Module) -> None:
@@ -182,8 +185,14 @@ class QuantizationSummary:
     mean_relative_error: float  # ||W - deq(W)|| / ||W||, averaged over layers
 
 
-def quantize_model(model: Transformer, *, method: str = "gptq", calibration: torch.Tensor | None = None,
-                   group_size: int = DEFAULT_GROUP_SIZE, batch_size: int = 8) -> QuantizationSummary:
+def quantize_model(
+    model: Transformer,
+    *,
+    method: str = "gptq",
+    calibration: torch.Tensor | None = None,
+    group_size: int = DEFAULT_GROUP_SIZE,
+    batch_size: int = 8,
+) -> QuantizationSummary:
     """Replace every block linear with an ``Int4Linear`` in place. GPTQ needs ``calibration`` (n, seq) token ids."""
     if method not in METHODS:
         raise QuantizationError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -209,15 +218,22 @@ def quantize_model(model: Transformer, *, method: str = "gptq", calibration: tor
                 storage += replace(name, linear, quantize_rtn(linear.weight, group_size))
         else:
             storage = _gptq_blocks(model, calibration, group_size, batch_size, replace)
-    summary = QuantizationSummary(method=method, group_size=group_size, layers=len(linears), weights=weights,
-                                  storage_bytes=storage, bits_per_weight=8 * storage / weights,
-                                  mean_relative_error=sum(errors) / len(errors))
+    summary = QuantizationSummary(
+        method=method,
+        group_size=group_size,
+        layers=len(linears),
+        weights=weights,
+        storage_bytes=storage,
+        bits_per_weight=8 * storage / weights,
+        mean_relative_error=sum(errors) / len(errors),
+    )
     logger.info("quantized model", extra=asdict(summary))
     return summary
 
 
-def _gptq_blocks(model: Transformer, calibration: torch.Tensor, group_size: int, batch_size: int,
-                 replace: Callable[[str, nn.Linear, PackedInt4], int]) -> int:
+def _gptq_blocks(
+    model: Transformer, calibration: torch.Tensor, group_size: int, batch_size: int, replace: Callable[[str, nn.Linear, PackedInt4], int]
+) -> int:
     """Quantize block by block; each block's Hessians come from the quantized blocks before it."""
     seq = calibration.shape[1]
     rope = model.rope[:, :seq]
@@ -234,6 +250,7 @@ def _gptq_blocks(model: Transformer, calibration: torch.Tensor, group_size: int,
                 x = inputs[0].detach().flatten(0, -2).float()
                 hessians[name] += x.T @ x
                 counts[name] += x.shape[0]
+
             return hook
 
         handles = [m.register_forward_hook(accumulate(name)) for name, m in linears.items()]
@@ -295,7 +312,7 @@ def token_windows(token_ids: Sequence[int], seq_len: int, max_windows: int | Non
     if n == 0:
         raise QuantizationError(f"{len(token_ids)} tokens are too few for one window of seq_len={seq_len}")
     ids = torch.tensor(list(token_ids[: n * seq_len + 1]), dtype=torch.long)
-    return torch.stack([ids[i * seq_len: (i + 1) * seq_len + 1] for i in range(n)])
+    return torch.stack([ids[i * seq_len : (i + 1) * seq_len + 1] for i in range(n)])
 
 
 @torch.no_grad()

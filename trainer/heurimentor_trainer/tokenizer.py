@@ -98,7 +98,7 @@ def split_heldout(documents: Sequence[str], fraction: float, seed: int) -> tuple
     n_heldout = max(1, round(len(shuffled) * fraction)) if fraction > 0 else 0
     if n_heldout >= len(shuffled):
         raise TokenizerTrainingError(f"held-out fraction {fraction} leaves no training documents out of {len(shuffled)}")
-    return shuffled[: len(shuffled) - n_heldout], shuffled[len(shuffled) - n_heldout:]
+    return shuffled[: len(shuffled) - n_heldout], shuffled[len(shuffled) - n_heldout :]
 
 
 def sample_to_ratio(en: Sequence[str], zh: Sequence[str], ratio: tuple[float, float], seed: int) -> tuple[list[str], list[str]]:
@@ -132,10 +132,12 @@ def build_tokenizer():
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tokenizer.decoder = decoders.ByteLevel()
     return tokenizer
 
@@ -146,9 +148,17 @@ def chars_per_token(tokenizer, documents: Sequence[str]) -> float:
     return sum(len(d) for d in documents) / max(tokens, 1)
 
 
-def train_tokenizer(en_files: Sequence[str | Path], zh_files: Sequence[str | Path], output_dir: str | Path, *,
-                    vocab_size: int = DEFAULT_VOCAB_SIZE, ratio: tuple[float, float] = (1.0, 1.0),
-                    heldout_fraction: float = 0.05, min_frequency: int = 2, seed: int = 0) -> TokenizerReport:
+def train_tokenizer(
+    en_files: Sequence[str | Path],
+    zh_files: Sequence[str | Path],
+    output_dir: str | Path,
+    *,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    ratio: tuple[float, float] = (1.0, 1.0),
+    heldout_fraction: float = 0.05,
+    min_frequency: int = 2,
+    seed: int = 0,
+) -> TokenizerReport:
     """Train, save ``tokenizer.json`` + report into ``output_dir``, and return the report.
 
     ``vocab_size`` counts BPE tokens (the 256 byte symbols included); the special tokens come on
@@ -198,9 +208,20 @@ def train_tokenizer(en_files: Sequence[str | Path], zh_files: Sequence[str | Pat
     tokenizer.save(str(output_dir / TOKENIZER_FILE))
     (output_dir / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2, ensure_ascii=False) + "\n")
     # transformers' PreTrainedTokenizerFast reads these names from tokenizer_config.json.
-    (output_dir / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": BOS, "eos_token": EOS, "pad_token": PAD,
-        "add_bos_token": False, "add_eos_token": False}, indent=2) + "\n")
+    (output_dir / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "bos_token": BOS,
+                "eos_token": EOS,
+                "pad_token": PAD,
+                "add_bos_token": False,
+                "add_eos_token": False,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return report
 
 

@@ -47,9 +47,28 @@ def train(
         mounts: volume mounts, e.g. ``type=bind,src=/data,dst=/data``
     """
     # A restarted worker group must not reuse the rendezvous TCP store (pytorch/pytorch#135712).
-    env = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", "OMP_NUM_THREADS": str(max(1, cpu // max(1, int(j.rsplit("x", 1)[-1])))), **(env or {})}
-    app = dist.torchrun("--config", config, *script_args, m="heurimentor_trainer.train", image=image, name=name, j=j, cpu=cpu, gpu=gpu,
-                        memMB=memMB, h=h, env=env, rdzv_backend="c10d", rdzv_port=rdzv_port, mounts=mounts)
+    env = {
+        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
+        "OMP_NUM_THREADS": str(max(1, cpu // max(1, int(j.rsplit("x", 1)[-1])))),
+        **(env or {}),
+    }
+    app = dist.torchrun(
+        "--config",
+        config,
+        *script_args,
+        m="heurimentor_trainer.train",
+        image=image,
+        name=name,
+        j=j,
+        cpu=cpu,
+        gpu=gpu,
+        memMB=memMB,
+        h=h,
+        env=env,
+        rdzv_backend="c10d",
+        rdzv_port=rdzv_port,
+        mounts=mounts,
+    )
     role = app.roles[0]
     # torchx's torchrun builder has no restart knob; the operator's pods pass --max-restarts too.
     role.args = [arg.replace("torchrun ", f"torchrun --max_restarts {max_restarts} ", 1) for arg in role.args]

@@ -67,10 +67,15 @@ def plan_batch_split(cfg: TrainConfig, global_batch: int, world_size: int) -> li
     if not dist.is_initialized() or dist.get_rank() == 0:
         _, disagree = pool_throughputs(ranks)
         if disagree:
-            log.warning("ranks of one pool state different relative_throughput (a config change still reaching its pods); "
-                        "every rank uses the value of the pool's lowest rank", extra={"pools": disagree})
-        log.info("batch split", extra={"global_batch": global_batch, "world_size": world_size, "rows": counts,
-                                       "pools": describe_split(ranks, counts)})
+            log.warning(
+                "ranks of one pool state different relative_throughput (a config change still reaching its pods); "
+                "every rank uses the value of the pool's lowest rank",
+                extra={"pools": disagree},
+            )
+        log.info(
+            "batch split",
+            extra={"global_batch": global_batch, "world_size": world_size, "rows": counts, "pools": describe_split(ranks, counts)},
+        )
     return counts
 
 
@@ -148,8 +153,13 @@ class Trainer:
         self.last_step = min(cfg.steps, cfg.stop_at_step or cfg.steps)
         self.rows = plan_batch_split(cfg, self.global_batch, self.world)
         self.micro_batches = micro_batches(self.rows, self.rank, cfg.micro_batch)
-        self.sources = SourceSet(cfg.data.shard_root, self.seq_len, names=cfg.data.sources, vocab_size=self.args.vocab_size,
-                                 val_samples_per_source=cfg.data.val_samples_per_source)
+        self.sources = SourceSet(
+            cfg.data.shard_root,
+            self.seq_len,
+            names=cfg.data.sources,
+            vocab_size=self.args.vocab_size,
+            val_samples_per_source=cfg.data.val_samples_per_source,
+        )
         self.manager = ckpt.CheckpointManager(cfg.checkpoint.dir, keep=cfg.checkpoint.keep) if cfg.checkpoint.dir else None
         self.resume_from, saved = self._checkpoint_to_resume()  # its shape is checked before any work
         try:
@@ -157,22 +167,33 @@ class Trainer:
         except (ValueError, OSError) as e:
             raise ConfigError(f"metrics.downstream: {e}") from e
 
-        self.model = par.parallelize(build_model(self.args, device="meta"), self.device, seed=cfg.seed, shard=cfg.fsdp,
-                                     activation_checkpointing=cfg.activation_checkpointing, compile=cfg.compile)
+        self.model = par.parallelize(
+            build_model(self.args, device="meta"),
+            self.device,
+            seed=cfg.seed,
+            shard=cfg.fsdp,
+            activation_checkpointing=cfg.activation_checkpointing,
+            compile=cfg.compile,
+        )
         self.optimizer = build_optimizer(self.model, cfg, self.base_lr)
         weights = cfg.data.static_weights or {name: 1.0 for name in self.sources.names}
         self.sampler = MixtureSampler(self.sources.names, self.sources.train_sizes, seed=cfg.seed, weights=weights)
-        self.state = TrainState(world_size=self.world, model_args=asdict(self.args), global_batch=self.global_batch,
-                                seq_len=self.seq_len, lr_schedule={"base": self.base_lr, "warmup": cfg.optim.warmup_steps,
-                                                                   "total": cfg.steps, "min_ratio": cfg.optim.min_lr_ratio})
+        self.state = TrainState(
+            world_size=self.world,
+            model_args=asdict(self.args),
+            global_batch=self.global_batch,
+            seq_len=self.seq_len,
+            lr_schedule={"base": self.base_lr, "warmup": cfg.optim.warmup_steps, "total": cfg.steps, "min_ratio": cfg.optim.min_lr_ratio},
+        )
         if saved:
             self.manager.load(self.resume_from, self.model, self.optimizer, seed=cfg.seed)
             self.sampler.load_state_dict(saved.sampler)
             self.state.step, self.state.tokens_seen = saved.step, saved.tokens_seen
             self.state.data_skips = list(saved.data_skips)  # applied ones travel with the sampler state
         self.skip = pending_data_skip(self.pod, self.state.step, self.state.data_skips)
-        self.loader = MixtureDataLoader(self.sources, self.sampler, global_batch=self.global_batch,
-                                        rank_slice=batch_slices(self.rows)[self.rank])
+        self.loader = MixtureDataLoader(
+            self.sources, self.sampler, global_batch=self.global_batch, rank_slice=batch_slices(self.rows)[self.rank]
+        )
         self.sample_log = SampleLog(cfg.data.sample_log_dir, self.rank) if cfg.data.sample_log_dir else None
         self.weight_stats = WeightStats(self.model)
         self.autocast = par.autocast(self.device)
@@ -198,8 +219,10 @@ class Trainer:
         folder = manager.latest() if manager and cfg.checkpoint.resume else None
         saved = manager.read_state(folder, self.args) if folder else None
         if saved and saved.seq_len != self.seq_len:
-            log.warning("seq_len changed since the checkpoint: samples are cut on a new grid, so the data stream "
-                        "does not continue exactly", extra={"checkpoint_seq_len": saved.seq_len, "seq_len": self.seq_len})
+            log.warning(
+                "seq_len changed since the checkpoint: samples are cut on a new grid, so the data stream does not continue exactly",
+                extra={"checkpoint_seq_len": saved.seq_len, "seq_len": self.seq_len},
+            )
         return folder, saved
 
     def _start_reporters(self) -> None:
@@ -209,12 +232,14 @@ class Trainer:
             self.poller.poll_once(wait=0)  # start on the published mixture when the DMU is up
             self.poller.start()
         if m.tsm_url:
-            self.sender = TSMSender(m.tsm_url, cfg.job, self.rank, flush_interval=m.flush_interval_seconds, spool_dir=m.spool_dir,
-                                    token=m.tsm_token)
+            self.sender = TSMSender(
+                m.tsm_url, cfg.job, self.rank, flush_interval=m.flush_interval_seconds, spool_dir=m.spool_dir, token=m.tsm_token
+            )
         self.prom = PrometheusMetrics(cfg.job, self.rank, self.env.local_rank, port=m.prometheus_port, multiproc_dir=m.prometheus_dir)
         if self.rank == 0 and pod.pod_name and pod.namespace:
-            self.progress = ProgressReporter(pod.pod_name, pod.namespace, interval_steps=m.progress_interval_steps,
-                                             kubeconfig=pod.kubeconfig)
+            self.progress = ProgressReporter(
+                pod.pod_name, pod.namespace, interval_steps=m.progress_interval_steps, kubeconfig=pod.kubeconfig
+            )
 
     def is_eval_step(self, step: int) -> bool:
         return step % self.cfg.metrics.eval_interval == 0 or step == self.last_step
@@ -254,9 +279,18 @@ class Trainer:
         state.tokens_seen += tokens
         n = len(self.sources.names)
         self.source_sums = {name: (sums[1 + s], sums[1 + n + s]) for s, name in enumerate(self.sources.names)}
-        point = StepPoint(step=step, rank=self.rank, time=time.time(), tokens_seen=state.tokens_seen, mixture_version=batch.mixture_version,
-                          scalars={"step_time_seconds": step_time, "tokens_per_second": self.rows[self.rank] * self.seq_len / step_time,
-                                   "batch_rows": self.rows[self.rank]})
+        point = StepPoint(
+            step=step,
+            rank=self.rank,
+            time=time.time(),
+            tokens_seen=state.tokens_seen,
+            mixture_version=batch.mixture_version,
+            scalars={
+                "step_time_seconds": step_time,
+                "tokens_per_second": self.rows[self.rank] * self.seq_len / step_time,
+                "batch_rows": self.rows[self.rank],
+            },
+        )
         if self.rank == 0:
             global_tps = tokens / step_time
             point.scalars.update(loss=sums[0] / tokens, grad_norm=grad_norm.item(), lr=lr, global_tokens_per_second=global_tps)
@@ -293,12 +327,25 @@ class Trainer:
         point.layer_stats = layer_stats if self.rank == 0 else []
         now, evals = time.time(), []
         if cfg.data.val_samples_per_source:
-            val = validation_loss(self.model, self.sources, max_samples=m.eval_batches * cfg.micro_batch, micro_batch=cfg.micro_batch,
-                                  device=self.device, autocast=self.autocast)
+            val = validation_loss(
+                self.model,
+                self.sources,
+                max_samples=m.eval_batches * cfg.micro_batch,
+                micro_batch=cfg.micro_batch,
+                device=self.device,
+                autocast=self.autocast,
+            )
             evals += [EvalResult(step=point.step, kind="val_loss", name=name, value=v, time=now) for name, v in val.items()]
         for task in self.tasks:
-            evals.append(EvalResult(step=point.step, kind="downstream", name=task.name, time=now,
-                                    value=task.evaluate(self.model, device=self.device, autocast=self.autocast)))
+            evals.append(
+                EvalResult(
+                    step=point.step,
+                    kind="downstream",
+                    name=task.name,
+                    time=now,
+                    value=task.evaluate(self.model, device=self.device, autocast=self.autocast),
+                )
+            )
         return evals if self.rank == 0 else []
 
     def save_checkpoint(self) -> None:
@@ -310,9 +357,20 @@ class Trainer:
     def train(self) -> None:
         """Step until ``last_step``: evaluate, report and checkpoint on their intervals."""
         cfg, state = self.cfg, self.state
-        log.info("training", extra={"job": cfg.job, "rank": self.rank, "pool": cfg.pool, "world_size": self.world, "global_batch": self.global_batch,
-                                    "rows": self.rows[self.rank], "accumulation": len(self.micro_batches), "resumed_at": state.step,
-                                    "device": str(self.device)})
+        log.info(
+            "training",
+            extra={
+                "job": cfg.job,
+                "rank": self.rank,
+                "pool": cfg.pool,
+                "world_size": self.world,
+                "global_batch": self.global_batch,
+                "rows": self.rows[self.rank],
+                "accumulation": len(self.micro_batches),
+                "resumed_at": state.step,
+                "device": str(self.device),
+            },
+        )
         if self.progress and self.resume_from:  # the step and checkpoint a restart resumed at, before the first new step
             self.progress.step(state.step, loss=None, mixture_version=self.sampler.version, tokens=state.tokens_seen)
             self.progress.checkpoint(state.step, str(self.resume_from))
@@ -321,8 +379,13 @@ class Trainer:
             evals = self.evaluate(point) if self.is_eval_step(point.step) else []
             report(point, evals, self.sender, self.prom, self.sampler.version)
             if self.progress:
-                self.progress.step(point.step, loss=point.scalars["loss"], mixture_version=self.sampler.version,
-                                   tokens=state.tokens_seen, force=point.step == self.last_step)
+                self.progress.step(
+                    point.step,
+                    loss=point.scalars["loss"],
+                    mixture_version=self.sampler.version,
+                    tokens=state.tokens_seen,
+                    force=point.step == self.last_step,
+                )
             if self.manager and (point.step % cfg.checkpoint.interval == 0 or point.step == self.last_step):
                 self.save_checkpoint()
         if self.sender and self.rank == 0 and state.step >= cfg.steps:
@@ -369,8 +432,11 @@ def report(point: StepPoint, evals: list[EvalResult], sender: TSMSender | None, 
     for source, value in point.source_losses.items():
         prom.set(prom.source_loss, value, source=source)
     for result in evals:
-        prom.set(prom.val_loss if result.kind == "val_loss" else prom.downstream, result.value,
-                 **({"source": result.name} if result.kind == "val_loss" else {"task": result.name}))
+        prom.set(
+            prom.val_loss if result.kind == "val_loss" else prom.downstream,
+            result.value,
+            **({"source": result.name} if result.kind == "val_loss" else {"task": result.name}),
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,8 +25,7 @@ def _mixture_client_factory(settings: Settings) -> Callable[[], MixtureClient] |
     return lambda: MixtureClient(settings.dmu_url, token=token)
 
 
-def create_app(settings: Settings | None = None, *,
-               mixture_client_factory: Callable[[], MixtureClient] | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, mixture_client_factory: Callable[[], MixtureClient] | None = None) -> FastAPI:
     """``mixture_client_factory`` overrides the DMU client built from settings (e.g. an in-process transport)."""
     settings = settings or load_settings()
     engine = make_engine(settings.database_url)
@@ -47,8 +46,12 @@ def create_app(settings: Settings | None = None, *,
                     await loop
             engine.dispose()
 
-    app = FastAPI(title="HeuriMentor TSM", version="0.1.0", lifespan=lifespan,
-                  description="Training state monitor: metric ingest, curves, anomaly detection, adaptive data mixture.")
+    app = FastAPI(
+        title="HeuriMentor TSM",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Training state monitor: metric ingest, curves, anomaly detection, adaptive data mixture.",
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = sessions

@@ -25,23 +25,27 @@ SeriesKey = tuple[str, str]  # (kind, name)
 MAX_EVIDENCE_OCCURRENCES = 20
 
 
-def ingest_batch(session: Session, *, job_name: str, batch: MetricBatch, now: float,
-                 rollback_margin_steps: int = 100) -> IngestResult:
+def ingest_batch(session: Session, *, job_name: str, batch: MetricBatch, now: float, rollback_margin_steps: int = 100) -> IngestResult:
     """Store ``batch`` for ``job_name``; the caller commits. A batch_id seen before is acknowledged, not stored."""
     job = get_or_create_job(session, name=job_name, now=now)
     samples, steps, non_finite = _flatten(batch)
     # A (series, step, rank) repeated in the batch is stored once (the last value wins): count what is stored.
     stored = len({(key, step, rank) for key, step, rank, *_ in samples})
-    claimed = session.execute(insert_for(session, IngestBatch)
-                              .values(job_id=job.id, batch_id=batch.batch_id, received_at=now, points=stored,
-                                      evals=len(batch.evals), non_finite=len(non_finite))
-                              .on_conflict_do_nothing(index_elements=["job_id", "batch_id"])
-                              .returning(IngestBatch.batch_id)).scalar_one_or_none()
+    claimed = session.execute(
+        insert_for(session, IngestBatch)
+        .values(job_id=job.id, batch_id=batch.batch_id, received_at=now, points=stored, evals=len(batch.evals), non_finite=len(non_finite))
+        .on_conflict_do_nothing(index_elements=["job_id", "batch_id"])
+        .returning(IngestBatch.batch_id)
+    ).scalar_one_or_none()
     if claimed is None:
         previous = session.get(IngestBatch, (job.id, batch.batch_id))
-        return IngestResult(batch_id=batch.batch_id, accepted_points=previous.points if previous else 0,
-                            accepted_evals=previous.evals if previous else 0, duplicate=True,
-                            non_finite=previous.non_finite if previous else 0)
+        return IngestResult(
+            batch_id=batch.batch_id,
+            accepted_points=previous.points if previous else 0,
+            accepted_evals=previous.evals if previous else 0,
+            duplicate=True,
+            non_finite=previous.non_finite if previous else 0,
+        )
 
     rewind_on_replay(session, job=job, batch=batch, now=now)  # a resumed trainer replays steps: one timeline
     series_ids = _series_ids(session, job_id=job.id, keys={key for key, *_ in samples} | {key for key, *_ in non_finite})
@@ -55,8 +59,9 @@ def ingest_batch(session: Session, *, job_name: str, batch: MetricBatch, now: fl
     _update_job_summary(job, batch=batch, now=now)
     if non_finite:
         _flag_divergence(session, job=job, non_finite=non_finite, now=now, margin_steps=rollback_margin_steps)
-    return IngestResult(batch_id=batch.batch_id, accepted_points=len(sample_rows), accepted_evals=len(batch.evals),
-                        non_finite=len(non_finite))
+    return IngestResult(
+        batch_id=batch.batch_id, accepted_points=len(sample_rows), accepted_evals=len(batch.evals), non_finite=len(non_finite)
+    )
 
 
 def _flatten(batch: MetricBatch) -> tuple[list[tuple], list[Any], list[tuple]]:
@@ -89,8 +94,10 @@ def _series_ids(session: Session, *, job_id: int, keys: set[SeriesKey]) -> dict[
     ids = known()
     missing = keys - ids.keys()
     if missing:
-        session.execute(insert_for(session, Series).on_conflict_do_nothing(index_elements=["job_id", "kind", "name"]),
-                        [{"job_id": job_id, "kind": kind, "name": name} for kind, name in sorted(missing)])
+        session.execute(
+            insert_for(session, Series).on_conflict_do_nothing(index_elements=["job_id", "kind", "name"]),
+            [{"job_id": job_id, "kind": kind, "name": name} for kind, name in sorted(missing)],
+        )
         ids = known()
     return ids
 
@@ -113,29 +120,42 @@ def _copy_upsert_postgresql(session: Session, *, job_id: int, sample_rows: dict,
         with cursor.copy("COPY tsm_steps_in (job_id, step, rank, time, tokens_seen, mixture_version) FROM STDIN") as copy:
             for (step, rank), (time, tokens, version) in step_rows.items():
                 copy.write_row((job_id, step, rank, time, tokens, version))
-        cursor.execute("INSERT INTO tsm_samples SELECT series_id, step, rank, value, time FROM tsm_samples_in "
-                       "ON CONFLICT (series_id, step, rank) DO UPDATE SET value = EXCLUDED.value, time = EXCLUDED.time")
-        cursor.execute("INSERT INTO tsm_steps SELECT job_id, step, rank, time, tokens_seen, mixture_version FROM tsm_steps_in "
-                       "ON CONFLICT (job_id, step, rank) DO UPDATE SET time = EXCLUDED.time, "
-                       "tokens_seen = EXCLUDED.tokens_seen, mixture_version = EXCLUDED.mixture_version")
+        cursor.execute(
+            "INSERT INTO tsm_samples SELECT series_id, step, rank, value, time FROM tsm_samples_in "
+            "ON CONFLICT (series_id, step, rank) DO UPDATE SET value = EXCLUDED.value, time = EXCLUDED.time"
+        )
+        cursor.execute(
+            "INSERT INTO tsm_steps SELECT job_id, step, rank, time, tokens_seen, mixture_version FROM tsm_steps_in "
+            "ON CONFLICT (job_id, step, rank) DO UPDATE SET time = EXCLUDED.time, "
+            "tokens_seen = EXCLUDED.tokens_seen, mixture_version = EXCLUDED.mixture_version"
+        )
 
 
 def _upsert_sqlite(session: Session, *, job_id: int, sample_rows: dict, step_rows: dict) -> None:
     if sample_rows:
         statement = insert_for(session, Sample)
-        session.execute(statement.on_conflict_do_update(
-            index_elements=["series_id", "step", "rank"],
-            set_={"value": statement.excluded.value, "time": statement.excluded.time}),
-            [{"series_id": s, "step": step, "rank": rank, "value": v, "time": t}
-             for (s, step, rank), (v, t) in sample_rows.items()])
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["series_id", "step", "rank"], set_={"value": statement.excluded.value, "time": statement.excluded.time}
+            ),
+            [{"series_id": s, "step": step, "rank": rank, "value": v, "time": t} for (s, step, rank), (v, t) in sample_rows.items()],
+        )
     if step_rows:
         statement = insert_for(session, StepRecord)
-        session.execute(statement.on_conflict_do_update(
-            index_elements=["job_id", "step", "rank"],
-            set_={"time": statement.excluded.time, "tokens_seen": statement.excluded.tokens_seen,
-                  "mixture_version": statement.excluded.mixture_version}),
-            [{"job_id": job_id, "step": step, "rank": rank, "time": t, "tokens_seen": tokens, "mixture_version": version}
-             for (step, rank), (t, tokens, version) in step_rows.items()])
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["job_id", "step", "rank"],
+                set_={
+                    "time": statement.excluded.time,
+                    "tokens_seen": statement.excluded.tokens_seen,
+                    "mixture_version": statement.excluded.mixture_version,
+                },
+            ),
+            [
+                {"job_id": job_id, "step": step, "rank": rank, "time": t, "tokens_seen": tokens, "mixture_version": version}
+                for (step, rank), (t, tokens, version) in step_rows.items()
+            ],
+        )
 
 
 def _update_series_last(session: Session, *, sample_rows: dict) -> None:
@@ -148,12 +168,13 @@ def _update_series_last(session: Session, *, sample_rows: dict) -> None:
         return
     table = Series.__table__
     session.execute(
-        update(table).where(table.c.id == bindparam("sid"),
-                            (table.c.last_step.is_(None)) | (table.c.last_step <= bindparam("step")))
+        update(table)
+        .where(table.c.id == bindparam("sid"), (table.c.last_step.is_(None)) | (table.c.last_step <= bindparam("step")))
         .values(last_step=bindparam("step"), last_value=bindparam("value")),
         # In id order, so concurrent batches of different ranks lock series rows in the same order.
         [{"sid": sid, "step": step, "value": value} for sid, (step, _, value) in sorted(latest.items())],
-        execution_options={"synchronize_session": False})
+        execution_options={"synchronize_session": False},
+    )
 
 
 def _update_job_summary(job: Job, *, batch: MetricBatch, now: float) -> None:
@@ -184,11 +205,33 @@ def _flag_divergence(session: Session, *, job: Job, non_finite: list[tuple], now
         occurrences.sort()
         first_step, last_step = occurrences[0][0], occurrences[-1][0]
         subject = f"{kind}/{name}"
-        evidence = {"reason": "non_finite", "series_kind": kind, "series": name, "count": len(occurrences),
-                    "occurrences": [{"step": s, "rank": r, "value": str(v)} for s, r, v in occurrences[:MAX_EVIDENCE_OCCURRENCES]]}
+        evidence = {
+            "reason": "non_finite",
+            "series_kind": kind,
+            "series": name,
+            "count": len(occurrences),
+            "occurrences": [{"step": s, "rank": r, "value": str(v)} for s, r, v in occurrences[:MAX_EVIDENCE_OCCURRENCES]],
+        }
         message = f"job {job.name}: {subject} is non-finite ({occurrences[0][2]}) from step {first_step}"
-        event_id = record_event(session, job_id=job.id, kind="divergence", severity="critical", step=first_step,
-                                subject=subject, message=message, evidence=evidence, now=now)
+        event_id = record_event(
+            session,
+            job_id=job.id,
+            kind="divergence",
+            severity="critical",
+            step=first_step,
+            subject=subject,
+            message=message,
+            evidence=evidence,
+            now=now,
+        )
         if event_id is not None:
-            recommend_rollback(session, job_id=job.id, event_id=event_id, first_bad_step=first_step,
-                               last_bad_step=last_step, margin_steps=margin_steps, reason=message, now=now)
+            recommend_rollback(
+                session,
+                job_id=job.id,
+                event_id=event_id,
+                first_bad_step=first_step,
+                last_bad_step=last_step,
+                margin_steps=margin_steps,
+                reason=message,
+                now=now,
+            )

@@ -14,8 +14,11 @@ def get_or_create_job(session: Session, *, name: str, now: float) -> Job:
     job = session.scalars(select(Job).where(Job.name == name)).one_or_none()
     if job is not None:
         return job
-    session.execute(insert_for(session, Job).values(name=name, created_at=now, last_seen_at=now, tokens_seen=0,
-                                                    evaluated_step=-1).on_conflict_do_nothing(index_elements=["name"]))
+    session.execute(
+        insert_for(session, Job)
+        .values(name=name, created_at=now, last_seen_at=now, tokens_seen=0, evaluated_step=-1)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
     return session.scalars(select(Job).where(Job.name == name)).one()
 
 
@@ -44,8 +47,18 @@ def update_job_config(session: Session, *, job: Job, update: JobConfigUpdate) ->
 
 
 def job_public(job: Job, *, settings: Settings) -> JobPublic:
-    return JobPublic(name=job.name, created_at=job.created_at, last_seen_at=job.last_seen_at, last_step=job.last_step,
-                     last_step_time=job.last_step_time, tokens_seen=job.tokens_seen, mixture_version=job.mixture_version,
-                     step_time_seconds=job.step_time_seconds, step_time_skew_ratio=job.step_time_skew_ratio,
-                     evaluated_step=job.evaluated_step, completed_step=job.completed_step,
-                     suspended_at=job.suspended_at, config=job_config(job, settings=settings))
+    return JobPublic(
+        name=job.name,
+        created_at=job.created_at,
+        last_seen_at=job.last_seen_at,
+        last_step=job.last_step,
+        last_step_time=job.last_step_time,
+        tokens_seen=job.tokens_seen,
+        mixture_version=job.mixture_version,
+        step_time_seconds=job.step_time_seconds,
+        step_time_skew_ratio=job.step_time_skew_ratio,
+        evaluated_step=job.evaluated_step,
+        completed_step=job.completed_step,
+        suspended_at=job.suspended_at,
+        config=job_config(job, settings=settings),
+    )

@@ -25,17 +25,23 @@ def loss_curve(session: Session, *, job_id: int, after_step: int) -> LossCurve:
         return LossCurve(steps=steps, loss=loss)
     sources: dict[str, list[tuple[int, float]]] = {}
     for name, step, value in session.execute(
-            select(Series.name, Sample.step, func.avg(Sample.value)).join(Sample, Sample.series_id == Series.id)
-            .where(Series.job_id == job_id, Series.kind == "source_loss", Sample.step > after_step)
-            .group_by(Series.name, Sample.step)):
+        select(Series.name, Sample.step, func.avg(Sample.value))
+        .join(Sample, Sample.series_id == Series.id)
+        .where(Series.job_id == job_id, Series.kind == "source_loss", Sample.step > after_step)
+        .group_by(Series.name, Sample.step)
+    ):
         sources.setdefault(name, []).append((step, value))
     lr_steps, lr = scalar_window(session, job_id=job_id, name="lr", after_step=after_step)
-    records = session.execute(select(StepRecord.step, func.max(StepRecord.mixture_version), func.count(StepRecord.rank))
-                              .where(StepRecord.job_id == job_id, StepRecord.step > after_step)
-                              .group_by(StepRecord.step)).all()
+    records = session.execute(
+        select(StepRecord.step, func.max(StepRecord.mixture_version), func.count(StepRecord.rank))
+        .where(StepRecord.job_id == job_id, StepRecord.step > after_step)
+        .group_by(StepRecord.step)
+    ).all()
     return LossCurve(
-        steps=steps, loss=loss,
+        steps=steps,
+        loss=loss,
         source_losses={name: _aligned(steps, rows, np.nan) for name, rows in sources.items()},
         mixture_version=_aligned(steps, [(s, v if v is not None else -1) for s, v, _ in records], -1).astype(int),
         lr=_aligned(steps, list(zip(lr_steps.tolist(), lr.tolist())), np.nan) if len(lr_steps) else None,
-        world_size=_aligned(steps, [(s, n) for s, _, n in records], 0).astype(int))
+        world_size=_aligned(steps, [(s, n) for s, _, n in records], 0).astype(int),
+    )

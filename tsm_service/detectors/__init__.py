@@ -6,5 +6,12 @@ from tsm_service.detectors.loss import detect_grad_norm_runaway, detect_loss_spi
 from tsm_service.detectors.ranks import detect_stall, detect_stragglers
 from tsm_service.detectors.weights import detect_weight_change
 
-__all__ = ["Finding", "detect_grad_norm_runaway", "detect_loss_spikes", "detect_plateau", "detect_stall",
-           "detect_stragglers", "detect_weight_change"]
+__all__ = [
+    "Finding",
+    "detect_grad_norm_runaway",
+    "detect_loss_spikes",
+    "detect_plateau",
+    "detect_stall",
+    "detect_stragglers",
+    "detect_weight_change",
+]

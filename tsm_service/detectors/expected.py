@@ -177,8 +177,9 @@ class ExpectedLoss:
         segment = curve.segment_starts()
         blended_floor = np.maximum(segment, curve.version_starts())
         self.names = sorted(curve.source_losses)
-        self.matrix = (np.column_stack([curve.source_losses[n] for n in self.names]).astype(float) if self.names
-                       else np.empty((len(curve), 0)))
+        self.matrix = (
+            np.column_stack([curve.source_losses[n] for n in self.names]).astype(float) if self.names else np.empty((len(curve), 0))
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows: no history yet
             history = _windows(curve.loss, blended_floor, window)
@@ -229,8 +230,12 @@ class ExpectedLoss:
             return blended, self.level[anchor], self.blended_noise[anchor], np.zeros(len(i), dtype=bool)
         mixed, expected = self._mixture_ratio(i, anchor)
         use = np.isfinite(mixed)
-        return (np.where(use, mixed, blended), np.where(use, expected, self.level[anchor]),
-                np.where(use, self.mixture_noise[anchor], self.blended_noise[anchor]), use)
+        return (
+            np.where(use, mixed, blended),
+            np.where(use, expected, self.level[anchor]),
+            np.where(use, self.mixture_noise[anchor], self.blended_noise[anchor]),
+            use,
+        )
 
     def at(self, i: int, anchor: int) -> Expectation | None:
         """Step ``i`` judged against the history before ``anchor``; None when there is too little history."""
@@ -238,5 +243,4 @@ class ExpectedLoss:
         if not np.isfinite(ratio):
             return None
         shares = {n: round(float(v), 4) for n, v in zip(self.names, self.shares[i])} if mixed else None
-        return Expectation(ratio=ratio, expected=expected, noise=noise, mode="mixture" if mixed else "blended",
-                           shares=shares)
+        return Expectation(ratio=ratio, expected=expected, noise=noise, mode="mixture" if mixed else "blended", shares=shares)

@@ -18,7 +18,7 @@ def _episodes(values: np.ndarray, window: int, is_bad, min_history: int, segment
     for i in range(len(values)):
         anchor = start if start is not None else i
         floor = int(segment_start[anchor]) if segment_start is not None else 0
-        history = values[max(floor, anchor - window):anchor]
+        history = values[max(floor, anchor - window) : anchor]
         if len(history) < min_history:
             continue
         if is_bad(values[i], history):
@@ -65,42 +65,77 @@ def _spike_finding(curve: LossCurve, start: int, end: int, judged: list, config:
     first = judged[0]
     top = judged[peak - start]
     return Finding(
-        kind="loss_spike", severity="critical", step=int(steps[start]), subject="loss",
-        message=(f"loss spiked to {loss[peak]:.4g} at step {int(steps[peak])}, {top.ratio:.2f}x what the "
-                 f"{'mixture in force predicts' if first.mode == 'mixture' else 'trailing median gives'} "
-                 f"({first.expected:.4g}), for {end - start + 1} steps from step {int(steps[start])}"),
-        evidence={"baseline_mean": first.expected, "expected_loss": first.expected, "mode": first.mode,
-                  "factor": config.factor, "threshold": spike_threshold(config, first.noise), "noise": first.noise,
-                  "window": config.window, "shares": first.shares,
-                  "first_step": int(steps[start]), "last_step": int(steps[end]), "peak_step": int(steps[peak]),
-                  "peak_loss": float(loss[peak]), "peak_ratio": top.ratio, "steps_over": end - start + 1,
-                  "values": [[int(s), float(v)] for s, v in zip(steps[start:end + 1][:50], loss[start:end + 1][:50])]},
+        kind="loss_spike",
+        severity="critical",
+        step=int(steps[start]),
+        subject="loss",
+        message=(
+            f"loss spiked to {loss[peak]:.4g} at step {int(steps[peak])}, {top.ratio:.2f}x what the "
+            f"{'mixture in force predicts' if first.mode == 'mixture' else 'trailing median gives'} "
+            f"({first.expected:.4g}), for {end - start + 1} steps from step {int(steps[start])}"
+        ),
+        evidence={
+            "baseline_mean": first.expected,
+            "expected_loss": first.expected,
+            "mode": first.mode,
+            "factor": config.factor,
+            "threshold": spike_threshold(config, first.noise),
+            "noise": first.noise,
+            "window": config.window,
+            "shares": first.shares,
+            "first_step": int(steps[start]),
+            "last_step": int(steps[end]),
+            "peak_step": int(steps[peak]),
+            "peak_loss": float(loss[peak]),
+            "peak_ratio": top.ratio,
+            "steps_over": end - start + 1,
+            "values": [[int(s), float(v)] for s, v in zip(steps[start : end + 1][:50], loss[start : end + 1][:50])],
+        },
         bad_steps=(int(steps[start]), int(steps[end])),
-        confirmed_step=int(steps[start + config.consecutive - 1]))
+        confirmed_step=int(steps[start + config.consecutive - 1]),
+    )
 
 
-def detect_grad_norm_runaway(steps: np.ndarray, grad_norm: np.ndarray, config: DivergenceConfig,
-                             segment_start: np.ndarray | None = None) -> list[Finding]:
+def detect_grad_norm_runaway(
+    steps: np.ndarray, grad_norm: np.ndarray, config: DivergenceConfig, segment_start: np.ndarray | None = None
+) -> list[Finding]:
     """Grad norm >= ``grad_norm_factor`` x its trailing median for ``consecutive`` steps: the run is diverging.
     ``segment_start`` (``LossCurve.segment_starts``) keeps the median from reaching back past a rescale or
     LR restart."""
     findings = []
-    for start, end in _episodes(grad_norm, config.window,
-                                lambda v, h: v >= config.grad_norm_factor * float(np.median(h)),
-                                min_history=max(2, config.window // 2), segment_start=segment_start):
+    for start, end in _episodes(
+        grad_norm,
+        config.window,
+        lambda v, h: v >= config.grad_norm_factor * float(np.median(h)),
+        min_history=max(2, config.window // 2),
+        segment_start=segment_start,
+    ):
         if end - start + 1 < config.consecutive:
             continue
         floor = int(segment_start[start]) if segment_start is not None else 0
-        median = float(np.median(grad_norm[max(floor, start - config.window):start]))
-        findings.append(Finding(
-            kind="divergence", severity="critical", step=int(steps[start]), subject="scalar/grad_norm",
-            message=(f"grad norm ran away to {grad_norm[end]:.4g} (trailing median {median:.4g}) for "
-                     f"{end - start + 1} steps from step {int(steps[start])}"),
-            evidence={"reason": "grad_norm_runaway", "trailing_median": median, "factor": config.grad_norm_factor,
-                      "first_step": int(steps[start]), "last_step": int(steps[end]),
-                      "values": [[int(s), float(v)] for s, v in zip(steps[start:end + 1][:50], grad_norm[start:end + 1][:50])]},
-            bad_steps=(int(steps[start]), int(steps[end])),
-            confirmed_step=int(steps[start + config.consecutive - 1])))
+        median = float(np.median(grad_norm[max(floor, start - config.window) : start]))
+        findings.append(
+            Finding(
+                kind="divergence",
+                severity="critical",
+                step=int(steps[start]),
+                subject="scalar/grad_norm",
+                message=(
+                    f"grad norm ran away to {grad_norm[end]:.4g} (trailing median {median:.4g}) for "
+                    f"{end - start + 1} steps from step {int(steps[start])}"
+                ),
+                evidence={
+                    "reason": "grad_norm_runaway",
+                    "trailing_median": median,
+                    "factor": config.grad_norm_factor,
+                    "first_step": int(steps[start]),
+                    "last_step": int(steps[end]),
+                    "values": [[int(s), float(v)] for s, v in zip(steps[start : end + 1][:50], grad_norm[start : end + 1][:50])],
+                },
+                bad_steps=(int(steps[start]), int(steps[end])),
+                confirmed_step=int(steps[start + config.consecutive - 1]),
+            )
+        )
     return findings
 
 
@@ -118,18 +153,31 @@ def detect_plateau(steps: np.ndarray, loss: np.ndarray, config: PlateauConfig) -
     cue to change the data). Judged at the latest step only."""
     if len(loss) < config.window:
         return None
-    recent = loss[-config.window:]
+    recent = loss[-config.window :]
     smoothed = ema(recent, config.ema_alpha)
     # Compare the smoothed level a quarter into the window (past the EMA's warm-up) with the end.
     begin = float(smoothed[config.window // 4])
     end = float(smoothed[-1])
     drop = (begin - end) / abs(begin) if begin else 0.0
-    slope = float(np.polyfit(steps[-config.window:].astype(float), recent, 1)[0])
+    slope = float(np.polyfit(steps[-config.window :].astype(float), recent, 1)[0])
     if drop >= config.min_relative_drop:
         return None
     return Finding(
-        kind="plateau", severity="info", step=int(steps[-1]), subject="loss",
-        message=(f"loss plateaued: smoothed loss went {begin:.4g} -> {end:.4g} ({100 * drop:.2f}% drop, less than "
-                 f"{100 * config.min_relative_drop:.2f}%) over steps {int(steps[-config.window])}..{int(steps[-1])}"),
-        evidence={"smoothed_start": begin, "smoothed_end": end, "relative_drop": drop, "slope_per_step": slope,
-                  "window": config.window, "first_step": int(steps[-config.window]), "last_step": int(steps[-1])})
+        kind="plateau",
+        severity="info",
+        step=int(steps[-1]),
+        subject="loss",
+        message=(
+            f"loss plateaued: smoothed loss went {begin:.4g} -> {end:.4g} ({100 * drop:.2f}% drop, less than "
+            f"{100 * config.min_relative_drop:.2f}%) over steps {int(steps[-config.window])}..{int(steps[-1])}"
+        ),
+        evidence={
+            "smoothed_start": begin,
+            "smoothed_end": end,
+            "relative_drop": drop,
+            "slope_per_step": slope,
+            "window": config.window,
+            "first_step": int(steps[-config.window]),
+            "last_step": int(steps[-1]),
+        },
+    )

@@ -15,10 +15,14 @@ def detect_stall(*, last_step: int | None, last_step_time: float | None, now: fl
     quiet = now - last_step_time
     if quiet < config.seconds:
         return None
-    return Finding(kind="stall", severity="critical", step=last_step, subject="step",
-                   message=f"no step for {quiet:.0f} s (limit {config.seconds:.0f} s); last step {last_step}",
-                   evidence={"last_step": last_step, "last_step_time": last_step_time, "seconds_quiet": quiet,
-                             "limit_seconds": config.seconds})
+    return Finding(
+        kind="stall",
+        severity="critical",
+        step=last_step,
+        subject="step",
+        message=f"no step for {quiet:.0f} s (limit {config.seconds:.0f} s); last step {last_step}",
+        evidence={"last_step": last_step, "last_step_time": last_step_time, "seconds_quiet": quiet, "limit_seconds": config.seconds},
+    )
 
 
 def step_time_skew(step_times: dict[int, np.ndarray]) -> tuple[float, float] | None:
@@ -32,16 +36,31 @@ def step_time_skew(step_times: dict[int, np.ndarray]) -> tuple[float, float] | N
 
 def detect_stragglers(*, step: int, step_times: dict[int, np.ndarray], config: StragglerConfig) -> list[Finding]:
     """Ranks whose median step time over the window is >= ``factor`` x the median over all ranks."""
-    medians = {rank: float(np.median(times[-config.window:])) for rank, times in step_times.items() if len(times)}
+    medians = {rank: float(np.median(times[-config.window :])) for rank, times in step_times.items() if len(times)}
     if len(medians) < config.min_ranks:
         return []
     overall = float(np.median(list(medians.values())))
     if overall <= 0:
         return []
-    return [Finding(kind="straggler", severity="warning", step=step, subject=f"rank/{rank}",
-                    message=(f"rank {rank} takes {median:.3g} s per step, {median / overall:.2f}x the median "
-                             f"{overall:.3g} s over {len(medians)} ranks"),
-                    evidence={"rank": rank, "rank_median_seconds": median, "median_seconds": overall,
-                              "ratio": median / overall, "factor": config.factor, "window": config.window,
-                              "rank_medians": {str(r): m for r, m in sorted(medians.items())}})
-            for rank, median in sorted(medians.items()) if median >= config.factor * overall]
+    return [
+        Finding(
+            kind="straggler",
+            severity="warning",
+            step=step,
+            subject=f"rank/{rank}",
+            message=(
+                f"rank {rank} takes {median:.3g} s per step, {median / overall:.2f}x the median {overall:.3g} s over {len(medians)} ranks"
+            ),
+            evidence={
+                "rank": rank,
+                "rank_median_seconds": median,
+                "median_seconds": overall,
+                "ratio": median / overall,
+                "factor": config.factor,
+                "window": config.window,
+                "rank_medians": {str(r): m for r, m in sorted(medians.items())},
+            },
+        )
+        for rank, median in sorted(medians.items())
+        if median >= config.factor * overall
+    ]

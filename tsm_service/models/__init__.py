@@ -6,5 +6,16 @@ from tsm_service.models.job import IngestBatch, Job
 from tsm_service.models.policy import PolicyState
 from tsm_service.models.series import SERIES_KINDS, Sample, Series, StepRecord
 
-__all__ = ["Base", "EVENT_KINDS", "Event", "IngestBatch", "Job", "PolicyState", "RollbackRecommendation",
-           "SERIES_KINDS", "Sample", "Series", "StepRecord"]
+__all__ = [
+    "Base",
+    "EVENT_KINDS",
+    "Event",
+    "IngestBatch",
+    "Job",
+    "PolicyState",
+    "RollbackRecommendation",
+    "SERIES_KINDS",
+    "Sample",
+    "Series",
+    "StepRecord",
+]

@@ -7,8 +7,18 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tsm_service.models.base import Base, BigInt
 
-EVENT_KINDS = ("loss_spike", "divergence", "plateau", "stall", "straggler", "weight_change_anomaly",
-               "mixture_update", "mixture_conflict", "resumed", "rollback_outcome")
+EVENT_KINDS = (
+    "loss_spike",
+    "divergence",
+    "plateau",
+    "stall",
+    "straggler",
+    "weight_change_anomaly",
+    "mixture_update",
+    "mixture_conflict",
+    "resumed",
+    "rollback_outcome",
+)
 
 
 class Event(Base):

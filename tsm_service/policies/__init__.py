@@ -18,5 +18,15 @@ def make_policy(name: str, sources: list[str], *, params: dict[str, float] | Non
     return policy_class(sources, params=params)
 
 
-__all__ = ["POLICIES", "LearningProgressPolicy", "MixtureController", "MixtureDecision", "MixturePolicy",
-           "OdmPolicy", "StaticPolicy", "apply_guardrails", "make_policy", "normalise"]
+__all__ = [
+    "POLICIES",
+    "LearningProgressPolicy",
+    "MixtureController",
+    "MixtureDecision",
+    "MixturePolicy",
+    "OdmPolicy",
+    "StaticPolicy",
+    "apply_guardrails",
+    "make_policy",
+    "normalise",
+]

@@ -47,8 +47,7 @@ class MixturePolicy(ABC):
         pass
 
 
-def apply_guardrails(current: dict[str, float], proposed: dict[str, float], *, weight_floor: float,
-                     max_change: float) -> dict[str, float]:
+def apply_guardrails(current: dict[str, float], proposed: dict[str, float], *, weight_floor: float, max_change: float) -> dict[str, float]:
     """Move from ``current`` towards ``proposed`` keeping every weight >= ``weight_floor`` and no weight
     changing by more than ``max_change``.
 
@@ -86,8 +85,9 @@ class MixtureController:
         self.last_observed_step: int | None = None
         self.last_update_step: int | None = None
 
-    def step(self, *, current: dict[str, float], losses: dict[str, float], step: int,
-             update_allowed: bool = True) -> MixtureDecision | None:
+    def step(
+        self, *, current: dict[str, float], losses: dict[str, float], step: int, update_allowed: bool = True
+    ) -> MixtureDecision | None:
         """Observe ``losses`` (once per step) and return an update when one is due and allowed."""
         finite = {s: v for s, v in losses.items() if math.isfinite(v)}
         if self.last_observed_step is None or step > self.last_observed_step:
@@ -98,18 +98,21 @@ class MixtureController:
         if self.last_update_step is not None and step - self.last_update_step < self.guardrails.cooldown_steps:
             return None
         proposed, why = self.policy.propose(normalise(current))
-        weights = apply_guardrails(current, proposed, weight_floor=self.guardrails.weight_floor,
-                                   max_change=self.guardrails.max_change)
+        weights = apply_guardrails(current, proposed, weight_floor=self.guardrails.weight_floor, max_change=self.guardrails.max_change)
         previous = normalise(current)
         if max(abs(weights[s] - previous.get(s, 0.0)) for s in weights) < self.min_change:
             return None
         self.last_update_step = step
-        return MixtureDecision(step=step, previous=previous, weights=weights, losses=finite,
-                               reason=f"{self.policy.name} at step {step}: {why}")
+        return MixtureDecision(
+            step=step, previous=previous, weights=weights, losses=finite, reason=f"{self.policy.name} at step {step}: {why}"
+        )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict(), "last_observed_step": self.last_observed_step,
-                "last_update_step": self.last_update_step}
+        return {
+            "policy": self.policy.state_dict(),
+            "last_observed_step": self.last_observed_step,
+            "last_update_step": self.last_update_step,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state.get("policy", {}))

@@ -23,8 +23,7 @@ from tsm_service.policies.base import MixturePolicy, normalise
 class LearningProgressPolicy(MixturePolicy):
     name = "learning_progress"
 
-    def __init__(self, sources: list[str], *, params: dict[str, float] | None = None,
-                 target: dict[str, float] | None = None):
+    def __init__(self, sources: list[str], *, params: dict[str, float] | None = None, target: dict[str, float] | None = None):
         super().__init__(sources, params=params)
         self.loss_alpha = float(self.params.get("loss_alpha", 0.5))
         self.rate_alpha = float(self.params.get("rate_alpha", 0.3))
@@ -66,8 +65,7 @@ class LearningProgressPolicy(MixturePolicy):
 
     def propose(self, current: dict[str, float]) -> tuple[dict[str, float], str]:
         progress, forgetting = self.progress(), self.forgetting()
-        gain = {s: self.target.get(s, 0.0) * (progress[s] + forgetting[s]) / max(current.get(s, 0.0), 1e-3)
-                for s in self.sources}
+        gain = {s: self.target.get(s, 0.0) * (progress[s] + forgetting[s]) / max(current.get(s, 0.0), 1e-3) for s in self.sources}
         total = sum(gain.values())
         if total <= 0:
             return dict(self.target), "no source is making progress; back to the target mixture"
@@ -83,8 +81,14 @@ class LearningProgressPolicy(MixturePolicy):
         return weights, why
 
     def state_dict(self) -> dict[str, Any]:
-        return {"smoothed": self.smoothed, "rate": self.rate, "first": self.first, "best": self.best,
-                "rounds": self.rounds, "target": self.target}
+        return {
+            "smoothed": self.smoothed,
+            "rate": self.rate,
+            "first": self.first,
+            "best": self.best,
+            "rounds": self.rounds,
+            "target": self.target,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.smoothed = {s: float(v) for s, v in state.get("smoothed", {}).items()}

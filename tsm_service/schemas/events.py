@@ -6,8 +6,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-EventKind = Literal["loss_spike", "divergence", "plateau", "stall", "straggler", "weight_change_anomaly",
-                    "mixture_update", "mixture_conflict", "resumed", "rollback_outcome"]
+EventKind = Literal[
+    "loss_spike",
+    "divergence",
+    "plateau",
+    "stall",
+    "straggler",
+    "weight_change_anomaly",
+    "mixture_update",
+    "mixture_conflict",
+    "resumed",
+    "rollback_outcome",
+]
 RollbackStatus = Literal["open", "acknowledged", "dismissed"]
 
 

@@ -21,14 +21,22 @@ INT64_MAX = (1 << 63) - 1
 
 def exclusion_public(run: Run, row: Exclusion) -> ExclusionPublic:
     file = run.inputs[row.file_index] if row.file_index < len(run.inputs) else f"#{row.file_index}"
-    return ExclusionPublic(id=row.id, document=crud.document_id(run.id, row.file_index, row.record), file=file,
-                           record=row.record, rule=row.rule, value=row.value, duplicate_of=row.duplicate_of,
-                           language=row.language)
+    return ExclusionPublic(
+        id=row.id,
+        document=crud.document_id(run.id, row.file_index, row.record),
+        file=file,
+        record=row.record,
+        rule=row.rule,
+        value=row.value,
+        duplicate_of=row.duplicate_of,
+        language=row.language,
+    )
 
 
 @router.get("/{run_id}/exclusions", response_model=ExclusionPage, dependencies=[ReaderDep], responses=error_responses(404))
 def read_exclusions(
-    run_id: Annotated[int, Path(ge=1, le=INT32_MAX, description="run id")], session: SessionDep,
+    run_id: Annotated[int, Path(ge=1, le=INT32_MAX, description="run id")],
+    session: SessionDep,
     rule: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9_]+$", description="only this rule")] = None,
     document: Annotated[str | None, Query(alias="id", max_length=64, description="only this document (run:file:record)")] = None,
     after: Annotated[int, Query(ge=0, le=INT64_MAX, description="next_after of the previous page")] = 0,
@@ -47,5 +55,4 @@ def read_exclusions(
             raise HTTPException(422, detail=f"document {document} belongs to run {doc_run}, not run {run_id}")
         position = (file_index, record)
     rows = crud.list_exclusions(session=session, run_id=run_id, rule=rule, position=position, after=after, limit=limit)
-    return ExclusionPage(items=[exclusion_public(run, r) for r in rows],
-                         next_after=rows[-1].id if len(rows) == limit else None)
+    return ExclusionPage(items=[exclusion_public(run, r) for r in rows], next_after=rows[-1].id if len(rows) == limit else None)

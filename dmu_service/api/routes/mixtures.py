@@ -67,15 +67,18 @@ def _not_found(e: crud.MixtureNotFound) -> HTTPException:
     return HTTPException(404, detail=str(e))
 
 
-@router.post("", status_code=201, response_model=MixtureVersionPublic, dependencies=[MixtureWriterDep],
-             responses=error_responses(409))
+@router.post("", status_code=201, response_model=MixtureVersionPublic, dependencies=[MixtureWriterDep], responses=error_responses(409))
 def create_mixture(
     body: MixtureCreate, session: SessionDep, notifier: NotifierDep, request: Request, response: Response
 ) -> MixtureVersionPublic:
     check_access(request, "write", body.name)  # the name is in the body, not the path
     try:
         version = crud.create_mixture(
-            session=session, name=body.name, weights=body.weights, author=body.author, reason=body.reason,
+            session=session,
+            name=body.name,
+            weights=body.weights,
+            author=body.author,
+            reason=body.reason,
             known_sources=source_names(session=session),
         )
         session.commit()
@@ -92,8 +95,7 @@ def create_mixture(
 @router.get("", response_model=list[MixtureSummary], dependencies=[ReaderDep])
 def list_mixtures(session: SessionDep) -> list[MixtureSummary]:
     return [
-        MixtureSummary(name=m.name, current_version=m.current_version, updated_at=m.updated_at)
-        for m in crud.list_mixtures(session=session)
+        MixtureSummary(name=m.name, current_version=m.current_version, updated_at=m.updated_at) for m in crud.list_mixtures(session=session)
     ]
 
 
@@ -106,16 +108,29 @@ def read_mixture(name: MixtureName, session: SessionDep, request: Request, respo
 
 
 def _change(
-    *, name: str, body: MixtureUpdate | MixturePatch, merge: bool, if_match: str | None,
-    session: Session, notifier: MixtureNotifier, request: Request, response: Response,
+    *,
+    name: str,
+    body: MixtureUpdate | MixturePatch,
+    merge: bool,
+    if_match: str | None,
+    session: Session,
+    notifier: MixtureNotifier,
+    request: Request,
+    response: Response,
 ) -> MixtureVersionPublic:
     expected = parse_etag(if_match, "If-Match")
     deadline = time.monotonic() + UNCONDITIONAL_RETRY_S
     while True:
         try:
             version = crud.add_version(
-                session=session, name=name, weights=body.weights, author=body.author, reason=body.reason,
-                known_sources=source_names(session=session), if_match=expected, merge=merge,
+                session=session,
+                name=name,
+                weights=body.weights,
+                author=body.author,
+                reason=body.reason,
+                known_sources=source_names(session=session),
+                if_match=expected,
+                merge=merge,
             )
             session.commit()
             break
@@ -128,8 +143,9 @@ def _change(
             if expected is None and time.monotonic() < deadline:
                 continue
             if expected is None:
-                raise HTTPException(503, detail=f"mixture {name!r}: too many concurrent writers; retry",
-                                    headers={"Retry-After": "1"}) from e
+                raise HTTPException(
+                    503, detail=f"mixture {name!r}: too many concurrent writers; retry", headers={"Retry-After": "1"}
+                ) from e
             request.app.state.metrics.rejected_changes.labels(name, "precondition_failed").inc()
             raise HTTPException(412, detail=str(e)) from e
     request.app.state.metrics.mixture_changes.labels(name).inc()
@@ -137,28 +153,39 @@ def _change(
     return _respond(request, response, version)
 
 
-@router.put("/{name}", response_model=MixtureVersionPublic, dependencies=[MixtureWriterDep],
-            responses=error_responses(400, 404, 412, 503))
+@router.put("/{name}", response_model=MixtureVersionPublic, dependencies=[MixtureWriterDep], responses=error_responses(400, 404, 412, 503))
 def replace_mixture(
-    name: MixtureName, body: MixtureUpdate, session: SessionDep, notifier: NotifierDep, request: Request, response: Response,
+    name: MixtureName,
+    body: MixtureUpdate,
+    session: SessionDep,
+    notifier: NotifierDep,
+    request: Request,
+    response: Response,
     if_match: Annotated[str | None, Header()] = None,
 ) -> MixtureVersionPublic:
-    return _change(name=name, body=body, merge=False, if_match=if_match, session=session, notifier=notifier,
-                   request=request, response=response)
+    return _change(
+        name=name, body=body, merge=False, if_match=if_match, session=session, notifier=notifier, request=request, response=response
+    )
 
 
-@router.patch("/{name}", response_model=MixtureVersionPublic, dependencies=[MixtureWriterDep],
-              responses=error_responses(400, 404, 412, 503))
+@router.patch(
+    "/{name}", response_model=MixtureVersionPublic, dependencies=[MixtureWriterDep], responses=error_responses(400, 404, 412, 503)
+)
 def patch_mixture(
-    name: MixtureName, body: MixturePatch, session: SessionDep, notifier: NotifierDep, request: Request, response: Response,
+    name: MixtureName,
+    body: MixturePatch,
+    session: SessionDep,
+    notifier: NotifierDep,
+    request: Request,
+    response: Response,
     if_match: Annotated[str | None, Header()] = None,
 ) -> MixtureVersionPublic:
-    return _change(name=name, body=body, merge=True, if_match=if_match, session=session, notifier=notifier,
-                   request=request, response=response)
+    return _change(
+        name=name, body=body, merge=True, if_match=if_match, session=session, notifier=notifier, request=request, response=response
+    )
 
 
-@router.get("/{name}/versions", response_model=list[MixtureVersionPublic], dependencies=[ReaderDep],
-            responses=error_responses(404))
+@router.get("/{name}/versions", response_model=list[MixtureVersionPublic], dependencies=[ReaderDep], responses=error_responses(404))
 def list_versions(name: MixtureName, session: SessionDep) -> list[MixtureVersionPublic]:
     try:
         return [crud.to_public(v) for v in crud.list_versions(session=session, name=name)]
@@ -166,9 +193,10 @@ def list_versions(name: MixtureName, session: SessionDep) -> list[MixtureVersion
         raise _not_found(e) from e
 
 
-@router.get("/{name}/versions/{version}", response_model=MixtureVersionPublic, dependencies=[ReaderDep],
-            responses=error_responses(404))
-def read_version(name: MixtureName, version: VersionNumber, session: SessionDep, request: Request, response: Response) -> MixtureVersionPublic:
+@router.get("/{name}/versions/{version}", response_model=MixtureVersionPublic, dependencies=[ReaderDep], responses=error_responses(404))
+def read_version(
+    name: MixtureName, version: VersionNumber, session: SessionDep, request: Request, response: Response
+) -> MixtureVersionPublic:
     try:
         public = crud.to_public(crud.get_version(session=session, name=name, version=version))
     except crud.MixtureNotFound as e:
@@ -196,12 +224,16 @@ def _load_public(request: Request, name: str) -> MixtureVersionPublic:
 
 
 @router.get(
-    "/{name}/current", response_model=MixtureVersionPublic, dependencies=[ReaderDep],
-    responses={304: {"description": "unchanged since If-None-Match (after waiting up to `wait` seconds)"},
-               **error_responses(400, 404)},
+    "/{name}/current",
+    response_model=MixtureVersionPublic,
+    dependencies=[ReaderDep],
+    responses={304: {"description": "unchanged since If-None-Match (after waiting up to `wait` seconds)"}, **error_responses(400, 404)},
 )
 async def read_current(
-    name: MixtureName, request: Request, settings: SettingsDep, notifier: NotifierDep,
+    name: MixtureName,
+    request: Request,
+    settings: SettingsDep,
+    notifier: NotifierDep,
     wait: Annotated[float, Query(ge=0, description="hold the request open up to this many seconds")] = 0.0,
     if_none_match: Annotated[str | None, Header()] = None,
 ):
@@ -221,11 +253,16 @@ async def read_current(
     return Response(public.model_dump_json(), media_type="application/json", headers={"ETag": f'"{public.version}"'})
 
 
-@router.get("/{name}/events", dependencies=[ReaderDep], response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}, "description": "one event per new version"},
-                       **error_responses(400, 404)})
+@router.get(
+    "/{name}/events",
+    dependencies=[ReaderDep],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "one event per new version"}, **error_responses(400, 404)},
+)
 async def stream_events(
-    name: MixtureName, request: Request, notifier: NotifierDep,
+    name: MixtureName,
+    request: Request,
+    notifier: NotifierDep,
     last_event_id: Annotated[str | None, Header()] = None,
 ):
     """Server-sent events: one ``data:`` line (a MixtureVersionPublic) per new version, ``id:`` = version."""

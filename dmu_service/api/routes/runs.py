@@ -26,16 +26,27 @@ def run_public(run: Run) -> RunPublic:
         "records_into_current_file": checkpoint.get("record", 0),
     }
     return RunPublic(
-        id=run.id, source=run.source.name, status=run.status, backend=run.backend, inputs=run.inputs,
-        tokenizer_id=run.tokenizer_id, counts=run.counts, progress=progress, error=run.error,
-        created_at=run.created_at, updated_at=run.updated_at, finished_at=run.finished_at,
+        id=run.id,
+        source=run.source.name,
+        status=run.status,
+        backend=run.backend,
+        inputs=run.inputs,
+        tokenizer_id=run.tokenizer_id,
+        counts=run.counts,
+        progress=progress,
+        error=run.error,
+        created_at=run.created_at,
+        updated_at=run.updated_at,
+        finished_at=run.finished_at,
     )
 
 
 @router.get("", response_model=list[RunPublic], dependencies=[ReaderDep])
 def list_runs(
-    session: SessionDep, source: Annotated[str | None, Query(pattern=MIXTURE_NAME_PATTERN)] = None,
-    status: RunStatus | None = None, limit: int = Query(default=100, ge=1, le=1000),
+    session: SessionDep,
+    source: Annotated[str | None, Query(pattern=MIXTURE_NAME_PATTERN)] = None,
+    status: RunStatus | None = None,
+    limit: int = Query(default=100, ge=1, le=1000),
 ) -> list[RunPublic]:
     return [run_public(r) for r in crud.list_runs(session=session, source=source, status=status, limit=limit)]
 

@@ -10,16 +10,16 @@ Only PostgreSQL changes: SQLite integers are 64-bit already (and the ORM keeps `
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002'
-down_revision = '0001'
+revision = "0002"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-COLUMNS = [('mixtures', 'current_version'), ('mixture_versions', 'version')]
+COLUMNS = [("mixtures", "current_version"), ("mixture_versions", "version")]
 
 
 def _alter(to: sa.types.TypeEngine, source: sa.types.TypeEngine) -> None:
-    if op.get_bind().dialect.name != 'postgresql':
+    if op.get_bind().dialect.name != "postgresql":
         return
     for table, column in COLUMNS:
         op.alter_column(table, column, type_=to, existing_type=source, existing_nullable=False)

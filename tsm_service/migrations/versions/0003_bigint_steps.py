@@ -12,32 +12,32 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
 # (table, column, nullable) of every step / mixture-version column.
 COLUMNS = [
-    ('tsm_jobs', 'last_step', True),
-    ('tsm_jobs', 'mixture_version', True),
-    ('tsm_jobs', 'evaluated_step', False),
-    ('tsm_jobs', 'completed_step', True),
-    ('tsm_events', 'step', False),
-    ('tsm_rollbacks', 'resume_before_step', False),
-    ('tsm_rollbacks', 'skip_from_step', False),
-    ('tsm_rollbacks', 'skip_to_step', False),
-    ('tsm_series', 'last_step', True),
-    ('tsm_samples', 'step', False),
-    ('tsm_steps', 'step', False),
-    ('tsm_steps', 'mixture_version', True),
-    ('tsm_policy_state', 'mixture_version', True),
-    ('tsm_policy_state', 'last_update_step', True),
+    ("tsm_jobs", "last_step", True),
+    ("tsm_jobs", "mixture_version", True),
+    ("tsm_jobs", "evaluated_step", False),
+    ("tsm_jobs", "completed_step", True),
+    ("tsm_events", "step", False),
+    ("tsm_rollbacks", "resume_before_step", False),
+    ("tsm_rollbacks", "skip_from_step", False),
+    ("tsm_rollbacks", "skip_to_step", False),
+    ("tsm_series", "last_step", True),
+    ("tsm_samples", "step", False),
+    ("tsm_steps", "step", False),
+    ("tsm_steps", "mixture_version", True),
+    ("tsm_policy_state", "mixture_version", True),
+    ("tsm_policy_state", "last_update_step", True),
 ]
 
 
 def _alter(to: sa.types.TypeEngine, source: sa.types.TypeEngine) -> None:
-    if op.get_bind().dialect.name != 'postgresql':
+    if op.get_bind().dialect.name != "postgresql":
         return
     for table, column, nullable in COLUMNS:
         op.alter_column(table, column, type_=to, existing_type=source, existing_nullable=nullable)
