@@ -35,7 +35,7 @@ _SPACE = re.compile(r"\s+")
 U64 = np.uint64
 _BASE = 0x100000001B3  # odd, so invertible mod 2^64 (the prefix-hash trick below needs its inverse)
 _BASE_INV = pow(_BASE, -1, 1 << 64)
-_NGRAM_MULTIPLIERS = np.array(
+NGRAM_MULTIPLIERS = np.array(
     [
         0x9E3779B97F4A7C15,
         0xC2B2AE3D27D4EB4F,
@@ -190,7 +190,7 @@ class MinHasher:
             return np.zeros(0, dtype=U64), counts
         gram = np.zeros(unit_hash.size - n + 1, dtype=U64)
         for k in range(n):
-            gram += unit_hash[k : k + gram.size] * _NGRAM_MULTIPLIERS[k % len(_NGRAM_MULTIPLIERS)]
+            gram += unit_hash[k : k + gram.size] * NGRAM_MULTIPLIERS[k % len(NGRAM_MULTIPLIERS)]
         # Keep n-grams that start and end inside one document.
         doc_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         valid_starts = np.repeat(doc_starts, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))

@@ -21,6 +21,7 @@ import numpy as np
 
 from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig
 from dmu_service.pipeline.langid import cjk_share
+from dmu_service.pipeline.minhash import NGRAM_MULTIPLIERS  # the same odd multipliers as the shingles
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
 BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "–", "-", "*", "·")
@@ -73,24 +74,6 @@ def _duplicate_fractions(items: list[str]) -> tuple[float, float]:
     return dup_items / len(items), dup_chars / max(total_chars, 1)
 
 
-# Odd multipliers for n-gram hashes of unit hashes (wrapping uint64 arithmetic).
-_GRAM_MULTIPLIERS = np.array(
-    [
-        0x9E3779B97F4A7C15,
-        0xC2B2AE3D27D4EB4F,
-        0x165667B19E3779F9,
-        0xD6E8FEB86659FD93,
-        0xFF51AFD7ED558CCD,
-        0xC4CEB9FE1A85EC53,
-        0x94D049BB133111EB,
-        0xBF58476D1CE4E5B9,
-        0x2545F4914F6CDD1D,
-        0x5851F42D4C957F2D,
-    ],
-    dtype=np.uint64,
-)
-
-
 class Units:
     """A document's units (words, or characters) as hashes and lengths, for the n-gram rules in numpy."""
 
@@ -117,7 +100,7 @@ class Units:
             return np.zeros(0, dtype=np.uint64)
         gram = np.zeros(count, dtype=np.uint64)
         for k in range(n):
-            gram += self.hashes[k : k + count] * _GRAM_MULTIPLIERS[k]
+            gram += self.hashes[k : k + count] * NGRAM_MULTIPLIERS[k]
         return gram
 
 

@@ -1,24 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tsm_service.models.base import Base, BigInt
+from tsm_service.schemas.events import EventKind
 
-EVENT_KINDS = (
-    "loss_spike",
-    "divergence",
-    "plateau",
-    "stall",
-    "straggler",
-    "weight_change_anomaly",
-    "mixture_update",
-    "mixture_conflict",
-    "resumed",
-    "rollback_outcome",
-)
+EVENT_KINDS = get_args(EventKind)  # the API's list is the one list
 
 
 class Event(Base):
