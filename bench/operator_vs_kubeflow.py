@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # hack/ (dev tooling) is not an installed package
 
 from apiserver_requests import Requests  # noqa: E402  (bench/ is on sys.path: this script's folder)
+from operator_scale import operator_user  # noqa: E402
 
 from hack.testenv.kube import ControlPlane  # noqa: E402
 from hack.testenv.procs import free_port, http_ok  # noqa: E402
@@ -186,22 +187,6 @@ def install_kubeflow(plane: ControlPlane, bin_dir: Path) -> None:
     )
 
 
-def operator_kubeconfig(plane: ControlPlane) -> Path:
-    """The chart's operator ClusterRole bound to a non-admin user, as in the tests."""
-    rendered = subprocess.run(
-        [str(plane.bin_dir / "helm"), "template", "hm", str(CHART), "--show-only", "templates/operator-rbac.yaml"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    docs = [d for d in yaml.safe_load_all(rendered) if d]
-    role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "hm-operator")
-    binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
-    binding["subjects"] = [{"kind": "User", "name": "bench-operator", "apiGroup": "rbac.authorization.k8s.io"}]
-    plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([role, binding]))
-    return plane.user_kubeconfig("bench-operator")
-
-
 class Controller:
     """One controller process, started fresh for each round (peak RSS is per round)."""
 
@@ -267,7 +252,7 @@ def make_controllers(plane: ControlPlane, kubeflow_bin: Path, state: Path) -> di
         [sys.executable, "-m", "heurimentor", "operator", "run", "--standalone", "--metrics-port", "0", "--health-port", str(health)],
         {
             **base,
-            "KUBECONFIG": str(operator_kubeconfig(plane)),
+            "KUBECONFIG": str(operator_user(plane)),
             "HEURIMENTOR_OPERATOR_LOG_LEVEL": "WARNING",
             "HEURIMENTOR_OPERATOR_LOG_JSON": "false",
         },
