@@ -182,11 +182,11 @@ def main() -> None:
             f"start = equal parts of all four; target = equal parts of {'/'.join(target_sources)}; guardrails floor={args.floor} max_change={args.max_change} cooldown={args.cooldown}"
         )
         ratios: dict[str, list[float]] = {p: [] for p in args.policies}
-        for seed in args.seeds:
-            started = time.perf_counter()
-            static = train_run(
+
+        def run_policy(policy: str, seed: int) -> dict:  # every run alike but for its policy
+            return train_run(
                 root,
-                "static",
+                policy,
                 seed=seed,
                 steps=args.steps,
                 batch=args.batch,
@@ -197,6 +197,10 @@ def main() -> None:
                 params={},
                 target_sources=target_sources,
             )
+
+        for seed in args.seeds:
+            started = time.perf_counter()
+            static = run_policy("static", seed)
             final = static["curve"][-1][1]
             static_steps = first_step_at_or_below(static["curve"], final)
             print(
@@ -205,19 +209,7 @@ def main() -> None:
             )
             for policy in args.policies:
                 started = time.perf_counter()
-                run = train_run(
-                    root,
-                    policy,
-                    seed=seed,
-                    steps=args.steps,
-                    batch=args.batch,
-                    eval_every=args.eval_every,
-                    val_samples=args.val_samples,
-                    update_every=args.update_every,
-                    guardrails=guardrails,
-                    params={},
-                    target_sources=target_sources,
-                )
+                run = run_policy(policy, seed)
                 reached = first_step_at_or_below(run["curve"], final)
                 ratio = (reached / static_steps) if reached is not None else math.inf
                 ratios[policy].append(ratio)
