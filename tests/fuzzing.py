@@ -139,3 +139,15 @@ def state_machine(schema: Any, *, base_url: str, headers: dict[str, str], tally:
             case.validate_response(response, checks=CHECKS)
 
     return Machine
+
+
+def assert_every_operation_answers_as_documented(schema: Any, *, base_url: str, headers: dict[str, str], tally: Tally) -> None:
+    failures = fuzz_operations(schema, base_url=base_url, headers=headers, tally=tally)
+    assert tally.cases > 0
+    assert not failures, "\n\n".join(failures)
+
+
+def assert_call_sequences_answer_as_documented(schema: Any, *, base_url: str, headers: dict[str, str], tally: Tally) -> None:
+    before = tally.cases
+    state_machine(schema, base_url=base_url, headers=headers, tally=tally).run(settings=fuzz_settings(stateful_step_count=6))
+    assert tally.cases > before  # the scenarios ran
