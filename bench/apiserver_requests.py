@@ -24,7 +24,7 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 class Requests:
-    """apiserver_request_total by (verb, group, resource, subresource), and what the benchmark sent."""
+    """apiserver_request_total by (verb, group, resource, subresource, code), and what the benchmark sent."""
 
     def __init__(self, plane):
         self.plane = plane
@@ -40,22 +40,29 @@ class Requests:
             if m:
                 labels = dict(_LABEL.findall(m["labels"]))
                 key = (labels.get("verb"), labels.get("group", ""), labels.get("resource"), labels.get("subresource", ""))
-                counts[key] += int(float(m["value"]))
+                counts[(*key, labels.get("code", ""))] += int(float(m["value"]))
         return counts
 
     def of_controller(self, before: Counter, after: Counter, own: Counter) -> dict:
-        """Reads and writes on job-controller resources between two scrapes, minus ``own``; writes
-        also per kind ("PATCH aquila2trainingjobs/status")."""
+        """Reads and writes on job-controller resources between two scrapes, minus ``own`` (the
+        benchmark's, all answered 2xx); writes also per kind ("PATCH aquila2trainingjobs/status")
+        and, of those, the ones the apiserver refused, per kind and code ("POST pods 409")."""
         delta: Counter = Counter()
-        for (verb, group, resource, sub), value in after.items():
+        refused: Counter = Counter()
+        for (verb, group, resource, sub, code), value in after.items():
             if (group, resource) not in CONTROLLER_RESOURCES or sub not in ("", "status") or (sub and group == ""):
                 continue
-            n = value - before.get((verb, group, resource, sub), 0) - own.get((verb, group, resource, sub), 0)
-            if n:
-                delta[(verb, group, resource, sub)] = n
+            n = value - before.get((verb, group, resource, sub, code), 0)
+            delta[(verb, group, resource, sub)] += n
+            if n and verb in WRITE_VERBS and not code.startswith("2"):
+                refused[f"{verb} {resource}{'/' + sub if sub else ''} {code}"] += n
+        for key, n in own.items():
+            delta[key] -= n
+        delta = Counter({k: n for k, n in delta.items() if n})
         by_kind = {f"{v} {r}{'/' + s if s else ''}": n for (v, _, r, s), n in sorted(delta.items()) if v in WRITE_VERBS}
         return {
             "writes": sum(n for (v, *_), n in delta.items() if v in WRITE_VERBS),
             "reads": sum(n for (v, *_), n in delta.items() if v not in WRITE_VERBS),
             "by_kind": by_kind,
+            "refused": dict(sorted(refused.items())),
         }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -118,8 +119,9 @@ class BoundWatcher:
         raise TimeoutError(f"after {timeout}s: {self.counts()} (pods, bound, running) of {total}")
 
 
-def run_baseline(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int) -> tuple[float, float]:
-    """The same pods, created directly by the operator's user (same RBAC, same API priority level)."""
+def run_baseline(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int) -> tuple[float, float, float]:
+    """The same pods, created directly by the operator's user (same RBAC, same API priority level):
+    seconds until bound, until running, and this process's CPU seconds meanwhile (its polling)."""
     from kubernetes import client
 
     from heurimentor_operator.builders import assign_pools, build_pod
@@ -140,10 +142,10 @@ def run_baseline(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int)
                 pods.append(pod)
     core = client.CoreV1Api(plane.api_client(kubeconfig))
     watcher = BoundWatcher(plane, "bench=baseline")
-    start = time.perf_counter()
+    cpu0, start = time.process_time(), time.perf_counter()
     with ThreadPoolExecutor(PARALLEL_API_CALLS) as pool:
         list(pool.map(lambda p: core.create_namespaced_pod(ns, p, _preload_content=False), pods))
-    result = watcher.wait(len(pods), start)
+    result = (*watcher.wait(len(pods), start), time.process_time() - cpu0)
     plane.kubectl("delete", "namespace", ns, "--wait=false")
     deadline = time.monotonic() + 300
     while watcher.counts()[0] and time.monotonic() < deadline:
@@ -183,7 +185,7 @@ def run_operator(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int,
         time.sleep(3)  # the operator's watches are up
         custom = client.CustomObjectsApi(plane.api_client())
         before = requests.scrape()
-        start = time.perf_counter()
+        cpu0, start = time.process_time(), time.perf_counter()
         # "Applied at once": created in parallel, as many clients (or one `kubectl apply` per job) would.
         with ThreadPoolExecutor(PARALLEL_API_CALLS) as pool:
             list(
@@ -196,6 +198,7 @@ def run_operator(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int,
             )
         applied = time.perf_counter() - start
         bound, running = watcher.wait(jobs * workers, start)
+        cpu_bound = time.process_time() - cpu0
         # ...and the operator has seen them run: every job's status says `workers` replicas.
         while True:
             items = json.loads(plane.kubectl("get", "a2j", "-A", "-o", "json").stdout)["items"]
@@ -248,6 +251,7 @@ def run_operator(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int,
         "burst": burst,
         "steady": steady,
         "writes": writes,
+        "cpu_bound": cpu_bound,
     }
 
 
@@ -274,9 +278,10 @@ def main() -> None:
         plane.add_kwok_nodes(args.nodes - args.nodes // 2, "bench-h800", accelerator="nvidia-h800", gpus=8, timeout=300)
         print(f"{args.nodes} KWOK GPU nodes Ready in {time.perf_counter() - t0:.1f}s", flush=True)
         kubeconfig = operator_user(plane)
-        base_bound, base_running = run_baseline(plane, kubeconfig, args.jobs, args.workers)
+        base_bound, base_running, base_cpu = run_baseline(plane, kubeconfig, args.jobs, args.workers)
         print(
-            f"baseline (direct pod creates, {PARALLEL_API_CALLS} threads): {total} pods bound in {base_bound:.1f}s, running in {base_running:.1f}s",
+            f"baseline (direct pod creates, {PARALLEL_API_CALLS} threads): {total} pods bound in {base_bound:.1f}s, running in {base_running:.1f}s; "
+            f"this process's CPU until bound {base_cpu:.1f}s; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
             flush=True,
         )
         for round_ in range(args.repeat):
@@ -284,7 +289,8 @@ def main() -> None:
             print(
                 f"operator run {round_ + 1}: {args.jobs} jobs x {args.workers} workers created in {result['applied']:.1f}s; "
                 f"all {total} pods bound in {result['bound']:.1f}s, running in {result['running']:.1f}s; "
-                f"every job's status at {args.workers} replicas in {result['status']:.1f}s (target < 30 s)"
+                f"every job's status at {args.workers} replicas in {result['status']:.1f}s (target < 30 s); "
+                f"this process's CPU until bound {result['cpu_bound']:.1f}s (operator + the same polling as the baseline)"
             )
             for label, samples in (
                 ("during the burst (incl. waits for the shared API thread pool)", result["burst"]),
@@ -297,9 +303,11 @@ def main() -> None:
             w = result["writes"]
             print(
                 f"operator writes until every job runs: {w['writes']} ({w['writes'] - total} beyond the {total} pod creates; "
-                f"{w['writes'] / args.jobs:.1f} per job), reads {w['reads']} (with the benchmark's own polling); per kind: {w['by_kind']}"
+                f"{w['writes'] / args.jobs:.1f} per job), reads {w['reads']} (with the benchmark's own polling); per kind: {w['by_kind']}; "
+                f"refused by the apiserver: {w['refused'] or 'none'}"
             )
             print(f"ratio operator/baseline (pods bound): {result['bound'] / base_bound:.2f}x", flush=True)
+            print(f"load average (1/5/15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         from heurimentor_operator import metrics
 
         errors = {

@@ -27,6 +27,7 @@ from heurimentor_operator.events import build_event, recorded_events
 from heurimentor_operator.expectations import Expectations
 from heurimentor_operator.k8s import Conflict, InvalidPodTemplate, Kube, client_configuration, make_api_client, merge_patch
 from heurimentor_operator.planner import Event, Plan, block, plan
+from heurimentor_operator.priority_pool import BOOKKEEPING, PODS, PriorityThreadPool
 from heurimentor_operator.spec import JobSpec, SpecError, parse_job
 from heurimentor_operator.tsm import TSMClient, TSMError, plan_rollback, rollback_annotations
 
@@ -107,7 +108,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.ERROR
     memo.cfg = cfg
     memo.wakeups = Wakeups()
-    memo.executor = ThreadPoolExecutor(max_workers=cfg.max_parallel_api_calls, thread_name_prefix="k8s")
+    memo.executor = PriorityThreadPool(cfg.max_parallel_api_calls, thread_name_prefix="k8s")
     # TSM calls wait on other services: their own few threads, so they never hold up API calls.
     memo.tsm_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tsm")
     memo.kube = Kube(make_api_client(cfg.kubeconfig, pool_size=cfg.max_parallel_api_calls), request_timeout_s=cfg.request_timeout_s)
@@ -117,7 +118,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 @kopf.on.cleanup()
 async def shutdown(memo: kopf.Memo, **_: Any) -> None:
-    memo.executor.shutdown(wait=False, cancel_futures=True)
+    memo.executor.shutdown()
     memo.tsm_executor.shutdown(wait=False, cancel_futures=True)
     memo.kube.api.close()
 
@@ -148,7 +149,17 @@ async def run_job(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, w
     """Reconcile this job whenever something about it changes, and at least every resync interval."""
     wake = memo.wakeups.event(namespace, name)
     # ``body`` is kopf's live view, refreshed by the job's watch before our wake-up handler runs.
-    state: dict[str, Any] = {"pods": worker_pods, "expected": Expectations(), "live": body, "fresh": False}
+    # The first pass plans from it too: the watch's initial list is as fresh as a GET, and every
+    # status write is guarded by resourceVersion anyway.
+    state: dict[str, Any] = {
+        "pods": worker_pods,
+        "expected": Expectations(),
+        "live": body,
+        "fresh": True,
+        "posted": set(),
+        "written": None,
+        "superseded": set(),
+    }
     uid = body["metadata"]["uid"]
     try:
         while not memo.wakeups.is_deleted(uid):
@@ -258,7 +269,8 @@ async def _call_tsm(memo: kopf.Memo, fn: Any, *args: Any) -> Any:
 SLOW_CALL_S = 5.0
 
 
-async def _call(memo: kopf.Memo, fn: Any, *args: Any) -> Any:
+async def _call(memo: kopf.Memo, fn: Any, *args: Any, priority: int = BOOKKEEPING) -> Any:
+    """Run a blocking API call on the operator's API threads (pod operations first: priority_pool.py)."""
     queued = time.monotonic()
 
     def timed() -> Any:
@@ -272,7 +284,7 @@ async def _call(memo: kopf.Memo, fn: Any, *args: Any) -> Any:
                     "slow API call %s: %.1fs queued, %.1fs on the wire", getattr(fn, "__name__", fn), started - queued, done - started
                 )
 
-    return await asyncio.get_running_loop().run_in_executor(memo.executor, timed)
+    return await asyncio.wrap_future(memo.executor.submit(priority, timed))
 
 
 async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str, Any]) -> float | None:
@@ -280,20 +292,23 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
     kube: Kube = memo.kube
     from_watch = state["fresh"]
     if from_watch:
-        body = copy.deepcopy(dict(state["live"]))
+        body = _known_job(state)
     else:
-        # First pass, or our last write lost a race: read the job itself, not the watch's copy.
-        body = await _call(memo, kube.get_job, namespace, name)
+        # Our last write lost a race, or a delete is due: read the job itself, not the watch's copy.
+        body = await _call(memo, kube.get_job, namespace, name, priority=PODS)
         state["fresh"] = True
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
-    if not state.get("announced"):
-        # First pass of this daemon (a new job, or an operator restarted, maybe killed between a
-        # status write and its Events): post the Events the recorded decision owes; each one already
-        # posted is a 409, so this is idempotent.
-        owed = [Event(e["type"], e["reason"], e["message"], e["key"]) for e in recorded_events(body.get("status") or {})]
+    posted: set[str] = state["posted"]
+    # The Events a recorded decision owes that this daemon has not posted: on its first pass all of
+    # status.lastEvents (a new or restarted operator, maybe killed between a status write and its
+    # Events), later those a peer recorded. One already posted is a 409, so this is idempotent.
+    owed = [
+        Event(e["type"], e["reason"], e["message"], e["key"]) for e in recorded_events(body.get("status") or {}) if e["key"] not in posted
+    ]
+    if owed:
         await _announce(memo, body, owed)
-        state["announced"] = True
+        posted.update(ev.key for ev in owed)
     try:
         spec = parse_job(body, default_image=memo.cfg.default_image)
     except SpecError as e:
@@ -315,8 +330,7 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
         return 0.0
     together = []
     if decided.status != old:
-        patch = merge_patch(old, decided.status)
-        write_status = _call(memo, kube.patch_job_status, namespace, name, body["metadata"]["resourceVersion"], patch)
+        write_status = _write_status(memo, state, body, merge_patch(old, decided.status))
         if ordered:
             await write_status
         else:
@@ -331,14 +345,12 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
     if recorded:
         for counter in decided.counters:
             metrics.COUNTERS[counter].inc()
-        try:
-            await _announce(memo, body, decided.events)
-        except Exception:
-            state["announced"] = False  # the next pass posts status.lastEvents again
-            raise
+        # If this fails, the next pass finds the keyed ones in status.lastEvents, not in ``posted``.
+        await _announce(memo, body, decided.events)
+        posted.update(ev.key for ev in decided.events if ev.key)
         if isinstance(results[-1], InvalidPodTemplate):
             # The apiserver refused a pod as invalid: no retry can help until the spec changes.
-            await _block(memo, body, spec, decided.status, str(results[-1]))
+            await _block(memo, state, body, spec, decided.status, str(results[-1]))
             errors.remove(results[-1])
     elif decided.create and not isinstance(results[-1], BaseException):
         # The status write lost a race (kopf adding its finalizer, a user's edit) but the pods were
@@ -353,20 +365,53 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
     return decided.requeue_after if decided.requeue_after is not None else memo.cfg.resync_interval_s
 
 
+def _known_job(state: dict[str, Any]) -> dict[str, Any]:
+    """The job as kopf's watch shows it, or as our own last status write returned it while the
+    watch has not delivered that write yet (planning from the older copy would only lose the
+    resourceVersion race against ourselves and cost a GET)."""
+    live = state["live"]
+    written = state.get("written")
+    if written is not None and live["metadata"].get("resourceVersion") in state["superseded"]:
+        return copy.deepcopy(written)
+    state["superseded"] = set()  # the watch is past them: resourceVersions it showed never return
+    return copy.deepcopy(dict(live))
+
+
+async def _write_status(
+    memo: kopf.Memo, state: dict[str, Any], body: dict[str, Any], patch: dict[str, Any], *, guarded: bool = True
+) -> None:
+    """Merge-patch the job's status (guarded by ``body``'s resourceVersion unless told otherwise)
+    and remember what the apiserver returned, for the next pass (``_known_job``)."""
+    meta = body["metadata"]
+    base = meta["resourceVersion"]
+    written = await _call(memo, memo.kube.patch_job_status, meta["namespace"], meta["name"], base if guarded else None, patch)
+    state["written"] = written
+    state["superseded"].add(base)
+
+
 async def _ensure_config(memo: kopf.Memo, spec: Any, state: dict[str, Any]) -> None:
     """The headless Service once per daemon; the ConfigMap whenever its rendered data changes.
 
     The ConfigMap is a function of the spec alone (no replica count in it), so a rescale never
     rewrites it: a pod the kubelet has not refreshed yet reads the same facts as a new one.
     """
-    if not state.get("service"):
-        await _call(memo, memo.kube.ensure_service, build_service(spec))
-        state["service"] = True
-    config_map = build_config_map(spec)
-    digest = hashlib.sha256(json.dumps(config_map["data"], sort_keys=True).encode()).hexdigest()
-    if state.get("config") != digest:
-        await _call(memo, memo.kube.apply_config_map, config_map)
-        state["config"] = digest
+
+    async def service() -> None:
+        if not state.get("service"):
+            await _call(memo, memo.kube.ensure_service, build_service(spec))
+            state["service"] = True
+
+    async def config() -> None:
+        if state.get("config_generation") == spec.generation:
+            return  # rendered for this spec already: it depends on nothing else
+        config_map = build_config_map(spec)
+        digest = hashlib.sha256(json.dumps(config_map["data"], sort_keys=True).encode()).hexdigest()
+        if state.get("config") != digest:
+            await _call(memo, memo.kube.apply_config_map, config_map)
+            state["config"] = digest
+        state["config_generation"] = spec.generation
+
+    await asyncio.gather(service(), config())
 
 
 async def _act(memo: kopf.Memo, body: dict[str, Any], spec: Any, decided: Plan, expected: Expectations) -> None:
@@ -380,12 +425,12 @@ async def _act(memo: kopf.Memo, body: dict[str, Any], spec: Any, decided: Plan, 
     ]
 
     async def create(manifest: dict[str, Any]) -> bool:
-        created = await _call(memo, kube.create_pod, manifest)
+        created = await _call(memo, kube.create_pod, manifest, priority=PODS)
         expected.created(manifest)
         return created
 
     async def delete(pod: str, uid: str) -> bool:
-        deleted = await _call(memo, kube.delete_pod, spec.namespace, pod, uid)
+        deleted = await _call(memo, kube.delete_pod, spec.namespace, pod, uid, priority=PODS)
         expected.deleted(uid)
         return deleted
 
@@ -415,16 +460,16 @@ async def _announce(memo: kopf.Memo, body: dict[str, Any], events: list[Event]) 
     await asyncio.gather(*(_call(memo, memo.kube.create_event, manifest) for manifest in keyed))
 
 
-async def _block(memo: kopf.Memo, body: dict[str, Any], spec: JobSpec, status: dict[str, Any], message: str) -> None:
+async def _block(memo: kopf.Memo, state: dict[str, Any], body: dict[str, Any], spec: JobSpec, status: dict[str, Any], message: str) -> None:
     """Blocked, reason InvalidPodTemplate, with the apiserver's message; the planner then removes
     the job's workers and creates none until the spec's generation changes."""
     blocked, event = block(status, spec, "InvalidPodTemplate", message, datetime.now(UTC))
-    meta = body["metadata"]
     # No resourceVersion guard: this follows our own status write of this pass.
-    await _call(memo, memo.kube.patch_job_status, meta["namespace"], meta["name"], None, merge_patch(status, blocked))
+    await _write_status(memo, state, state.get("written") or body, merge_patch(status, blocked), guarded=False)
     log.warning("Aquila2TrainingJob %s blocked: %s", spec.ref, message)
     if event is not None:
         await _announce(memo, body, [event])
+        state["posted"].add(event.key)
 
 
 async def _reject(memo: kopf.Memo, body: dict[str, Any], message: str) -> None:

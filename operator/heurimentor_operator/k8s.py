@@ -65,11 +65,11 @@ class Kube:
                 return None
             raise
 
-    def patch_job_status(self, namespace: str, name: str, resource_version: str | None, status: dict[str, Any]) -> None:
+    def patch_job_status(self, namespace: str, name: str, resource_version: str | None, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch .status, failing with Conflict if the job moved past ``resource_version``
-        (None: no precondition, for a write that follows our own just made)."""
+        (None: no precondition, for a write that follows our own just made); returns the job as written."""
         guard = {"metadata": {"resourceVersion": resource_version}} if resource_version else {}
-        self._patch_job(
+        return self._patch_job(
             self.custom.patch_namespaced_custom_object_status,
             namespace,
             name,
@@ -87,9 +87,10 @@ class Kube:
             conflict=f"was replaced (uid {uid})",
         )
 
-    def _patch_job(self, patch: Any, namespace: str, name: str, body: dict[str, Any], *, conflict: str) -> None:
+    def _patch_job(self, patch: Any, namespace: str, name: str, body: dict[str, Any], *, conflict: str) -> dict[str, Any]:
         try:
-            patch(GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout, _preload_content=False)
+            response = patch(GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout, _preload_content=False)
+            return json.loads(response.data)
         except ApiException as e:
             # A stale resourceVersion is a 409; a uid that is not the live object's, a 422 on metadata.uid.
             if e.status == 409 or (e.status == 422 and "metadata.uid" in _invalid_fields(e)):
