@@ -1,6 +1,6 @@
 """The DMU's labelled evaluation set on real text: good documents, junk, other languages, near-duplicates.
 
-* **good** — documents of the real corpora (``hack/corpora.py``): man pages, the Python docs, the
+* **good** — documents of the real corpora (``heurimentor/corpora.py``): man pages, the Python docs, the
   Debian Edu manual, fortunes, in English and Chinese, with their code, option lists and poems.
   Documents that already near-duplicate an earlier one (a page installed twice, an untranslated
   zh_TW page equal to its zh_CN twin) are dropped, so the only duplicates are the variants below.
@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from hack.corpora import GOOD_CORPORA, CorpusDoc, documents, require_corpora
+from heurimentor.corpora import GOOD_CORPORA, CorpusDoc, documents, require_corpora
 
 EDIT_RATES = (0.02, 0.05, 0.10, 0.15)
 

@@ -7,18 +7,25 @@
 #   buildah, mmdebstrap, runc  the images: base from Debian packages, builds, and the image tests
 #                  (hack/build-base-image.sh, hack/build-images.sh, tests/deploy/test_images.py)
 # Idempotent: a machine that has them all does no network I/O. Needs root (or sudo) otherwise.
+# `hack/install-system-deps.sh corpora` (make demo) checks and installs only the corpora.
 set -euo pipefail
+only=${1:-all}
+[ "${only}" = all ] || [ "${only}" = corpora ] || { echo "usage: $0 [corpora]" >&2; exit 2; }
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 missing=()
-[ -x "${PG_BIN}/initdb" ] && [ -x "${PG_BIN}/pg_ctl" ] && [ -x "${PG_BIN}/postgres" ] || missing+=(postgresql-15)
-command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
-command -v openssl >/dev/null || missing+=(openssl)
-# The DMU's real-text corpora (hack/corpora.py: tests/dmu/test_dmu_real_text.py, bench/dmu_*.py).
+# The DMU's real-text corpora (heurimentor/corpora.py: make demo, tests/dmu/test_dmu_real_text.py, bench/dmu_*.py).
 for package in manpages manpages-zh fortunes fortunes-zh debian-edu-doc-en debian-edu-doc-zh-cn python3-doc; do
     dpkg-query -W -f='${Status}' "${package}" 2>/dev/null | grep -q "ok installed" || missing+=("${package}")
 done
-for tool in buildah mmdebstrap runc; do command -v "${tool}" >/dev/null || missing+=("${tool}"); done
+if [ "${only}" = corpora ]; then
+    [ ${#missing[@]} -eq 0 ] && { echo "real-text corpora present: manpages(-zh), fortunes(-zh), debian-edu-doc-en/-zh-cn, python3-doc" >&2; exit 0; }
+else
+    [ -x "${PG_BIN}/initdb" ] && [ -x "${PG_BIN}/pg_ctl" ] && [ -x "${PG_BIN}/postgres" ] || missing+=(postgresql-15)
+    command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+    command -v openssl >/dev/null || missing+=(openssl)
+    for tool in buildah mmdebstrap runc; do command -v "${tool}" >/dev/null || missing+=("${tool}"); done
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "system packages present: postgresql-15, prometheus, openssl, buildah, mmdebstrap, runc" >&2

@@ -17,16 +17,21 @@ def main() -> None:
 @app.command()
 def demo(
     workdir: Path = typer.Option(Path(".demo"), help="where the demo writes everything (wiped first)"),
-    steps: int = typer.Option(120, min=10, help="training steps"),
+    steps: int = typer.Option(240, min=40, help="training steps (the junk source comes at half, the person's change at three quarters)"),
     workers: int = typer.Option(2, min=1, help="torchrun worker processes"),
     policy: str = typer.Option("learning_progress", help="TSM mixture policy: static | odm | learning_progress"),
+    corpus_scale: float = typer.Option(1.0, min=0.05, max=1.0, help="share of each source's documents to ingest"),
 ) -> None:
-    """Run the main job on this machine: DMU + TSM + elastic trainer, embedded defaults."""
+    """Run the main job on real EN/ZH text: DMU + TSM + elastic trainer, embedded defaults; pictures in WORKDIR."""
     from heurimentor.demo import DemoConfig, run_demo
+    from heurimentor.demo.services import DemoError
     from heurimentor.logs import configure_logging
 
     configure_logging("WARNING", json_format=False)
-    run_demo(DemoConfig(workdir=workdir.resolve(), steps=steps, workers=workers, policy=policy))
+    try:
+        run_demo(DemoConfig(workdir=workdir.resolve(), steps=steps, workers=workers, policy=policy, corpus_scale=corpus_scale))
+    except DemoError as e:
+        raise SystemExit(f"demo: {e}") from e
 
 
 def _register() -> None:

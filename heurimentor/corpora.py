@@ -1,4 +1,4 @@
-"""Real English and Chinese text from Debian packages, as plain-text documents (for bench/ and tests/).
+"""Real English and Chinese text from Debian packages, as plain-text documents (for `make demo`, bench/ and tests/).
 
 ``hack/install-system-deps.sh`` installs the packages when they are missing. Each corpus is read
 with the DMU's own converters (``dmu_service.pipeline.markup``), cut into documents of about

@@ -1,291 +1,324 @@
-"""``heurimentor demo``: the main job on one machine, embedded defaults, every part real.
+"""``heurimentor demo``: the main job on real English and Chinese text, one machine, embedded defaults.
 
-1. trains a bilingual BPE tokenizer on the bundled EN/ZH sample corpus;
-2. writes raw English and Chinese crawls with planted exact and near duplicates and junk;
-3. starts the DMU and the TSM (SQLite, loopback ports) and migrates their databases first;
-4. registers the sources and ingests them: clean, language-id, quality rules, dedup, tokenize;
-5. publishes a mixture and tells the TSM to adapt it (the policy writes new versions to the DMU);
-6. trains a tiny Aquila2 model with torchrun (2 workers, gloo) that follows the mixture live and
-   reports to the TSM; then prints what each part did.
+1. reads man pages, fortunes and the Debian Edu manual (EN and ZH, Debian packages) into one raw
+   JSONL per source, and trains the bilingual BPE tokenizer on them;
+2. starts the DMU and the TSM (SQLite, loopback ports), registers the sources over REST and
+   ingests them with the default pipeline: clean, language id, quality rules, exact and near dedup,
+   tokenize; the near duplicates it found are shown side by side;
+3. publishes a mixture of the six real sources; the TSM's policy adapts it while the model trains;
+4. trains a small Aquila2 model (GQA) with torchrun (2 workers, gloo) that follows the mixture live;
+   halfway a careless user puts the junk source in the mixture at half the weight (REST), the
+   TSM sees its loss make no progress and takes weight away; later a person changes the mixture
+   (PUT with If-Match) and the trainer adopts it at the next step;
+5. quantizes the final model to int4 (perplexity retained per language), exports it in the Hugging
+   Face format, reloads it with ``transformers`` and generates a line per language;
+6. writes ``demo.png`` and ``index.html`` into the work folder.
+
+Every run starts clean: the work folder is wiped first.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import random
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
-DEMO_TOKEN = secrets.token_urlsafe(32)  # a random token, as production requires (docs/security.md)
-SAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "trainer" / "heurimentor_trainer" / "sample_corpus"
+from heurimentor.demo.corpus import JUNK, SOURCES, RawCorpus, write_raw_corpus
+from heurimentor.demo.ingest import ingest, near_duplicates, print_near_duplicates, progress_bar, runs_table
+from heurimentor.demo.services import DemoError, Services, cli, started_services, stop_group
+
 console = Console()
+MIXTURE = "demo"
+JOB = "demo"
 
 
 @dataclass
 class DemoConfig:
     workdir: Path
-    steps: int = 120
+    steps: int = 240
     workers: int = 2
-    vocab_size: int = 1024
     policy: str = "learning_progress"
+    vocab_size: int = 4096  # a small model learns a small vocabulary faster (ZH still ~1.6 chars/token)
+    corpus_scale: float = 1.0  # share of each source's documents (the test uses less)
+    junk_weight: float = 0.5  # the careless user's share for the junk source
     seed: int = 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@dataclass
+class MixtureChange:
+    """A REST change the demo made while the trainer ran, and the step the trainer adopted it at."""
+
+    who: str
+    version: int
+    weights: dict[str, float]
+    step_in_progress: int  # the step the trainer was running when the PUT returned
+    adopted_at_step: int | None = None
+    retries: int = 0  # 412 answers (the TSM wrote a version in between) before it went through
 
 
-def _cli() -> list[str]:
-    return [sys.executable, "-m", "heurimentor"]
+@dataclass
+class DemoResult:
+    config: DemoConfig
+    tokenizer: dict
+    raw_bytes: dict[str, int]
+    runs: list[dict]
+    near_duplicates: list[tuple[str, str, str, float]]  # (duplicate, kept, rule, similarity)
+    steps: dict[int, int] = field(default_factory=dict)  # step -> mixture version trained on
+    versions: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # "loss", "val/<source>"
+    changes: list[MixtureChange] = field(default_factory=list)
+    checks: dict = field(default_factory=dict)  # heurimentor.demo.checks.ModelChecks as a dict
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _run(args: list[str], env: dict[str, str], log: Path) -> None:
-    with open(log, "a") as out:
-        result = subprocess.run(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-    if result.returncode:
-        tail = "\n".join(log.read_text().splitlines()[-30:])
-        raise SystemExit(f"demo: `{' '.join(args[2:])}` failed (exit {result.returncode}); log {log}:\n{tail}")
-
-
-@contextmanager
-def _service(name: str, args: list[str], env: dict[str, str], url: str, log: Path):
-    out = open(log, "a")
-    process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"demo: the {name} exited with {process.returncode}; log {log}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"demo: the {name} was not ready within 60 s; log {log}")
-            time.sleep(0.3)
-        yield
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        out.close()
-
-
-def _sentences(path: Path, splitter: str) -> list[str]:
-    text = path.read_text(encoding="utf-8")
-    parts = [p.strip() for p in text.replace("\n", " ").split(splitter)]
-    return [p + splitter for p in parts if len(p) > 8]
-
-
-def write_raw_corpus(folder: Path, seed: int) -> dict[str, int]:
-    """Documents recombined from the sample corpus's sentences, plus planted duplicates and junk."""
-    rng = random.Random(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    planted = {}
-    for source, path, splitter, joiner, size in (
-        ("web-en", SAMPLE_CORPUS / "en.txt", ".", " ", (10, 18)),
-        ("web-zh", SAMPLE_CORPUS / "zh.txt", "。", "", (6, 12)),
-    ):
-        sentences = _sentences(path, splitter)
-        docs = [joiner.join(rng.sample(sentences, rng.randint(*size))) for _ in range(300)]
-        exact = [rng.choice(docs) for _ in range(30)]
-        near = []
-        for _ in range(30):  # a near duplicate: one sentence swapped for another
-            parts = docs[rng.randrange(len(docs))].split(joiner if joiner else splitter)
-            parts[rng.randrange(len(parts))] = "" if joiner else rng.choice(sentences).rstrip(splitter)
-            near.append((joiner if joiner else splitter).join(parts))
-        lines = [json.dumps({"text": d}, ensure_ascii=False) for d in docs + exact + near]
-        lines += ['{"text": "too short"}', "{not json", json.dumps({"text": ""}), json.dumps({"id": 3})]
-        rng.shuffle(lines)
-        (folder / f"{source}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        planted[source] = len(lines)
-    return planted
-
-
-def run_demo(config: DemoConfig) -> dict:
-    """Run the demo and return what the services report afterwards (also printed)."""
-    from heurimentor_trainer.tokenizer import train_tokenizer
+def run_demo(config: DemoConfig) -> DemoResult:
+    """Run the demo end to end, print what each part did, write the pictures; returns the figures."""
+    from heurimentor.demo import checks, report
 
     work = config.workdir
     if work.exists():
         shutil.rmtree(work)
-    logs = work / "logs"
-    logs.mkdir(parents=True)
+    (work / "logs").mkdir(parents=True)
     started = time.monotonic()
+    seconds: dict[str, float] = {}
 
-    console.rule("[bold]1. tokenizer")
-    report = train_tokenizer(
-        [SAMPLE_CORPUS / "en.txt"],
-        [SAMPLE_CORPUS / "zh.txt"],
-        work / "tokenizer",
-        vocab_size=config.vocab_size,
-        min_frequency=1,
-        seed=config.seed,
-    )
-    console.print(f"byte-level BPE, {report.vocab_size} tokens; held-out chars/token {report.chars_per_token}")
+    console.rule("[bold]1. real text and the tokenizer")
+    mark = time.monotonic()
+    raw = write_raw_corpus(work / "raw", scale=config.corpus_scale, seed=config.seed)
+    console.print(_corpus_table(raw))
+    tokenizer = _train_tokenizer(raw, work / "tokenizer", config)
+    seconds["corpus + tokenizer"] = time.monotonic() - mark
 
-    console.rule("[bold]2. raw data")
-    planted = write_raw_corpus(work / "raw", config.seed)
-    console.print(f"raw JSONL lines per source (with planted duplicates and junk): {planted}")
+    with started_services(work, policy=config.policy, mixture=MIXTURE) as services:
+        console.print(f"DMU {services.dmu_url}/docs   TSM {services.tsm_url}/docs   (logs in {services.logs})")
+        console.rule("[bold]2. DMU ingest (default pipeline)")
+        mark = time.monotonic()
+        runs = ingest(services, raw, work / "tokenizer" / "tokenizer.json", console)
+        console.print(runs_table(runs))
+        near = near_duplicates(services, runs, raw)
+        print_near_duplicates(near, console)
+        seconds["ingest"] = time.monotonic() - mark
+        result = DemoResult(config, tokenizer, raw.bytes, runs, near)
 
-    dmu_port, tsm_port = _free_port(), _free_port()
-    dmu_url, tsm_url = f"http://127.0.0.1:{dmu_port}", f"http://127.0.0.1:{tsm_port}"
-    env = dict(
-        os.environ,
-        # development, said explicitly (the default is production): reads open, so the demo's GETs need no token
-        HEURIMENTOR_DMU_ENVIRONMENT="development",
-        HEURIMENTOR_TSM_ENVIRONMENT="development",
-        HEURIMENTOR_DMU_DATA_DIR=str(work / "dmu"),
-        HEURIMENTOR_DMU_AUTH_TOKEN=DEMO_TOKEN,
-        HEURIMENTOR_DMU_PORT=str(dmu_port),
-        HEURIMENTOR_TSM_DATABASE_URL=f"sqlite:///{work / 'tsm.sqlite3'}",
-        HEURIMENTOR_TSM_PORT=str(tsm_port),
-        HEURIMENTOR_TSM_DMU_URL=dmu_url,
-        HEURIMENTOR_TSM_DMU_TOKEN=DEMO_TOKEN,
-        HEURIMENTOR_TSM_AUTH_TOKEN=DEMO_TOKEN,
-        HEURIMENTOR_TRAIN__METRICS__TSM_TOKEN=DEMO_TOKEN,  # secrets by env, never in the config file
-        HEURIMENTOR_TSM_EVALUATE_INTERVAL_SECONDS="2",
-        HEURIMENTOR_TSM_POLICY__NAME=config.policy,
-        HEURIMENTOR_TSM_POLICY__MIXTURE="demo",
-        HEURIMENTOR_TSM_POLICY__WINDOW_STEPS="10",
-        HEURIMENTOR_TSM_POLICY__GUARDRAILS__COOLDOWN_STEPS="20",
-        OMP_NUM_THREADS="1",
-    )
-    (work / "dmu").mkdir()
-
-    console.rule("[bold]3. DMU and TSM")
-    _run(_cli() + ["dmu", "migrate"], env, logs / "dmu.log")
-    _run(_cli() + ["tsm", "migrate"], env, logs / "tsm.log")
-    with ExitStack() as stack:
-        stack.enter_context(_service("DMU", _cli() + ["dmu", "serve"], env, dmu_url, logs / "dmu.log"))
-        stack.enter_context(_service("TSM", _cli() + ["tsm", "serve"], env, tsm_url, logs / "tsm.log"))
-        console.print(f"DMU {dmu_url}/docs   TSM {tsm_url}/docs   (logs in {logs})")
-
-        console.rule("[bold]4. ingest: clean, dedup, tokenize")
-        tokenizer_json = work / "tokenizer" / "tokenizer.json"
-        for source, language in (("web-en", "en"), ("web-zh", "zh")):
-            # The sample corpus is short prose: relax the minimum document length for the demo.
-            overrides = {"english": {"min_words": 20}} if language == "en" else {"chinese": {"min_chars": 20}}
-            _run(
-                _cli() + ["dmu", "source", "add", source, "--language", language, "--domain", "web", "--pipeline", json.dumps(overrides)],
-                env,
-                logs / "ingest.log",
-            )
-            _run(
-                _cli() + ["dmu", "ingest", source, str(work / "raw" / f"{source}.jsonl"), "--tokenizer", str(tokenizer_json)],
-                env,
-                logs / "ingest.log",
-            )
-        runs = httpx.get(f"{dmu_url}/runs").json()
-        console.print(_runs_table(runs))
+        console.rule("[bold]3. train: torchrun, 2 workers; the TSM adapts the mixture")
+        mark = time.monotonic()
         shard_root = next((work / "dmu" / "shards").iterdir())
-
-        console.rule("[bold]5. mixture")
-        auth = {"Authorization": f"Bearer {DEMO_TOKEN}"}
         created = httpx.post(
-            f"{dmu_url}/mixtures",
-            headers=auth,
-            json={"name": "demo", "weights": {"web-en": 1.0, "web-zh": 1.0}, "author": "demo", "reason": "start 1:1 as the report"},
+            f"{services.dmu_url}/mixtures",
+            headers=services.auth,
+            json={
+                "name": MIXTURE,
+                "weights": {s.name: 1.0 for s in SOURCES},
+                "author": "demo",
+                "reason": "start: equal parts of the six real sources",
+            },
         )
         created.raise_for_status()
-        console.print(f"mixture demo v{created.json()['version']}: {created.json()['weights']}; TSM policy: {config.policy}")
-
-        console.rule("[bold]6. train (torchrun, elastic, gloo)")
-        train_yaml = work / "train.yaml"
-        train_yaml.write_text(
-            json.dumps(
-                {
-                    "job": "demo",
-                    "preset": "debug",
-                    "model": {"vocab_size": _model_vocab(tokenizer_json)},
-                    "steps": config.steps,
-                    "global_batch": 8,
-                    "micro_batch": 2,
-                    "seq_len": 64,
-                    "seed": config.seed,
-                    "optim": {"warmup_steps": 10},
-                    "data": {
-                        "shard_root": str(shard_root),
-                        "mixture": "demo",
-                        "dmu_url": dmu_url,
-                        "poll_wait_seconds": 5,
-                        "val_samples_per_source": 8,
-                    },
-                    "checkpoint": {"dir": str(work / "checkpoints"), "interval": 40, "keep": 2},
-                    "metrics": {"tsm_url": tsm_url, "eval_interval": 20, "flush_interval_seconds": 1.0},
-                },
-                indent=2,
-            )
+        console.print(f"mixture {MIXTURE} v{created.json()['version']}: equal parts of {', '.join(s.name for s in SOURCES)}")
+        model = checks.demo_model_args(tokenizer["model_vocab"])
+        console.print(
+            f"model: Aquila2, {model['n_layers']} layers, dim {model['dim']}, {model['n_heads']} heads / {model['n_kv_heads']} KV heads (GQA), "
+            f"vocab {model['vocab_size']}: {checks.parameter_count(model):,} parameters"
         )
-        _run(_cli() + ["train", "--config", str(train_yaml), "--nproc-per-node", str(config.workers)], env, logs / "train.log")
-        time.sleep(3)  # one more TSM evaluation over the last points
+        _train(services, work, shard_root, model, config, result)
+        seconds["train"] = time.monotonic() - mark
+        _collect(services, work, result)
 
-        console.rule("[bold]what happened")
-        summary = _summarise(dmu_url, tsm_url)
-        summary["runs"] = runs
-    console.print(f"[green]demo finished in {time.monotonic() - started:.0f} s; everything is under {work}")
-    return summary
+    console.rule("[bold]4. baselines, int4, Hugging Face")
+    mark = time.monotonic()
+    result.checks = checks.run_checks(work, shard_root, result.curves, console=console)
+    seconds["checks"] = time.monotonic() - mark
+
+    console.rule("[bold]what happened")
+    report.print_summary(result, console)
+    mark = time.monotonic()
+    png, page = report.write_pictures(result, work)
+    seconds["pictures"] = time.monotonic() - mark
+    seconds["total"] = time.monotonic() - started
+    result.seconds = seconds
+    report.write_page(result, page, png)
+    console.print(f"[green]demo finished in {seconds['total']:.0f} s[/green]; plot {png}, page {page}; everything is under {work}")
+    return result
 
 
-def _flatten(counts: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in counts.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+# ----------------------------------------------------------------------------------- tokenizer
 
 
-def _runs_table(runs: list[dict]) -> Table:
-    """Per-stage counts of each ingestion run, one row per counter, one column per run."""
-    flat = [_flatten(run.get("counts", {})) for run in runs]
-    table = Table("counter", *(f"{r['source']} ({r['status']})" for r in runs), title="ingestion runs (DMU)")
-    for key in sorted({k for f in flat for k in f}):
-        table.add_row(key, *(str(f.get(key, "")) for f in flat))
+def _corpus_table(raw: RawCorpus) -> Table:
+    table = Table("source", "from", "documents", "MB (UTF-8)", title="raw data, one JSONL per source (Debian packages)")
+    for source in (*SOURCES, JUNK):
+        table.add_row(source.name, source.origin, f"{len(raw.docs[source.name]):,}", f"{raw.bytes[source.name] / 1e6:.2f}")
     return table
 
 
-def _model_vocab(tokenizer_json: Path) -> int:
-    from heurimentor_trainer.tokenizer import load_tokenizer, model_vocab_size
+def _train_tokenizer(raw: RawCorpus, folder: Path, config: DemoConfig) -> dict:
+    from heurimentor_trainer.tokenizer import load_tokenizer, model_vocab_size, train_tokenizer
 
-    return model_vocab_size(load_tokenizer(tokenizer_json))
+    with console.status("training the byte-level BPE tokenizer on the EN and ZH documents"):
+        report = train_tokenizer(
+            [raw.tokenizer_files["en"]], [raw.tokenizer_files["zh"]], folder, vocab_size=config.vocab_size, seed=config.seed
+        )
+    model_vocab = model_vocab_size(load_tokenizer(folder / "tokenizer.json"))
+    console.print(
+        f"tokenizer: {report.vocab_size:,} tokens (byte-level BPE, trained on {report.train_bytes['en'] / 1e6:.1f} MB EN + "
+        f"{report.train_bytes['zh'] / 1e6:.1f} MB ZH); held-out chars/token EN {report.chars_per_token['en']:.2f}, "
+        f"ZH {report.chars_per_token['zh']:.2f}"
+    )
+    return {
+        "vocab_size": report.vocab_size,
+        "model_vocab": model_vocab,
+        "chars_per_token": report.chars_per_token,
+        "train_bytes": report.train_bytes,
+    }
 
 
-def _summarise(dmu_url: str, tsm_url: str) -> dict:
-    job = httpx.get(f"{tsm_url}/v1/jobs/demo").json()
-    console.print(f"TSM saw step {job['last_step']}, {job['tokens_seen']} tokens, mixture version {job['mixture_version']}")
-    for kind, name in (("scalar", "loss"), ("val_loss", "web-en"), ("val_loss", "web-zh")):
-        points = httpx.get(f"{tsm_url}/v1/jobs/demo/curves/{kind}/{name}", params={"max_points": 8}).json()["points"]
-        if points:
-            curve = "  ".join(f"{p['step']}:{p['value']:.2f}" for p in points)
-            console.print(f"{kind} {name} (step:value)  {curve}")
-    versions = httpx.get(f"{dmu_url}/mixtures/demo/versions").json()
-    table = Table("version", "author", "weights", "reason", title="mixture history (DMU)")
-    for v in versions:
-        table.add_row(str(v["version"]), v["author"], json.dumps({k: round(w, 3) for k, w in v["weights"].items()}), v["reason"][:80])
-    console.print(table)
-    events = httpx.get(f"{tsm_url}/v1/jobs/demo/events").json()
-    for event in events:
-        console.print(f"TSM event at step {event['step']}: [bold]{event['kind']}[/bold] {event['message'][:160]}")
-    if not events:
-        console.print("TSM events: none")
-    return {"job": job, "mixture_versions": versions, "events": events}
+# --------------------------------------------------------------------------------------- train
+
+
+def _train(services: Services, work: Path, shard_root: Path, model: dict, config: DemoConfig, result: DemoResult) -> None:
+    from heurimentor.demo.checks import SEQ_LEN, VAL_SAMPLES
+
+    train_yaml = work / "train.yaml"
+    train_yaml.write_text(
+        json.dumps(
+            {
+                "job": JOB,
+                "preset": "debug",
+                "model": model,
+                "steps": config.steps,
+                "global_batch": 16,
+                "micro_batch": 8,
+                "seq_len": SEQ_LEN,
+                "seed": config.seed,
+                "optim": {"lr": 1e-2, "warmup_steps": 20},
+                "data": {
+                    "shard_root": str(shard_root),
+                    "mixture": MIXTURE,
+                    "dmu_url": services.dmu_url,
+                    "poll_wait_seconds": 5,
+                    "val_samples_per_source": VAL_SAMPLES,
+                    "sample_log_dir": str(work / "samples"),
+                },
+                "checkpoint": {"dir": str(work / "checkpoints"), "interval": config.steps, "keep": 1},
+                "metrics": {
+                    "tsm_url": services.tsm_url,
+                    "eval_interval": 10,
+                    "eval_batches": VAL_SAMPLES // 8,
+                    "flush_interval_seconds": 0.5,
+                },
+            },
+            indent=2,
+        )
+    )
+    log = services.logs / "train.log"
+    command = cli() + ["train", "--config", str(train_yaml), "--nproc-per-node", str(config.workers)]
+    with open(log, "a") as out:
+        process = subprocess.Popen(command, env=services.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    junk_at, person_at = config.steps // 2, (3 * config.steps) // 4
+    try:
+        with progress_bar(console) as progress:
+            task = progress.add_task("train (starting torchrun)", total=config.steps)
+            while process.poll() is None:
+                step = _step_in_progress(work)
+                progress.update(task, completed=max(step - 1, 0), description=f"train, mixture v{_version_in_progress(work)}")
+                if step >= junk_at and len(result.changes) == 0:
+                    result.changes.append(_add_junk(services, work, config.junk_weight))
+                    progress.console.print(_change_line(result.changes[-1]))
+                if step >= person_at and len(result.changes) == 1:
+                    result.changes.append(_person_change(services, work))
+                    progress.console.print(_change_line(result.changes[-1]))
+                time.sleep(0.2)
+            progress.update(task, completed=config.steps)
+    finally:
+        stop_group(process)
+    if process.returncode:
+        raise DemoError(f"training failed (exit {process.returncode}); log {log}:\n" + "\n".join(log.read_text().splitlines()[-30:]))
+
+
+def _sample_log(work: Path) -> list[dict]:
+    """Rank 0's sample log: one line per step, written when the step drew its batch (complete lines only)."""
+    path = work / "samples" / "rank0.jsonl"
+    if not path.exists():
+        return []
+    lines = path.read_text().split("\n")[:-1]
+    return [json.loads(line) for line in lines]
+
+
+def _step_in_progress(work: Path) -> int:
+    entries = _sample_log(work)
+    return entries[-1]["step"] if entries else 0
+
+
+def _version_in_progress(work: Path) -> int | None:
+    entries = _sample_log(work)
+    return entries[-1]["version"] if entries else None
+
+
+def _put_mixture(services: Services, work: Path, who: str, reason: str, change) -> MixtureChange:
+    """GET the current version, PUT ``change(weights)`` with If-Match; re-read and retry on 412."""
+    retries = 0
+    while True:
+        current = httpx.get(f"{services.dmu_url}/mixtures/{MIXTURE}")
+        current.raise_for_status()
+        weights = change(dict(current.json()["weights"]))
+        answer = httpx.put(
+            f"{services.dmu_url}/mixtures/{MIXTURE}",
+            headers={**services.auth, "If-Match": current.headers["ETag"]},
+            json={"weights": weights, "author": who, "reason": reason},
+        )
+        if answer.status_code == 412 and retries < 5:
+            retries += 1
+            continue
+        answer.raise_for_status()
+        body = answer.json()
+        return MixtureChange(who, body["version"], body["weights"], _step_in_progress(work), retries=retries)
+
+
+def _add_junk(services: Services, work: Path, share: float) -> MixtureChange:
+    def with_junk(weights: dict[str, float]) -> dict[str, float]:
+        real = {s: w for s, w in weights.items() if s != JUNK.name}
+        total = sum(real.values())
+        return {**{s: (1 - share) * w / total for s, w in real.items()}, JUNK.name: share}
+
+    return _put_mixture(services, work, "careless-user", f"add {JUNK.name} at {share:.0%}: more English data!", with_junk)
+
+
+def _person_change(services: Services, work: Path) -> MixtureChange:
+    def more_chinese(weights: dict[str, float]) -> dict[str, float]:
+        return {s: w * (2.0 if s.endswith("-zh") else 1.0) for s, w in weights.items()}
+
+    return _put_mixture(services, work, "person", "twice the Chinese share for the last quarter", more_chinese)
+
+
+def _change_line(change: MixtureChange) -> str:
+    weights = ", ".join(f"{s} {w:.2f}" for s, w in sorted(change.weights.items()))
+    retried = f" (after {change.retries} x 412: the TSM wrote a version first)" if change.retries else ""
+    return f"step {change.step_in_progress}: {change.who} PUT /mixtures/{MIXTURE} with If-Match -> v{change.version}{retried}: {weights}"
+
+
+def _collect(services: Services, work: Path, result: DemoResult) -> None:
+    """What the services and the trainer's sample log say happened."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:  # the TSM evaluates every second; wait until it has seen the end
+        job = httpx.get(f"{services.tsm_url}/v1/jobs/{JOB}").json()
+        if job.get("completed_step") is not None and job["evaluated_step"] >= job["last_step"]:
+            break
+        time.sleep(0.5)
+    result.steps = {e["step"]: e["version"] for e in _sample_log(work)}
+    for change in result.changes:
+        change.adopted_at_step = min((s for s, v in result.steps.items() if v is not None and v >= change.version), default=None)
+    result.versions = httpx.get(f"{services.dmu_url}/mixtures/{MIXTURE}/versions").json()
+    result.events = httpx.get(f"{services.tsm_url}/v1/jobs/{JOB}/events").json()
+    loss = httpx.get(f"{services.tsm_url}/v1/jobs/{JOB}/curves/scalar/loss", params={"max_points": 10_000}).json()["points"]
+    result.curves["loss"] = [(p["step"], p["value"]) for p in loss]
+    for source in (*SOURCES, JUNK):
+        points = httpx.get(f"{services.tsm_url}/v1/jobs/{JOB}/curves/val_loss/{source.name}", params={"max_points": 10_000}).json()
+        result.curves[f"val/{source.name}"] = [(p["step"], p["value"]) for p in points["points"]]

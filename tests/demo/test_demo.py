@@ -1,24 +1,49 @@
-"""The README's `make demo` path, end to end: tokenizer, DMU ingest, mixture, TSM, torchrun trainer."""
+"""The README's `make demo`, on its real corpus at a reduced size: what it prints is what happened.
+
+Tokenizer on Debian's English and Chinese text, DMU ingest, torchrun trainer following the mixture,
+the TSM's policy, a junk source and a person's change over REST, int4, the Hugging Face export.
+"""
 
 from heurimentor.demo import DemoConfig, run_demo
+from heurimentor.demo.corpus import JUNK, SOURCES
+from heurimentor.demo.report import junk_weights
 
 
-def test_demo_trains_on_dmu_shards_and_reports_to_the_tsm(tmp_path):
-    summary = run_demo(DemoConfig(workdir=tmp_path / "demo", steps=40, workers=2))
+def test_demo_learns_real_text_and_the_tsm_takes_weight_from_junk(tmp_path):
+    result = run_demo(DemoConfig(workdir=tmp_path / "demo", steps=120, corpus_scale=0.35))
 
-    runs = {run["source"]: run for run in summary["runs"]}
-    assert set(runs) == {"web-en", "web-zh"}
-    for source, run in runs.items():
-        counts = run["counts"]
-        assert run["status"] == "completed", (source, run)
-        # 30 exact copies were planted per source, and four junk lines (short, malformed, empty, no text).
-        assert counts["exact_dup"] >= 30, (source, counts)
-        assert counts["malformed"] >= 2, (source, counts)
-        assert counts["kept"] > 200 and counts["tokens"] > 10_000, (source, counts)
+    assert result.tokenizer["vocab_size"] == 4096 + 3  # BPE merges + <pad> <s> </s>
+    assert result.tokenizer["chars_per_token"]["en"] > 2.5 and result.tokenizer["chars_per_token"]["zh"] > 1.2, result.tokenizer
 
-    job = summary["job"]
-    assert job["last_step"] == 40
-    assert job["tokens_seen"] == 40 * 8 * 64  # steps x global batch x sequence length
-    assert summary["mixture_versions"][0]["author"] == "demo"
-    assert job["mixture_version"] == summary["mixture_versions"][-1]["version"]
-    assert (tmp_path / "demo" / "checkpoints").is_dir()
+    runs = {run["source"]: run for run in result.runs}
+    assert set(runs) == {s.name for s in (*SOURCES, JUNK)}
+    assert all(run["status"] == "completed" and run["counts"]["tokens"] > 10_000 for run in runs.values()), runs
+    # Real text holds real near duplicates (man pages installed twice, the Edu manual of two releases),
+    # and manpages-zh pages that were never translated, which the language filter drops.
+    assert sum(run["counts"]["near_dup"] for run in runs.values()) >= 10
+    assert runs["man-zh"]["counts"]["languages_dropped"].get("en", 0) > 0
+    assert result.near_duplicates and all(kept != dropped for dropped, kept, _, _ in result.near_duplicates)
+
+    checks = result.checks
+    for source in SOURCES:
+        assert checks["final_val"][source.name] < checks["unigram"][source.name], (source.name, checks["final_val"], checks["unigram"])
+
+    junk = junk_weights(result)
+    assert junk["added"] == 0.5
+    assert junk["tsm_versions"] >= 1 and junk["after_tsm"] < junk["added"], junk
+    added, person = result.changes
+    assert (added.who, person.who) == ("careless-user", "person")
+    # A REST change is trained on from the step after the one running when the PUT returned; one more
+    # when the step boundary fell between the PUT's answer and the trainer's long-poll hearing of it.
+    assert added.adopted_at_step - added.step_in_progress in (1, 2), added
+    assert person.adopted_at_step - person.step_in_progress in (1, 2), person
+    assert result.steps[max(result.steps)] >= person.version
+
+    assert all(0.97 < checks["retained"][lang] <= 1.01 for lang in ("en", "zh")), checks["retained"]
+    assert checks["hf_max_logit_difference"] <= 1e-5
+    assert set(checks["generations"]) == {"en", "zh"}
+
+    png, page = tmp_path / "demo" / "demo.png", tmp_path / "demo" / "index.html"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    html = page.read_text()
+    assert "<img src='demo.png'" in html and "mixture_update" in html and JUNK.name in html

@@ -27,7 +27,8 @@ from dmu_service.pipeline.normalize import normalize
 from dmu_service.pipeline.process import DocumentProcessor
 from dmu_service.pipeline.readers import Record, read_records
 from dmu_service.pipeline.runner import execute_run, start_run
-from hack import corpora, dmu_eval
+from hack import dmu_eval
+from heurimentor import corpora
 from heurimentor.cli import app
 from tests.dmu.testlib import TOKEN, auth
 
