@@ -171,6 +171,10 @@ class _Planner:
         for v in self.live:
             if policy == "All" or (policy == "Running" and v.phase in ("Pending", "Running")):
                 self.delete(v, f"job {self.status['phase']} (cleanPodPolicy {policy})")
+        # A finished job's replicas are the workers cleanPodPolicy leaves running, not the last count.
+        deleting = {name for name, _, _ in self.plan.delete}
+        running = sum(v.phase == "Running" and v.name not in deleting for v in self.live)
+        self.status.update(replicas=running, worldSize=running * self.spec.nproc_per_node)
 
     def requeue_ttl(self) -> None:
         ttl = self.spec.run_policy.ttl_after_finished_s

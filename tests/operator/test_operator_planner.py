@@ -137,6 +137,16 @@ def test_gang_restart_counts_backs_off_and_recreates_everything():
     assert get_condition(st["conditions"], "Failed")["reason"] == "BackoffLimitExceeded"
 
 
+def test_a_finished_job_counts_only_the_workers_cleanPodPolicy_leaves_running():
+    for policy, left in (("Running", 0), ("None", 1)):
+        body = job(elastic={"replicas": 2}, runPolicy={"backoffLimit": 0, "cleanPodPolicy": policy})
+        step(body, running(body, "a100-0", "h800-0"))
+        assert body["status"]["replicas"] == 2
+        step(body, [pod(body, "a100", 0), pod(body, "h800", 0, phase="Failed", exit_code=1)])
+        st = body["status"]
+        assert st["phase"] == "Failed" and (st["replicas"], st["worldSize"]) == (left, left * 8), policy
+
+
 def test_stale_failed_pod_is_not_counted_twice():
     """Operator died after recording a gang restart but before deleting: no second restart."""
     body = job(elastic={"replicas": 1})
