@@ -15,6 +15,10 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+import numpy as np
+
+from dmu_service.pipeline import chars
+
 CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0xF900, 0xFAFF), (0x20000, 0x2A6DF))
 
 
@@ -34,7 +38,9 @@ def _detector():
         Language.RUSSIAN,
         Language.ITALIAN,
     ]
-    return LanguageDetectorBuilder.from_languages(*languages).with_preloaded_language_models().build()
+    # Models load on first use, per language (~0.2 s CPU each): a corpus whose documents the fast
+    # path decides, or that lingua only sees in Latin script, never loads the others.
+    return LanguageDetectorBuilder.from_languages(*languages).build()
 
 
 _CODES = {"ENGLISH": "en", "CHINESE": "zh"}
@@ -51,10 +57,7 @@ def detect(text: str, *, sample_chars: int = 2000) -> tuple[str, float]:
     return code, float(top.value)
 
 
-_IDEOGRAPH = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\u1100-\u11ff]")
 _ASCII_WORD = re.compile(r"[a-z]+")
-_NON_ASCII_LETTER = re.compile(r"[^\W\d_a-zA-Z]")
 # The commonest English function words; French/German/Spanish text shares almost none of them.
 EN_FUNCTION_WORDS = frozenset(
     "the of and to a in is that for it as was with be by on not this are or from at which an have but "
@@ -65,25 +68,49 @@ EN_FUNCTION_WORDS = frozenset(
 
 def fast_detect(sample: str) -> tuple[str, float] | None:
     """("zh"/"en", confidence) when the script and function words decide, None when lingua must."""
-    ideographs = len(_IDEOGRAPH.findall(sample))
-    if ideographs:
-        if _KANA_HANGUL.search(sample):
-            return None
-        letters = sum(map(str.isalpha, sample))
-        share = ideographs / max(letters, 1)
-        return ("zh", 1.0) if ideographs >= 10 and share >= 0.1 else None
-    if not sample.isascii() and len(_NON_ASCII_LETTER.findall(sample)) > 0.005 * len(sample):
-        return None  # accented Latin, Cyrillic, Greek...: lingua tells them apart (dashes and quotes do not count)
+    return _fast_detect_batch([sample])[0]
+
+
+def _fast_detect_batch(samples: list[str]) -> list[tuple[str, float] | None]:
+    # The script counts of all samples in one numpy pass (a table lookup per codepoint).
+    cps = chars.codepoints("".join(samples))
+    bounds = np.cumsum([0] + [len(s) for s in samples])
+    flags = chars.classes(cps)
+
+    def per_doc(mask: np.ndarray) -> list[int]:
+        prefix = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+        return (prefix[bounds[1:]] - prefix[bounds[:-1]]).tolist()
+
+    ideographs = per_doc((flags & chars.IDEOGRAPH) != 0)
+    kana_hangul = per_doc((flags & chars.KANA_HANGUL) != 0)
+    letters = per_doc((flags & chars.ALPHA) != 0)
+    non_ascii_letters = per_doc(((flags & chars.LETTER) != 0) & (cps >= 128))
+    out: list[tuple[str, float] | None] = []
+    for i, sample in enumerate(samples):
+        if ideographs[i]:
+            if kana_hangul[i]:
+                out.append(None)
+            else:
+                share = ideographs[i] / max(letters[i], 1)
+                out.append(("zh", 1.0) if ideographs[i] >= 10 and share >= 0.1 else None)
+        elif non_ascii_letters[i] > 0.005 * len(sample):
+            out.append(None)  # accented Latin, Cyrillic, Greek...: lingua tells them apart (dashes and quotes do not count)
+        else:
+            out.append(_english_by_function_words(sample))
+    return out
+
+
+def _english_by_function_words(sample: str) -> tuple[str, float] | None:
     words = _ASCII_WORD.findall(sample.lower())
     if len(words) < 8:
         return None
-    share = sum(w in EN_FUNCTION_WORDS for w in words) / len(words)
+    share = sum(map(EN_FUNCTION_WORDS.__contains__, words)) / len(words)
     return ("en", 1.0) if share >= 0.15 else None
 
 
 def detect_batch(texts: list[str], *, sample_chars: int = 2000, fast_path: bool = False) -> list[tuple[str, float]]:
     samples = [t[:sample_chars] for t in texts]
-    out: list[tuple[str, float] | None] = [fast_detect(s) for s in samples] if fast_path else [None] * len(samples)
+    out: list[tuple[str, float] | None] = _fast_detect_batch(samples) if fast_path and samples else [None] * len(samples)
     undecided = [i for i, o in enumerate(out) if o is None]
     if undecided:
         for i, result in zip(undecided, _lingua_batch([samples[i] for i in undecided]), strict=True):
@@ -105,8 +132,9 @@ def _lingua_batch(samples: list[str]) -> list[tuple[str, float]]:
 
 def cjk_share(text: str) -> float:
     """CJK ideographs / letters (a CJK ideograph is a letter too)."""
-    ideographs = len(_IDEOGRAPH.findall(text))
-    return ideographs / max(sum(map(str.isalpha, text)), 1) if ideographs else 0.0
+    flags = chars.classes(chars.codepoints(text))
+    ideographs = int(np.count_nonzero(flags & chars.IDEOGRAPH))
+    return ideographs / max(int(np.count_nonzero(flags & chars.ALPHA)), 1) if ideographs else 0.0
 
 
 def cjk_ratio(text: str) -> float:

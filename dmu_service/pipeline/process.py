@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from dmu_service.pipeline import langid
 from dmu_service.pipeline.config import PipelineConfig
 from dmu_service.pipeline.normalize import normalize
-from dmu_service.pipeline.quality import chinese_rules, english_rules
+from dmu_service.pipeline.quality import Failure, chinese_rules_batch, english_rules_batch
 from dmu_service.pipeline.readers import Record
 
 
@@ -58,18 +58,26 @@ class DocumentProcessor:
                 item.language = language
                 if language not in cfg.langid.languages or confidence < cfg.langid.min_confidence:
                     item.outcome, item.text, item.value = "language", None, round(confidence, 4)
+        english_on = any((cfg.english.gopher_quality, cfg.english.gopher_repetition, cfg.english.c4, cfg.english.fineweb))
+        english: list[Processed] = []
+        chinese: list[Processed] = []
         for item in pending:
             if item.text is None:
                 continue
-            chinese = item.language == "zh" if cfg.langid.enabled else langid.cjk_share(item.text[:2000]) >= 0.1
-            if chinese and cfg.chinese.enabled:
-                text, failed = chinese_rules(item.text, cfg.chinese, item.line_counts)
-            elif not chinese and any((cfg.english.gopher_quality, cfg.english.gopher_repetition, cfg.english.c4, cfg.english.fineweb)):
-                text, failed = english_rules(item.text, cfg.english, item.line_counts)
-            else:
-                text, failed = item.text, None
-            if failed:
-                item.text, item.outcome, item.value = None, failed.rule, round(float(failed.value), 4)
-            else:
-                item.text = text
+            is_chinese = item.language == "zh" if cfg.langid.enabled else langid.cjk_share(item.text[:2000]) >= 0.1
+            if is_chinese and cfg.chinese.enabled:
+                chinese.append(item)
+            elif not is_chinese and english_on:
+                english.append(item)
+        # Each language's rules run over the batch at once (their n-gram statistics are vectorised across documents).
+        for items, rules, rules_cfg in ((english, english_rules_batch, cfg.english), (chinese, chinese_rules_batch, cfg.chinese)):
+            for item, result in zip(items, rules([i.text for i in items], rules_cfg, [i.line_counts for i in items]), strict=True):
+                self._apply(item, *result)
         return out
+
+    @staticmethod
+    def _apply(item: Processed, text: str, failed: Failure | None) -> None:
+        if failed:
+            item.text, item.outcome, item.value = None, failed.rule, round(float(failed.value), 4)
+        else:
+            item.text = text

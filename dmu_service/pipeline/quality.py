@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 
+from dmu_service.pipeline import chars
 from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig
 from dmu_service.pipeline.langid import cjk_share
 from dmu_service.pipeline.minhash import NGRAM_MULTIPLIERS  # the same odd multipliers as the shingles
@@ -32,11 +34,14 @@ _WORD = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
 _SENTENCE_END = re.compile(r"[.!?。！？]+(?:\s|$)")
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")
 _PARAGRAPHS = re.compile(r"\n{2,}")
-_IDEOGRAPHS = re.compile(r"[\u3400-\u9fff]")
 _MENU_SEPARATOR = re.compile(r"\s[|·•»›>/]\s")
-_ALPHA_TOKEN = re.compile(r"[^\s]*?[^\W\d_][^\s]*")  # a whitespace-separated token with a letter in it
+# A whitespace-separated token without a letter (the rest of the tokens have one): a run of digits,
+# underscores and symbols from whitespace (or the text's ends) to whitespace.
+_LETTERLESS_TOKEN = re.compile(r"(?<!\S)(?:[\d_]|[^\w\s])+(?!\S)")
 TOP_NGRAMS = ((2, 0.20), (3, 0.18), (4, 0.16))
 DUP_NGRAMS = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
+_SALT = np.uint64(0xD1B54A32D192ED03)  # odd: document k's grams are offset by k+1 times it
+_GOPHER_NGRAMS = {n: "top" for n, _ in TOP_NGRAMS} | {n: "dup" for n, _ in DUP_NGRAMS}
 ZH_AD_LINE = re.compile(
     r"(扫[一描]?[扫码]|二维码|关注(我们|公众号|微信)|微信(号|公众号)|点击(这里|下载|查看|关注|进入|阅读原文)|阅读原文|"
     r"版权(所有|声明)|免责声明|转载请注明|联系电话|客服(电话|热线)|广告|上一篇|下一篇|返回(首页|顶部)|"
@@ -46,6 +51,8 @@ ZH_AD_LINE = re.compile(
 # Function characters of modern and classical Chinese: running text (prose, poems, manuals) uses
 # them in every sentence; menus, keyword spam and product lists hardly do.
 ZH_FUNCTION_CHARS = frozenset("的了是在和也就都而及与或这那之其为以于被把将对所但并等从我你他她它们有不一个上中者乎矣焉兮无")
+_ZH_FUNCTION_TABLE = np.zeros(0x10000, dtype=bool)  # all of them are in the BMP
+_ZH_FUNCTION_TABLE[[ord(c) for c in ZH_FUNCTION_CHARS]] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,11 @@ class Failure:
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text)
+
+
+def _lines(text: str) -> list[str]:
+    """The lines with something on them (most rules count these)."""
+    return [line for line in text.split("\n") if line.strip()]
 
 
 def _duplicate_fractions(items: list[str]) -> tuple[float, float]:
@@ -91,7 +103,8 @@ class Units:
 
     @classmethod
     def of_chars(cls, text: str) -> Units:
-        cps = np.frombuffer(re.sub(r"\s+", "", text).encode("utf-32-le"), dtype="<u4").astype(np.uint64)
+        cps = chars.codepoints(text)
+        cps = cps[(chars.classes(cps) & chars.SPACE) == 0].astype(np.uint64)  # whitespace does not count
         return cls(cps, np.ones(cps.size, dtype=np.int64))
 
     def grams(self, n: int) -> np.ndarray:
@@ -106,65 +119,134 @@ class Units:
 
 def _top_ngram_char_fraction(units: Units, n: int) -> float:
     """Characters of the most frequent n-gram x its count / all characters (0 when no n-gram repeats)."""
-    grams = units.grams(n)
-    if grams.size < 2:
-        return 0.0
-    values, first, counts = np.unique(grams, return_index=True, return_counts=True)
-    top = int(np.argmax(counts))
-    if counts[top] < 2:
-        return 0.0
-    start = first[top]
-    return float(units.lengths[start : start + n].sum() * counts[top] / max(units.total, 1))
+    return _ngram_fractions(units, {n: "top"})[n]
 
 
 def _dup_ngram_char_fraction(units: Units, n: int) -> float:
     """Share of characters inside n-grams that occurred before (units: words, or characters)."""
-    grams = units.grams(n)
-    if grams.size < 2:
-        return 0.0
-    _, first, inverse = np.unique(grams, return_index=True, return_inverse=True)
-    dup_starts = np.flatnonzero(first[inverse] < np.arange(grams.size))
-    if dup_starts.size == 0:
-        return 0.0
-    cover = np.zeros(units.hashes.size + 1, dtype=np.int32)
-    np.add.at(cover, dup_starts, 1)
-    np.add.at(cover, dup_starts + n, -1)
-    covered = np.cumsum(cover[:-1]) > 0
-    return float(units.lengths[covered].sum() / max(units.total, 1))
+    return _ngram_fractions(units, {n: "dup"})[n]
+
+
+def _ngram_fractions(units: Units, wanted: dict[int, str]) -> dict[int, float]:
+    return ngram_fractions_batch([units], wanted)[0]
+
+
+def ngram_fractions_batch(docs: list[Units], wanted: dict[int, str]) -> list[dict[int, float]]:
+    """Per document, the top (``"top"``) or duplicated (``"dup"``) n-gram character fraction of each wanted n.
+
+    One pass over a whole batch (numpy's per-call cost would dominate 9 n-gram sizes x 2 KB
+    documents): each document's grams are salted with its number, so equal keys are equal
+    n-grams of one document. An n-gram that repeats has a repeating (n-1)-gram prefix, so each
+    n is computed only at the start positions whose (n-1)-gram repeats (good text has few
+    repeated 5-grams). The grams are the polynomial hashes of a direct computation; the top n-gram
+    among equally frequent ones is the one that occurs first."""
+    out = [dict.fromkeys(wanted, 0.0) for _ in docs]
+    if not docs:
+        return out
+    hashes = np.concatenate([d.hashes for d in docs])
+    lengths = np.concatenate([d.lengths for d in docs])
+    sizes = np.array([d.hashes.size for d in docs], dtype=np.int64)
+    totals = [max(d.total, 1) for d in docs]
+    doc_ends = np.cumsum(sizes)
+    length_prefix = np.concatenate([[0], np.cumsum(lengths)])
+    unit_doc = np.repeat(np.arange(len(docs)), sizes)
+    salts = _SALT * np.arange(1, len(docs) + 1, dtype=np.uint64)
+    # Start at the smallest wanted n: every position with n units left in its document.
+    n = min(wanted)
+    positions = np.flatnonzero(np.arange(hashes.size) + n <= doc_ends[unit_doc])
+    doc_of = unit_doc[positions]
+    gram = salts[doc_of]  # salted: equal keys are equal n-grams of one document
+    for k in range(n):
+        gram = gram + hashes[positions + k] * NGRAM_MULTIPLIERS[k]
+    while True:
+        if positions.size < 2:
+            break
+        order = np.argsort(gram)
+        sorted_keys = gram[order]
+        new_group = np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]])
+        group_start = np.flatnonzero(new_group)
+        counts = np.diff(np.append(group_start, gram.size))
+        first = np.minimum.reduceat(order, group_start)  # the earliest position of each group
+        group = np.empty(gram.size, dtype=np.int64)
+        group[order] = np.cumsum(new_group) - 1
+        kind = wanted.get(n)
+        if kind == "top":
+            repeated_groups = np.flatnonzero(counts >= 2)
+            if repeated_groups.size:
+                # Per document: the highest count, then the n-gram that occurs first (as datatrove's
+                # Counter.most_common; the smallest hash, chosen before, depended on the process's str hash seed).
+                g_first = first[repeated_groups]
+                g_doc, g_count = doc_of[g_first], counts[repeated_groups]
+                best = np.lexsort((g_first, -g_count, g_doc))
+                leaders = best[np.concatenate([[True], g_doc[best][1:] != g_doc[best][:-1]])]
+                for g in leaders.tolist():
+                    start, d = int(positions[g_first[g]]), int(g_doc[g])
+                    out[d][n] = int(length_prefix[start + n] - length_prefix[start]) * int(g_count[g]) / totals[d]
+        elif kind == "dup":
+            dup = first[group] < np.arange(gram.size)
+            if dup.any():
+                cover = np.zeros(hashes.size + 1, dtype=np.int32)
+                np.add.at(cover, positions[dup], 1)
+                np.add.at(cover, positions[dup] + n, -1)
+                covered = np.cumsum(cover[:-1]) > 0
+                chars_covered = np.bincount(unit_doc[covered], weights=lengths[covered], minlength=len(docs))
+                for d in np.flatnonzero(chars_covered).tolist():
+                    out[d][n] = int(chars_covered[d]) / totals[d]
+        if n == max(wanted):
+            break
+        # Only n-grams whose prefix repeats can repeat: keep those with n + 1 units left.
+        n += 1
+        keep = (counts[group] >= 2) & (positions + n <= doc_ends[doc_of])
+        positions, doc_of, gram = positions[keep], doc_of[keep], gram[keep]
+        gram = gram + hashes[positions + n - 1] * NGRAM_MULTIPLIERS[n - 1]
+    return out
 
 
 def menu_lines(lines: list[str], limit: float, rule: str) -> Failure | None:
     """Navigation menus, breadcrumbs and link farms: lines with two or more `` | `` / `` > `` / `` · `` separators."""
     if not lines:
         return None
-    share = sum(len(_MENU_SEPARATOR.findall(line)) >= 2 for line in lines) / len(lines)
+    # No separator in the whole text means none in any line (the common case: skip the per-line pass).
+    share = sum(len(_MENU_SEPARATOR.findall(line)) >= 2 for line in lines) / len(lines) if _MENU_SEPARATOR.search("\n".join(lines)) else 0.0
     return Failure(rule, share) if share > limit else None
 
 
-def gopher_repetition(text: str, cfg: EnglishRulesConfig, words: list[str]) -> Failure | None:
+def gopher_repetition(
+    text: str,
+    cfg: EnglishRulesConfig,
+    words: list[str],
+    lines: list[str] | None = None,
+    lowered: list[str] | None = None,
+    fractions: dict[int, float] | None = None,
+) -> Failure | None:
+    """Duplicated paragraphs and lines, then the top 2-4-grams and duplicated 5-10-grams (``fractions``
+    when the caller computed them for a batch)."""
     paragraphs = [p for p in _PARAGRAPHS.split(text) if p.strip()]
     para_frac, para_char_frac = _duplicate_fractions(paragraphs)
     if para_frac > cfg.max_dup_para_frac:
         return Failure("gopher_dup_para_frac", para_frac)
     if para_char_frac > cfg.max_dup_para_char_frac:
         return Failure("gopher_dup_para_char_frac", para_char_frac)
-    lines = [line for line in text.split("\n") if line.strip()]
+    lines = lines if lines is not None else _lines(text)
     line_frac, line_char_frac = _duplicate_fractions(lines)
     if line_frac > cfg.max_dup_line_frac:
         return Failure("gopher_dup_line_frac", line_frac)
     if line_char_frac > cfg.max_dup_line_char_frac:
         return Failure("gopher_dup_line_char_frac", line_char_frac)
-    units = Units.of_words([w.lower() for w in words])
+    if fractions is None:
+        fractions = _ngram_fractions(Units.of_words(lowered if lowered is not None else [w.lower() for w in words]), _GOPHER_NGRAMS)
     for n, limit in TOP_NGRAMS:
-        if (value := _top_ngram_char_fraction(units, n)) > limit * cfg.ngram_limit_scale:
+        if (value := fractions[n]) > limit * cfg.ngram_limit_scale:
             return Failure(f"gopher_top_{n}gram", value)
     for n, limit in DUP_NGRAMS:
-        if (value := _dup_ngram_char_fraction(units, n)) > limit * cfg.ngram_limit_scale:
+        if (value := fractions[n]) > limit * cfg.ngram_limit_scale:
             return Failure(f"gopher_dup_{n}gram", value)
     return None
 
 
-def gopher_quality(text: str, cfg: EnglishRulesConfig, words: list[str]) -> Failure | None:
+def gopher_quality(
+    text: str, cfg: EnglishRulesConfig, words: list[str], lines: list[str] | None = None, lowered: list[str] | None = None
+) -> Failure | None:
     if len(words) < cfg.min_words:
         return Failure("gopher_min_words", len(words))
     if len(words) > cfg.max_words:
@@ -175,7 +257,7 @@ def gopher_quality(text: str, cfg: EnglishRulesConfig, words: list[str]) -> Fail
     symbols = text.count("#") + sum(text.count(e) for e in ELLIPSES)
     if symbols / len(words) > cfg.max_symbol_word_ratio:
         return Failure("gopher_symbol_word_ratio", symbols / len(words))
-    lines = [line for line in text.split("\n") if line.strip()]
+    lines = lines if lines is not None else _lines(text)
     if lines:
         bullets = sum(line.lstrip().startswith(BULLETS) for line in lines) / len(lines)
         if bullets > cfg.max_bullet_lines:
@@ -183,10 +265,11 @@ def gopher_quality(text: str, cfg: EnglishRulesConfig, words: list[str]) -> Fail
         ellipsis = sum(line.rstrip().endswith(ELLIPSES) for line in lines) / len(lines)
         if ellipsis > cfg.max_ellipsis_lines:
             return Failure("gopher_ellipsis_lines", ellipsis)
-    alpha = len(_ALPHA_TOKEN.findall(text)) / max(len(text.split()), 1)
+    tokens = len(text.split())
+    alpha = (tokens - len(_LETTERLESS_TOKEN.findall(text))) / max(tokens, 1)
     if alpha < cfg.min_alpha_words:
         return Failure("gopher_alpha_words", alpha)
-    stop = sum(w.lower() in STOP_WORDS for w in words)
+    stop = sum(map(STOP_WORDS.__contains__, lowered if lowered is not None else (w.lower() for w in words)))
     if stop < cfg.min_stop_words:
         return Failure("gopher_stop_words", stop)
     return None
@@ -219,13 +302,14 @@ def c4(text: str, cfg: EnglishRulesConfig, line_counts: Counter) -> tuple[str, F
             else:
                 kept.append(stripped)
         text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
-    if cfg.c4_min_sentences and (n := len(_SENTENCE_END.findall(text))) < cfg.c4_min_sentences:
+    # Counting stops at the threshold: a document with enough sentences needs no full count.
+    if cfg.c4_min_sentences and (n := sum(1 for _ in islice(_SENTENCE_END.finditer(text), cfg.c4_min_sentences))) < cfg.c4_min_sentences:
         return text, Failure("c4_min_sentences", n)
     return text, None
 
 
-def fineweb(text: str, cfg: EnglishRulesConfig, words: list[str]) -> Failure | None:
-    lines = [line for line in text.split("\n") if line.strip()]
+def fineweb(text: str, cfg: EnglishRulesConfig, words: list[str], lines: list[str] | None = None) -> Failure | None:
+    lines = lines if lines is not None else _lines(text)
     if not lines:
         return Failure("fineweb_empty", 0)
     punct = sum(line.rstrip().endswith(TERMINAL_PUNCT) for line in lines) / len(lines)
@@ -244,53 +328,94 @@ def fineweb(text: str, cfg: EnglishRulesConfig, words: list[str]) -> Failure | N
 
 
 def english_rules(text: str, cfg: EnglishRulesConfig, line_counts: Counter) -> tuple[str, Failure | None]:
-    """datatrove's FineWeb order: Gopher repetition, Gopher quality, C4, FineWeb."""
-    words = _words(text)
-    if cfg.gopher_repetition and (failed := gopher_repetition(text, cfg, words)):
+    return english_rules_batch([text], cfg, [line_counts])[0]
+
+
+def english_rules_batch(texts: list[str], cfg: EnglishRulesConfig, line_counts: list[Counter]) -> list[tuple[str, Failure | None]]:
+    """datatrove's FineWeb order: Gopher repetition, Gopher quality, C4, FineWeb; then menu lines.
+
+    Each document is split into words and lines once for all the rules; the Gopher n-gram
+    fractions of the whole batch are computed in one numpy pass."""
+    words = [_words(t) for t in texts]
+    # Words hold no space, so lowercasing them joined by spaces is lowercasing each (in one call).
+    lowered = [" ".join(ws).lower().split(" ") if ws else [] for ws in words]
+    fractions = (
+        ngram_fractions_batch([Units.of_words(lw) for lw in lowered], _GOPHER_NGRAMS) if cfg.gopher_repetition else [None] * len(texts)
+    )
+    return [_english_rules(*args, cfg=cfg) for args in zip(texts, words, [_lines(t) for t in texts], lowered, fractions, line_counts)]
+
+
+def _english_rules(text, words, lines, lowered, fractions, line_counts, *, cfg: EnglishRulesConfig) -> tuple[str, Failure | None]:
+    if cfg.gopher_repetition and (failed := gopher_repetition(text, cfg, words, lines, lowered, fractions)):
         return text, failed
-    if cfg.gopher_quality and (failed := gopher_quality(text, cfg, words)):
+    if cfg.gopher_quality and (failed := gopher_quality(text, cfg, words, lines, lowered)):
         return text, failed
     if cfg.c4:
         text, failed = c4(text, cfg, line_counts)
         if failed:
             return text, failed
-        if cfg.c4_line_rules:
-            words = _words(text)
-    if cfg.fineweb and (failed := fineweb(text, cfg, words)):
+        if cfg.c4_line_rules:  # they rewrite the text
+            words, lines = _words(text), _lines(text)
+    if cfg.fineweb and (failed := fineweb(text, cfg, words, lines)):
         return text, failed
-    if failed := menu_lines([line for line in text.split("\n") if line.strip()], cfg.max_menu_line_ratio, "menu_lines"):
+    if failed := menu_lines(lines, cfg.max_menu_line_ratio, "menu_lines"):
         return text, failed
     return text, None
 
 
 def chinese_rules(text: str, cfg: ChineseRulesConfig, line_counts: Counter) -> tuple[str, Failure | None]:
-    if cfg.strip_ad_lines:
-        kept = []
-        for line in text.split("\n"):
-            # A long line that merely mentions 广告 is prose; short lines matching are the boilerplate.
-            if len(line) <= 60 and ZH_AD_LINE.search(line):
-                line_counts["zh_ad_line"] += 1
-            else:
-                kept.append(line)
-        text = "\n".join(kept).strip()
-    if len(text) < cfg.min_chars:
-        return text, Failure("zh_min_chars", len(text))
-    cjk = cjk_share(text)
-    if cjk < cfg.min_cjk_ratio:
-        return text, Failure("zh_cjk_ratio", cjk)
-    chars = Units.of_chars(text)
-    if (value := _dup_ngram_char_fraction(chars, cfg.char_ngram)) > cfg.max_char_ngram_dup_ratio:
-        return text, Failure("zh_char_ngram_repetition", value)
-    lines = [line for line in text.split("\n") if line.strip()]
+    return chinese_rules_batch([text], cfg, [line_counts])[0]
+
+
+def chinese_rules_batch(texts: list[str], cfg: ChineseRulesConfig, line_counts: list[Counter]) -> list[tuple[str, Failure | None]]:
+    """Ad lines out, then length, CJK share, character n-gram repetition (one numpy pass over the
+    documents still in), duplicate/menu/short lines, function characters."""
+    results: list[tuple[str, Failure | None]] = []
+    alive: list[int] = []
+    for i, (text, counts) in enumerate(zip(texts, line_counts)):
+        text = _strip_ad_lines(text, counts) if cfg.strip_ad_lines else text
+        if len(text) < cfg.min_chars:
+            results.append((text, Failure("zh_min_chars", len(text))))
+        elif (cjk := cjk_share(text)) < cfg.min_cjk_ratio:
+            results.append((text, Failure("zh_cjk_ratio", cjk)))
+        else:
+            results.append((text, None))
+            alive.append(i)
+    repetition = ngram_fractions_batch([Units.of_chars(results[i][0]) for i in alive], {cfg.char_ngram: "dup"})
+    for i, fractions in zip(alive, repetition):
+        text = results[i][0]
+        if (value := fractions[cfg.char_ngram]) > cfg.max_char_ngram_dup_ratio:
+            results[i] = (text, Failure("zh_char_ngram_repetition", value))
+        else:
+            results[i] = (text, _chinese_line_rules(text, cfg))
+    return results
+
+
+def _strip_ad_lines(text: str, line_counts: Counter) -> str:
+    if not ZH_AD_LINE.search(text):  # no match anywhere: no line to remove (the common case)
+        return text.strip()
+    kept = []
+    for line in text.split("\n"):
+        # A long line that merely mentions 广告 is prose; short lines matching are the boilerplate.
+        if len(line) <= 60 and ZH_AD_LINE.search(line):
+            line_counts["zh_ad_line"] += 1
+        else:
+            kept.append(line)
+    return "\n".join(kept).strip()
+
+
+def _chinese_line_rules(text: str, cfg: ChineseRulesConfig) -> Failure | None:
+    lines = _lines(text)
     if (value := _duplicate_fractions(lines)[0]) > cfg.max_dup_line_frac:
-        return text, Failure("zh_dup_line_frac", value)
+        return Failure("zh_dup_line_frac", value)
     if failed := menu_lines(lines, cfg.max_menu_line_ratio, "zh_menu_lines"):
-        return text, failed
+        return failed
     # Link lists and tag clouds: lines of a few characters (poems' lines are longer than 10).
     if lines and (short := sum(len(line) - line.count(" ") < 10 for line in lines) / len(lines)) > cfg.max_short_line_ratio:
-        return text, Failure("zh_short_lines", short)
-    ideographs = _IDEOGRAPHS.findall(text)
-    function = sum(map(ZH_FUNCTION_CHARS.__contains__, ideographs)) / max(len(ideographs), 1)
+        return Failure("zh_short_lines", short)
+    cps = chars.codepoints(text)
+    ideographs = int(np.count_nonzero((cps >= 0x3400) & (cps <= 0x9FFF)))
+    function = int(np.count_nonzero(_ZH_FUNCTION_TABLE[np.minimum(cps, 0xFFFF)])) / max(ideographs, 1)
     if function < cfg.min_function_char_ratio:
-        return text, Failure("zh_function_chars", function)
-    return text, None
+        return Failure("zh_function_chars", function)
+    return None

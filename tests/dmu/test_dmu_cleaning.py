@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import re
+import unicodedata
 from collections import Counter
 
 import pytest
@@ -10,15 +13,58 @@ from dmu_service.pipeline import langid
 from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig, PipelineConfig
 from dmu_service.pipeline.normalize import normalize
 from dmu_service.pipeline.process import DocumentProcessor
-from dmu_service.pipeline.quality import Failure, _words, c4, chinese_rules, english_rules, fineweb, gopher_quality, gopher_repetition
+from dmu_service.pipeline.quality import (
+    Failure,
+    Units,
+    _words,
+    c4,
+    chinese_rules,
+    english_rules,
+    english_rules_batch,
+    fineweb,
+    gopher_quality,
+    gopher_repetition,
+    ngram_fractions_batch,
+)
 from dmu_service.pipeline.readers import Record
 from tests.dmu.testlib import make_doc, sentences
+
+
+def _ngram_fractions_by_counting(words: list[str], n: int, kind: str) -> float:
+    """The Gopher n-gram fractions counted the plain way (tuples, a Counter): what the batched numpy pass must equal."""
+    lengths = [len(w) for w in words]
+    total = max(sum(lengths), 1)
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if len(grams) < 2:
+        return 0.0
+    if kind == "top":  # the most frequent n-gram, the first one among equals
+        gram, count = Counter(grams).most_common(1)[0]
+        start = grams.index(gram)
+        return sum(lengths[start : start + n]) * count / total if count >= 2 else 0.0
+    seen: set[tuple] = set()
+    covered = [False] * len(words)
+    for i, gram in enumerate(grams):
+        if gram in seen:
+            covered[i : i + n] = [True] * n
+        seen.add(gram)
+    return sum(length for length, c in zip(lengths, covered) if c) / total
 
 
 def test_normalize() -> None:
     assert normalize("Ｈｅｌｌｏ\u3000ｗｏｒｌｄ\x00\u200b！\r\n\r\n\r\n\r\nnext") == "Hello world!\n\nnext"
     assert normalize("ｆｕｌｌ", form="NFC") == "ｆｕｌｌ"
     assert normalize("這個軟體很實用", traditional_to_simplified=True) == "这个软体很实用"
+
+
+def test_normalize_strips_every_line_as_str_strip_does() -> None:
+    """The whole-text passes equal a line-by-line strip, whatever whitespace a line starts or ends with."""
+    rng = random.Random(0)
+    pieces = [" ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "\u2003", "\u2028", "\u1680", "\x85", "\x1c", "a", "中", "ﬁ", "\n\n\n"]
+    for _ in range(2000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 25)))
+        lines = unicodedata.normalize("NFKC", text.replace("\r\n", "\n")).replace("\x85", "").replace("\x1c", "").split("\n")
+        expected = re.sub(r"\n{3,}", "\n\n", "\n".join(re.sub(r"[ \t\u00a0\u3000]+", " ", line).strip() for line in lines)).strip()
+        assert normalize(text) == expected, repr(text)
 
 
 def test_langid_accuracy_on_sample_set() -> None:
@@ -53,6 +99,34 @@ DATATROVE = EnglishRulesConfig(
 
 def _rule(failure: Failure | None) -> str | None:
     return failure.rule if failure else None
+
+
+def test_ngram_fractions_of_a_batch_equal_counting_each_document() -> None:
+    rng = random.Random(1)
+    wanted = {2: "top", 3: "top", 4: "top"} | {n: "dup" for n in range(5, 11)}
+    for _ in range(100):
+        docs = []
+        for _ in range(rng.randint(1, 6)):
+            vocabulary = [f"w{i}" * rng.randint(1, 3) for i in range(rng.randint(1, 25))]
+            docs.append([rng.choice(vocabulary) for _ in range(rng.randint(0, 250))])
+        batch = ngram_fractions_batch([Units.of_words(words) for words in docs], wanted)
+        for words, fractions in zip(docs, batch):
+            assert fractions == {n: _ngram_fractions_by_counting(words, n, kind) for n, kind in wanted.items()}
+
+
+def test_english_rules_of_a_batch_equal_one_by_one() -> None:
+    cfg = EnglishRulesConfig(ngram_limit_scale=1.0)
+    docs = [
+        _en_doc(),
+        "\n".join(["the cat sat on the mat"] * 12),
+        " ".join(["the cat sat on the mat"] * 12),
+        "Too short.",
+        make_doc("en", 2),
+    ]
+    batch = english_rules_batch(docs, cfg, [Counter() for _ in docs])
+    assert batch == [english_rules(d, cfg, Counter()) for d in docs]
+    rules = [failed.rule if failed else None for _, failed in batch]
+    assert rules == [None, "gopher_dup_line_frac", "gopher_top_2gram", "gopher_min_words", None]
 
 
 def test_clean_english_and_chinese_pass() -> None:
