@@ -119,6 +119,15 @@ class BoundWatcher:
         raise TimeoutError(f"after {timeout}s: {self.counts()} (pods, bound, running) of {total}")
 
 
+def delete_namespaces(plane: ControlPlane, namespaces: list[str]) -> None:
+    """Delete and wait until they are gone: a namespace still being emptied (its pods, Events,
+    ConfigMaps deleted by the namespace controller and the garbage collector) would load the next
+    run and add its deletes, and its jobs' last Events, to that run's request counts."""
+    for ns in namespaces:
+        plane.kubectl("delete", "namespace", ns, "--wait=false")
+    plane.kubectl("wait", "--for=delete", "--timeout=300s", *(f"namespace/{ns}" for ns in namespaces), check=False, timeout=330)
+
+
 def run_baseline(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int) -> tuple[float, float, float]:
     """The same pods, created directly by the operator's user (same RBAC, same API priority level):
     seconds until bound, until running, and this process's CPU seconds meanwhile (its polling)."""
@@ -146,10 +155,7 @@ def run_baseline(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int)
     with ThreadPoolExecutor(PARALLEL_API_CALLS) as pool:
         list(pool.map(lambda p: core.create_namespaced_pod(ns, p, _preload_content=False), pods))
     result = (*watcher.wait(len(pods), start), time.process_time() - cpu0)
-    plane.kubectl("delete", "namespace", ns, "--wait=false")
-    deadline = time.monotonic() + 300
-    while watcher.counts()[0] and time.monotonic() < deadline:
-        time.sleep(1)
+    delete_namespaces(plane, [ns])
     return result
 
 
@@ -238,11 +244,7 @@ def run_operator(plane: ControlPlane, kubeconfig: Path, jobs: int, workers: int,
         with lock:
             steady = sorted(durations)
     handlers.reconcile = original
-    for ns in namespaces:
-        plane.kubectl("delete", "namespace", ns, "--wait=false")
-    deadline = time.monotonic() + 300
-    while watcher.counts()[0] and time.monotonic() < deadline:
-        time.sleep(1)
+    delete_namespaces(plane, namespaces)
     return {
         "applied": applied,
         "bound": bound,

@@ -234,7 +234,13 @@ def mount_webhook_secret(plane: ControlPlane) -> None:
     cert_dir = Path("/tmp/k8s-webhook-server/serving-certs")
     cert_dir.mkdir(parents=True, exist_ok=True)
     for key, value in data.items():
-        (cert_dir / key).write_bytes(base64.b64decode(value))
+        # Atomically and only when changed, as the kubelet's volume does: the controller re-reads
+        # these files at any moment, and a half-written key stops its webhook server (it exits 1).
+        path, content = cert_dir / key, base64.b64decode(value)
+        if not path.exists() or path.read_bytes() != content:
+            partial = path.with_name(f".{key}.partial")
+            partial.write_bytes(content)
+            os.replace(partial, path)
 
 
 def _answers(url: str) -> bool:
@@ -381,9 +387,14 @@ class Round:
         scrape3, own3 = self.requests.scrape(), Counter(self.requests.own)
         result["delete_requests"] = self.requests.of_controller(scrape2, scrape3, own3 - own2)
         result["cpu_s"], result["peak_rss_mib"] = cpu_seconds(pid) - cpu0, peak_rss_mib(pid)
+        result["load_average"] = [round(x, 1) for x in os.getloadavg()]  # 1, 5, 15 min: the machine is shared
         self.controller.stop()
+        # Gone before the next round: the namespace controller's deletes would count as its controller's.
         for ns in self.namespaces:
             self.plane.kubectl("delete", "namespace", ns, "--wait=false")
+        self.plane.kubectl(
+            "wait", "--for=delete", "--timeout=300s", *(f"namespace/{ns}" for ns in self.namespaces), check=False, timeout=330
+        )
         return result
 
 
@@ -404,6 +415,11 @@ class Scenarios:
         if w is OURS:
             body["spec"]["elastic"]["pendingTimeoutSeconds"] = 15
             body["spec"]["runPolicy"] = {"backoffLimit": 3, "restartBackoffSeconds": 1}
+        if tweak.get("max_replicas"):  # room to scale up past the size it starts at
+            if w is OURS:
+                body["spec"]["elastic"]["maxReplicas"] = tweak["max_replicas"]
+            else:
+                body["spec"]["elasticPolicy"]["maxReplicas"] = tweak["max_replicas"]
         sel = tweak.get("accelerator")
         if sel:
             if w is OURS:
@@ -443,7 +459,7 @@ class Scenarios:
 
     def pending_scale_up(self, w: Workload, ns: str) -> str:
         """2 workers fit on the 'small' node (2 GPUs); scale to 4 and wait 60 s."""
-        self.create(w, self.job(w, "pending", ns, 2, accelerator="bench-small"))
+        self.create(w, self.job(w, "pending", ns, 2, accelerator="bench-small", max_replicas=4))
         self.until(lambda: sum(p["status"].get("phase") == "Running" for p in self.pods(ns)) == 2)
         self.scale(w, ns, "pending", 4)
         time.sleep(60)
@@ -461,21 +477,47 @@ class Scenarios:
         restarted = sorted(n for n, uid in after.items() if before.get(n) != uid)
         return f"4 -> 2: {len(after)} pods left, {len(restarted)} of them recreated {restarted}"
 
+    def finished(self, w: Workload, job: dict[str, Any]) -> bool:
+        status = job.get("status") or {}
+        if w is OURS:
+            return status.get("phase") in ("Succeeded", "Failed")
+        return any(c.get("type") in ("Succeeded", "Failed") and c.get("status") == "True" for c in status.get("conditions") or [])
+
+    def warnings(self, ns: str) -> dict[str, int]:
+        """Warning Events in ``ns`` by reason, with their repeat counts."""
+        raw = self.core.list_namespaced_event(ns, _preload_content=False)
+        counts: Counter = Counter()
+        for e in json.loads(raw.data)["items"]:
+            if e.get("type") == "Warning":
+                counts[e.get("reason")] += e.get("count") or 1
+        return dict(counts)
+
     def repeated_failure(self, w: Workload, ns: str) -> str:
-        """Fail a worker again each time it comes back, up to 6 times (backoffLimit 3 on both)."""
-        self.create(w, self.job(w, "flaky", ns, 2))
-        failed = set()
+        """Fail a worker with exit code 137 each time one comes back, up to 6 times (backoffLimit 3
+        on both). Kubeflow's worker uses restartPolicy ExitCode here, where 137 is retryable: its
+        pods run with restartPolicy Never and the controller recreates them, as ours does (with
+        OnFailure a real kubelet would restart the container in place, which KWOK does not model)."""
+        body = self.job(w, "flaky", ns, 2)
+        if w is KUBEFLOW:
+            body["spec"]["pytorchReplicaSpecs"]["Worker"]["restartPolicy"] = "ExitCode"
+        self.create(w, body)
+        failed: set[str] = set()
+
+        def fresh_worker() -> dict[str, Any] | None:
+            return next((p for p in self.pods(ns) if p["status"].get("phase") == "Running" and p["metadata"]["uid"] not in failed), None)
+
         for _ in range(6):
-            if not self.until(
-                lambda: any(p["status"].get("phase") == "Running" and p["metadata"]["uid"] not in failed for p in self.pods(ns)), 60
-            ):
+            if not self.until(lambda: fresh_worker() or self.finished(w, self.get(w, ns, "flaky")), 60) or fresh_worker() is None:
                 break
-            victim = next(p for p in self.pods(ns) if p["status"].get("phase") == "Running" and p["metadata"]["uid"] not in failed)
+            victim = fresh_worker()
             failed.add(victim["metadata"]["uid"])
-            self.plane.kubectl("annotate", "pod", victim["metadata"]["name"], "-n", ns, "kwok.heurimentor.io/exit-code=1", "--overwrite")
+            self.plane.kubectl("annotate", "pod", victim["metadata"]["name"], "-n", ns, "kwok.heurimentor.io/exit-code=137", "--overwrite")
             time.sleep(3)
         time.sleep(10)
-        return f"{len(failed)} failures injected; {self.state(w, self.get(w, ns, 'flaky'))}"
+        job = self.get(w, ns, "flaky")
+        restarts = (job.get("status") or {}).get("restarts") if w is OURS else None
+        counted = f"status.restarts {restarts}; " if w is OURS else ""
+        return f"{len(failed)} failures injected; {counted}{self.state(w, job)}; Warning Events {self.warnings(ns)}"
 
     def killed_mid_reconcile(self, w: Workload, ns: str) -> str:
         """20 jobs x 8 workers created, the controller SIGKILLed 1.5 s in, then started again."""
@@ -540,15 +582,20 @@ class Scenarios:
         shares = [(p["name"], p.get("batchShare")) for p in (self.get(w, ns, "hetero").get("status") or {}).get("pools") or []]
         return f"placed {dict(placed)}; per-pool batch shares {shares or 'none (one template, one config)'}"
 
-    def run(self) -> list[tuple[str, str, str]]:
+    def all(self) -> dict[str, tuple[str, Any]]:
+        return {
+            "pending": ("scaled-up pod stays Pending (#1751)", self.pending_scale_up),
+            "scale-down": ("scale-down of a running job (#1509)", self.scale_down),
+            "failure": ("worker fails after every restart (Trainer #3779)", self.repeated_failure),
+            "kill": ("controller SIGKILLed mid-reconcile", self.killed_mid_reconcile),
+            "pools": ("one job over two device pools", self.two_pools),
+        }
+
+    def run(self, only: list[str] | None = None) -> list[tuple[str, str, str]]:
         rows = []
-        for title, fn in (
-            ("scaled-up pod stays Pending (#1751)", self.pending_scale_up),
-            ("scale-down of a running job (#1509)", self.scale_down),
-            ("worker fails after every restart (Trainer #3779)", self.repeated_failure),
-            ("controller SIGKILLed mid-reconcile", self.killed_mid_reconcile),
-            ("one job over two device pools", self.two_pools),
-        ):
+        for key, (title, fn) in self.all().items():
+            if only and key not in only:
+                continue
             results = {}
             for name in ("heurimentor", "kubeflow"):
                 ctl = self.controllers[name]
@@ -558,7 +605,8 @@ class Scenarios:
                     results[name] = fn(ctl.workload, ns)
                 finally:
                     ctl.stop()
-                    self.plane.kubectl("delete", "namespace", ns, "--wait=false")
+                    # Gone before the other controller's turn: its pods would hold the small node's GPUs.
+                    self.plane.kubectl("delete", "namespace", ns, "--timeout=120s", check=False, timeout=150)
                 log.info("%s / %s: %s", title, name, results[name])
             rows.append((title, results["heurimentor"], results["kubeflow"]))
         return rows
@@ -591,6 +639,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--nodes", type=int, default=120, help="KWOK nodes of 8 GPUs (h800)")
     parser.add_argument("--behaviour", action="store_true", help="run the side-by-side scenarios instead of the timings")
+    parser.add_argument(
+        "--scenario", action="append", choices=["pending", "scale-down", "failure", "kill", "pools"], help="with --behaviour: only these"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     built = subprocess.run([str(REPO / "hack" / "build-kubeflow.sh")], capture_output=True, text=True, check=True)
@@ -608,7 +659,7 @@ def main() -> None:
             plane.add_kwok_nodes(1, "bench-small", accelerator="bench-small", gpus=2)
             plane.add_kwok_nodes(4, "bench-a100", accelerator="nvidia-a100", gpus=8)
             print("| scenario | heurimentor | Kubeflow training-operator v1.8.1 |\n| --- | --- | --- |")
-            for title, ours_row, theirs_row in Scenarios(plane, controllers).run():
+            for title, ours_row, theirs_row in Scenarios(plane, controllers).run(args.scenario):
                 print(f"| {title} | {ours_row} | {theirs_row} |")
             return
         requests = Requests(plane)
@@ -640,6 +691,8 @@ def main() -> None:
         for name in runs:
             print(f"{name} writes per kind, create phase of round 1: {runs[name][0]['create_requests']['by_kind']}")
             print(f"{name} writes per kind, scale phase of round 1: {runs[name][0]['scale_requests']['by_kind']}")
+            print(f"{name} writes the apiserver refused, create phase of round 1: {runs[name][0]['create_requests']['refused'] or 'none'}")
+            print(f"{name} load average (1/5/15 min) at the end of each round: {[r['load_average'] for r in runs[name]]}")
     finally:
         plane.stop()
 
