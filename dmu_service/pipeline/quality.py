@@ -153,20 +153,23 @@ def ngram_fractions_batch(docs: list[Units], wanted: dict[int, str]) -> list[dic
     salts = _SALT * np.arange(1, len(docs) + 1, dtype=np.uint64)
     # Start at the smallest wanted n: every position with n units left in its document.
     n = min(wanted)
-    positions = np.flatnonzero(np.arange(hashes.size) + n <= doc_ends[unit_doc])
-    doc_of = unit_doc[positions]
-    gram = salts[doc_of]  # salted: equal keys are equal n-grams of one document
-    for k in range(n):
-        gram = gram + hashes[positions + k] * NGRAM_MULTIPLIERS[k]
+    count = hashes.size - n + 1
+    if count < 2:
+        return out
+    gram = salts[unit_doc[:count]]  # salted: equal keys are equal n-grams of one document
+    for k in range(n):  # over the whole batch (slices, no gathers), then keep the grams inside one document
+        gram = gram + hashes[k : k + count] * NGRAM_MULTIPLIERS[k]
+    positions = np.flatnonzero(np.arange(count) + n <= doc_ends[unit_doc[:count]])
+    doc_of, gram = unit_doc[positions], gram[positions]
     while True:
         if positions.size < 2:
             break
-        order = np.argsort(gram)
+        order = np.argsort(gram, kind="stable")
         sorted_keys = gram[order]
         new_group = np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]])
         group_start = np.flatnonzero(new_group)
         counts = np.diff(np.append(group_start, gram.size))
-        first = np.minimum.reduceat(order, group_start)  # the earliest position of each group
+        first = order[group_start]  # the earliest position of each group (a stable sort)
         group = np.empty(gram.size, dtype=np.int64)
         group[order] = np.cumsum(new_group) - 1
         kind = wanted.get(n)
@@ -186,8 +189,8 @@ def ngram_fractions_batch(docs: list[Units], wanted: dict[int, str]) -> list[dic
             dup = first[group] < np.arange(gram.size)
             if dup.any():
                 cover = np.zeros(hashes.size + 1, dtype=np.int32)
-                np.add.at(cover, positions[dup], 1)
-                np.add.at(cover, positions[dup] + n, -1)
+                cover[positions[dup]] += 1  # distinct starts: plain fancy indexing adds once each
+                cover[positions[dup] + n] -= 1
                 covered = np.cumsum(cover[:-1]) > 0
                 chars_covered = np.bincount(unit_doc[covered], weights=lengths[covered], minlength=len(docs))
                 for d in np.flatnonzero(chars_covered).tolist():
