@@ -6,6 +6,8 @@
 #   manpages(-zh), fortunes(-zh), debian-edu-doc-en/-zh-cn, python3-doc  the DMU's real-text corpora
 #   buildah, mmdebstrap, runc  the images: base from Debian packages, builds, and the image tests
 #                  (hack/build-base-image.sh, hack/build-images.sh, tests/deploy/test_images.py)
+#   containernetworking-plugins, iptables, curl  the real node (hack/testenv/realnode.py): the pods'
+#                  bridge, kube-proxy's rules (inside the node's own network namespace), probes
 # Idempotent: a machine that has them all does no network I/O. Needs root (or sudo) otherwise.
 # `hack/install-system-deps.sh corpora` (make demo) checks and installs only the corpora.
 set -euo pipefail
@@ -25,10 +27,12 @@ else
     command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
     command -v openssl >/dev/null || missing+=(openssl)
     for tool in buildah mmdebstrap runc; do command -v "${tool}" >/dev/null || missing+=("${tool}"); done
+    [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/loopback ] || missing+=(containernetworking-plugins)
+    for tool in iptables curl; do command -v "${tool}" >/dev/null || missing+=("${tool}"); done
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "system packages present: postgresql-15, prometheus, openssl, buildah, mmdebstrap, runc" >&2
+    echo "system packages present: postgresql-15, prometheus, openssl, buildah, mmdebstrap, runc, CNI plugins, iptables, curl" >&2
     exit 0
 fi
 

@@ -63,6 +63,9 @@ def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, u
 class ControlPlane:
     """Start/stop the control plane in `state_dir` (pki/, etcd/, logs/, admin.kubeconfig, state.json)."""
 
+    # The addresses in the apiserver's serving certificate: loopback and the `kubernetes` Service.
+    apiserver_ips: tuple[str, ...] = ("127.0.0.1", "10.96.0.1")
+
     def __init__(self, state_dir: Path, *, detached: bool = False, bin_dir: Path | None = None) -> None:
         self.state_dir = Path(state_dir)
         self.detached = detached
@@ -202,7 +205,7 @@ class ControlPlane:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ),
-            server_ips=("127.0.0.1", "10.96.0.1"),
+            server_ips=self.apiserver_ips,
         )
         self.ca.issue("admin", "heurimentor-admin", ("system:masters",))
         self.ca.issue("controller-manager", "system:kube-controller-manager")
@@ -240,55 +243,58 @@ class ControlPlane:
     def _start_etcd(self) -> None:
         client, peer = free_port(), free_port()
         self.etcd_url = f"http://127.0.0.1:{client}"
-        process = self._launch(
-            "etcd",
-            [
-                "etcd",
-                "--name=default",
-                f"--data-dir={self.state_dir / 'etcd'}",
-                f"--listen-client-urls={self.etcd_url}",
-                f"--advertise-client-urls={self.etcd_url}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-cluster=default=http://127.0.0.1:{peer}",
-                "--unsafe-no-fsync=true",
-                "--log-level=warn",
-                "--quota-backend-bytes=4294967296",
-            ],
-        )
+        process = self._launch("etcd", self._etcd_args(peer))
         process.wait_ready(lambda: _etcd_healthy(self.etcd_url), 60, what="healthy")
 
+    def _etcd_args(self, peer: int) -> list[str]:
+        return [
+            "etcd",
+            "--name=default",
+            f"--data-dir={self.state_dir / 'etcd'}",
+            f"--listen-client-urls={self.etcd_url}",
+            f"--advertise-client-urls={self.etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+            f"--initial-cluster=default=http://127.0.0.1:{peer}",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+            "--quota-backend-bytes=4294967296",
+        ]
+
     def _start_apiserver(self) -> None:
-        self.api_port = free_port()
-        pki = self.pki
-        process = self._launch(
-            "kube-apiserver",
-            [
-                "kube-apiserver",
-                f"--etcd-servers={self.etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={self.api_port}",
-                f"--cert-dir={pki}",
-                f"--tls-cert-file={pki / 'apiserver.crt'}",
-                f"--tls-private-key-file={pki / 'apiserver.key'}",
-                f"--client-ca-file={self.ca.cert}",
-                "--authorization-mode=Node,RBAC",
-                "--allow-privileged=true",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={pki / 'service-account.pub'}",
-                f"--service-account-signing-key-file={pki / 'service-account.key'}",
-                "--enable-priority-and-fairness=false",
-                "--profiling=false",
-                "--v=1",
-            ],
-        )
+        self.api_port = self._pick_api_port()
+        process = self._launch("kube-apiserver", self._apiserver_args())
         context = self._admin_tls()
         process.wait_ready(lambda: http_ok(f"{self.server}/readyz", context=context), 120, what="ready (/readyz)")
         self.kubeconfig = write_kubeconfig(
-            self.kubeconfig, self.server, self.ca.cert, pki / "admin.crt", pki / "admin.key", "heurimentor-admin"
+            self.kubeconfig, self.server, self.ca.cert, self.pki / "admin.crt", self.pki / "admin.key", "heurimentor-admin"
         )
+
+    def _pick_api_port(self) -> int:
+        return free_port()
+
+    def _apiserver_args(self) -> list[str]:
+        pki = self.pki
+        return [
+            "kube-apiserver",
+            f"--etcd-servers={self.etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.api_port}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={self.ca.cert}",
+            "--authorization-mode=Node,RBAC",
+            "--allow-privileged=true",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'service-account.pub'}",
+            f"--service-account-signing-key-file={pki / 'service-account.key'}",
+            "--enable-priority-and-fairness=false",
+            "--profiling=false",
+            "--v=1",
+        ]
 
     def _serving_flags(self, name: str) -> tuple[list[str], int]:
         port = free_port()

@@ -94,6 +94,7 @@ class ManagedProcess:
         user: str | None = None,
         die_with_parent: bool = True,
         stop_signal: signal.Signals = signal.SIGTERM,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.name = name
         self.args = list(args)
@@ -103,6 +104,7 @@ class ManagedProcess:
         self.user = user
         self.die_with_parent = die_with_parent
         self.stop_signal = stop_signal
+        self.pass_fds = tuple(pass_fds)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -128,6 +130,7 @@ class ManagedProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=not self.die_with_parent,
+                pass_fds=self.pass_fds,
             )
 
     def running(self) -> bool:
