@@ -86,6 +86,7 @@ def run_checks(work: Path, shard_root: Path, curves: dict[str, list[tuple[int, f
     from heurimentor_trainer.hf import export_training_checkpoint, load_hf_checkpoint
     from heurimentor_trainer.quantize import perplexity, quantize_model, save_quantized
 
+    transformers.utils.logging.disable_progress_bar()  # the demo's own bar says what is happening
     hf_dir, int4_dir = work / "hf", work / "int4"
     languages = {lang: [s.name for s in SOURCES if s.language == lang] for lang in ("en", "zh")}
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as progress:

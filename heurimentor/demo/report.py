@@ -114,8 +114,9 @@ def print_summary(result, console: Console) -> None:
             f"[bold]junk source {JUNK.name}: share {junk['added']:.3f} when added, {after} after {junk['tsm_versions']} TSM update(s)[/bold]"
         )
     for change in result.changes:
+        newer = f" (as v{change.adopted_version}: the TSM had written on top of it)" if change.adopted_version != change.version else ""
         console.print(
-            f"{change.who}'s v{change.version}: PUT while step {change.step_in_progress} ran; trained on from step {change.adopted_at_step}"
+            f"{change.who}'s v{change.version}: PUT while step {change.step_in_progress} ran; trained on from step {change.adopted_at_step}{newer}"
         )
     int4 = Table(
         "language",
@@ -172,10 +173,9 @@ def write_pictures(result, work: Path) -> tuple[Path, Path]:
     authors = {v["version"]: v["author"] for v in result.versions}
     tsm_steps = [step for version, step in first.items() if authors.get(version) == "tsm"]
     ax.plot(tsm_steps, [1.02] * len(tsm_steps), "v", color="black", ms=4, clip_on=False, label="TSM policy update (new version)")
-    for version, step in first.items():
-        if authors.get(version) not in ("tsm", "demo"):
-            ax.axvline(step, color="black", lw=1.5)
-            ax.text(step + 1, 1.06, f"v{version} {authors[version]} (PUT, If-Match)", fontsize=7, va="bottom")
+    for change in result.changes:  # the REST changes, at the step boundary after the PUT
+        ax.axvline(change.step_in_progress + 0.5, color="black", lw=1.5)
+        ax.text(change.step_in_progress + 1, 1.06, f"v{change.version} {change.who} (PUT, If-Match)", fontsize=7, va="bottom")
     for event in result.events:
         if event["kind"] != "mixture_update":
             ax.axvline(event["step"], color="black", ls="--", lw=0.8)
@@ -266,8 +266,8 @@ def write_page(result, page: Path, png: Path) -> None:
         ),
         "<h2>REST changes while training</h2>",
         _table(
-            ["who", "version", "PUT while step", "trained on from step", "412 retries"],
-            [[c.who, c.version, c.step_in_progress, c.adopted_at_step, c.retries] for c in result.changes],
+            ["who", "version", "PUT while step", "trained on from step", "as version", "412 retries"],
+            [[c.who, c.version, c.step_in_progress, c.adopted_at_step, c.adopted_version, c.retries] for c in result.changes],
         ),
         f"<p>junk source {html.escape(JUNK.name)}: share {junk['added']:.3f} when added, "
         f"{junk['after_tsm'] if junk['after_tsm'] is None else round(junk['after_tsm'], 3)} after {junk['tsm_versions']} TSM update(s).</p>",
@@ -293,3 +293,15 @@ def write_page(result, page: Path, png: Path) -> None:
         _table(["phase", "seconds"], [[k, f"{v:.0f}"] for k, v in result.seconds.items()]),
     ]
     page.write_text("\n".join(parts), encoding="utf-8")
+    summary = {
+        "tokenizer": tokenizer,
+        "ingest": {r["source"]: {k: v for k, v in r["counts"].items() if k != "samples"} for r in result.runs},
+        "near_duplicates": len(result.near_duplicates),
+        "val_loss_vs_unigram": {n: {"val": v, "unigram": u} for n, v, u in loss_rows(result)},
+        "junk": junk,
+        "changes": [vars(c) for c in result.changes],
+        "checks": {k: v for k, v in checks.items() if k != "generations"},
+        "generations": checks["generations"],
+        "seconds": result.seconds,
+    }
+    (page.parent / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -12,7 +12,7 @@
    (PUT with If-Match) and the trainer adopts it at the next step;
 5. quantizes the final model to int4 (perplexity retained per language), exports it in the Hugging
    Face format, reloads it with ``transformers`` and generates a line per language;
-6. writes ``demo.png`` and ``index.html`` into the work folder.
+6. writes ``demo.png``, ``index.html`` and ``summary.json`` into the work folder.
 
 Every run starts clean: the work folder is wiped first.
 """
@@ -60,6 +60,7 @@ class MixtureChange:
     weights: dict[str, float]
     step_in_progress: int  # the step the trainer was running when the PUT returned
     adopted_at_step: int | None = None
+    adopted_version: int | None = None  # a newer one when the TSM wrote on top of it before that step
     retries: int = 0  # 412 answers (the TSM wrote a version in between) before it went through
 
 
@@ -145,7 +146,10 @@ def run_demo(config: DemoConfig) -> DemoResult:
     seconds["total"] = time.monotonic() - started
     result.seconds = seconds
     report.write_page(result, page, png)
-    console.print(f"[green]demo finished in {seconds['total']:.0f} s[/green]; plot {png}, page {page}; everything is under {work}")
+    console.print(
+        f"[green]demo finished in {seconds['total']:.0f} s[/green]; plot {png}, page {page}, figures {work / 'summary.json'}; "
+        f"everything is under {work}"
+    )
     return result
 
 
@@ -222,20 +226,28 @@ def _train(services: Services, work: Path, shard_root: Path, model: dict, config
     command = cli() + ["train", "--config", str(train_yaml), "--nproc-per-node", str(config.workers)]
     with open(log, "a") as out:
         process = subprocess.Popen(command, env=services.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    junk_at, person_at = config.steps // 2, (3 * config.steps) // 4
+    # The REST changes come at half and three quarters of the run, each just after the trainer took up a
+    # TSM version: a person edits between two policy updates, so the trainer trains on the edit itself
+    # for a while (the TSM's next update, 10 steps later, starts from it). 15 steps on, they come anyway.
+    changes = [
+        (config.steps // 2, lambda: _add_junk(services, work, config.junk_weight)),
+        ((3 * config.steps) // 4, lambda: _person_change(services, work)),
+    ]
+    armed_version = None
     try:
         with progress_bar(console) as progress:
             task = progress.add_task("train (starting torchrun)", total=config.steps)
             while process.poll() is None:
-                step = _step_in_progress(work)
-                progress.update(task, completed=max(step - 1, 0), description=f"train, mixture v{_version_in_progress(work)}")
-                if step >= junk_at and len(result.changes) == 0:
-                    result.changes.append(_add_junk(services, work, config.junk_weight))
-                    progress.console.print(_change_line(result.changes[-1]))
-                if step >= person_at and len(result.changes) == 1:
-                    result.changes.append(_person_change(services, work))
-                    progress.console.print(_change_line(result.changes[-1]))
-                time.sleep(0.2)
+                step, version = _step_in_progress(work), _version_in_progress(work)
+                progress.update(task, completed=max(step - 1, 0), description=f"train, mixture v{version}")
+                if len(result.changes) < len(changes) and step >= changes[len(result.changes)][0]:
+                    due, change = changes[len(result.changes)]
+                    armed_version = version if armed_version is None else armed_version
+                    if version != armed_version or step >= due + 15:
+                        result.changes.append(change())
+                        progress.console.print(_change_line(result.changes[-1]))
+                        armed_version = None
+                time.sleep(0.1)
             progress.update(task, completed=config.steps)
     finally:
         stop_group(process)
@@ -315,6 +327,7 @@ def _collect(services: Services, work: Path, result: DemoResult) -> None:
     result.steps = {e["step"]: e["version"] for e in _sample_log(work)}
     for change in result.changes:
         change.adopted_at_step = min((s for s, v in result.steps.items() if v is not None and v >= change.version), default=None)
+        change.adopted_version = result.steps.get(change.adopted_at_step)
     result.versions = httpx.get(f"{services.dmu_url}/mixtures/{MIXTURE}/versions").json()
     result.events = httpx.get(f"{services.tsm_url}/v1/jobs/{JOB}/events").json()
     loss = httpx.get(f"{services.tsm_url}/v1/jobs/{JOB}/curves/scalar/loss", params={"max_points": 10_000}).json()["points"]
