@@ -157,8 +157,7 @@ async def run_job(namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, w
         "live": body,
         "fresh": True,
         "posted": set(),
-        "written": None,
-        "superseded": set(),
+        "newest": None,  # the job as the apiserver itself last answered this daemon (a GET, a status write)
     }
     uid = body["metadata"]["uid"]
     try:
@@ -296,7 +295,7 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
     else:
         # Our last write lost a race, or a delete is due: read the job itself, not the watch's copy.
         body = await _call(memo, kube.get_job, namespace, name, priority=PODS)
-        state["fresh"] = True
+        state["fresh"], state["newest"] = True, body
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     posted: set[str] = state["posted"]
@@ -366,15 +365,23 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, state: dict[str,
 
 
 def _known_job(state: dict[str, Any]) -> dict[str, Any]:
-    """The job as kopf's watch shows it, or as our own last status write returned it while the
-    watch has not delivered that write yet (planning from the older copy would only lose the
-    resourceVersion race against ourselves and cost a GET)."""
-    live = state["live"]
-    written = state.get("written")
-    if written is not None and live["metadata"].get("resourceVersion") in state["superseded"]:
-        return copy.deepcopy(written)
-    state["superseded"] = set()  # the watch is past them: resourceVersions it showed never return
+    """The job as kopf's watch shows it, unless the apiserver already answered us with a newer one
+    (a GET, our own status write) that the watch has not delivered yet: planning from the older
+    copy would lose the resourceVersion race against ourselves, or create pods for a spec already
+    replaced (a scale back up seen after its scale-down) only to delete them in the next pass."""
+    live, newest = state["live"], state["newest"]
+    if newest is not None and _older(live["metadata"].get("resourceVersion"), newest["metadata"].get("resourceVersion")):
+        return copy.deepcopy(newest)
     return copy.deepcopy(dict(live))
+
+
+def _older(version: str | None, than: str | None) -> bool:
+    """resourceVersions are etcd revisions here, integers that only grow; any other kind is not
+    compared (the watch copy is used, as without this check)."""
+    try:
+        return int(version) < int(than)
+    except (TypeError, ValueError):
+        return False
 
 
 async def _write_status(
@@ -383,10 +390,8 @@ async def _write_status(
     """Merge-patch the job's status (guarded by ``body``'s resourceVersion unless told otherwise)
     and remember what the apiserver returned, for the next pass (``_known_job``)."""
     meta = body["metadata"]
-    base = meta["resourceVersion"]
-    written = await _call(memo, memo.kube.patch_job_status, meta["namespace"], meta["name"], base if guarded else None, patch)
-    state["written"] = written
-    state["superseded"].add(base)
+    guard = meta["resourceVersion"] if guarded else None
+    state["newest"] = await _call(memo, memo.kube.patch_job_status, meta["namespace"], meta["name"], guard, patch)
 
 
 async def _ensure_config(memo: kopf.Memo, spec: Any, state: dict[str, Any]) -> None:
@@ -465,7 +470,7 @@ async def _block(memo: kopf.Memo, state: dict[str, Any], body: dict[str, Any], s
     the job's workers and creates none until the spec's generation changes."""
     blocked, event = block(status, spec, "InvalidPodTemplate", message, datetime.now(UTC))
     # No resourceVersion guard: this follows our own status write of this pass.
-    await _write_status(memo, state, state.get("written") or body, merge_patch(status, blocked), guarded=False)
+    await _write_status(memo, state, state["newest"] or body, merge_patch(status, blocked), guarded=False)
     log.warning("Aquila2TrainingJob %s blocked: %s", spec.ref, message)
     if event is not None:
         await _announce(memo, body, [event])
