@@ -130,7 +130,8 @@ def script_unit_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
     The same units as ``units(text, 'auto')``: every CJK character, every run of other word
     characters (codepoints above the BMP count as word characters)."""
-    joined = "\x00".join(texts).lower()  # \x00 separates documents: no unit crosses one
+    lowered = [text.lower() for text in texts]  # per document: a lowercase can be longer ("İ" is two)
+    joined = "\x00".join(lowered)  # \x00 separates documents: no unit crosses one
     cps = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
     classes = np.where(cps < 0x10000, _bmp_classes()[np.minimum(cps, 0xFFFF)], 1)
     word = classes == 1
@@ -143,7 +144,7 @@ def script_unit_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     ends = np.empty_like(starts)
     ends[is_cjk] = starts[is_cjk] + 1
     ends[~is_cjk] = word_ends
-    doc_starts = np.concatenate([[0], np.cumsum([len(t) + 1 for t in texts])[:-1]]) if texts else np.zeros(0, np.int64)
+    doc_starts = np.concatenate([[0], np.cumsum([len(t) + 1 for t in lowered])[:-1]]) if texts else np.zeros(0, np.int64)
     lengths = np.bincount(np.searchsorted(doc_starts, starts, side="right") - 1, minlength=len(texts))
     return _range_hashes(cps.astype(U64), starts, ends), lengths.astype(np.int64)
 

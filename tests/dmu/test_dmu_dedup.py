@@ -23,7 +23,8 @@ def test_script_aware_units_within_one_document() -> None:
     # CJK characters are units of their own, other scripts' words are units: whatever the CJK share.
     text = "使用 ls -la 列出目录 /etc/apt 的内容"
     assert units(text, "auto") == ["使", "用", "ls", "la", "列", "出", "目", "录", "etc", "apt", "的", "内", "容"]
-    texts = [text, "", "ÉCOLE déjà-vu", "x"]
+    # "İ" lowercases to two characters: the document boundaries must follow the lowercased text.
+    texts = [text, "", "ÉCOLE déjà-vu", "İİİİ İstanbul", "a b", "x"]
     _, lengths = script_unit_hashes(texts)
     assert lengths.tolist() == [len(units(t, "auto")) for t in texts]
 
