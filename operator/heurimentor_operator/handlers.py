@@ -74,14 +74,18 @@ def _settings() -> OperatorSettings:
 def login(**_: Any) -> kopf.ConnectionInfo:
     """kopf and our client log in with the same credentials (settings.kubeconfig or in-cluster)."""
     c = client_configuration(_settings().kubeconfig)
-    token = (c.api_key or {}).get("authorization", "")
+    # A kubeconfig's token is api_key["authorization"] = "Bearer <t>"; the in-cluster ServiceAccount's
+    # is api_key["BearerToken"] = "bearer <t>" (kubernetes.config.incluster_config). Missing it, kopf
+    # went anonymous in every pod (403 on /api, seen on the real node, tests/realnode).
+    keys = c.api_key or {}
+    token = (keys.get("authorization") or keys.get("BearerToken") or "").split(" ")[-1]
     return kopf.ConnectionInfo(
         server=c.host,
         ca_path=c.ssl_ca_cert,
         insecure=not c.verify_ssl,
         certificate_path=c.cert_file,
         private_key_path=c.key_file,
-        token=token.removeprefix("Bearer ") or None,
+        token=token or None,
     )
 
 

@@ -16,7 +16,7 @@ import pytest
 from hack.testenv.realnode import RealNode, image_archives
 from tests.operator.conftest import a2j_crd, namespace, operator_kubeconfig  # noqa: F401 - fixtures on the real node
 
-IMAGES = ("operator", "trainer")
+IMAGES = ("operator", "trainer", "dmu", "tsm", "postgresql")
 
 
 @pytest.fixture(scope="session")
