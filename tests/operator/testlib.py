@@ -39,8 +39,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def worker_kubeconfig(kube, namespace: str) -> Path:
-    """A user bound in ``namespace`` to the chart's worker ClusterRole, as the workers' ServiceAccount would be."""
+def bind_chart_worker_role(kube, namespace: str, subject: dict[str, str]) -> None:
+    """The chart's worker ClusterRole (as `helm template` renders it) bound in ``namespace`` to ``subject``."""
     rendered = subprocess.run(
         [str(kube.bin_dir / "helm"), "template", "hm", str(CHART), "--show-only", "templates/operator-rbac.yaml"],
         capture_output=True,
@@ -48,15 +48,20 @@ def worker_kubeconfig(kube, namespace: str) -> Path:
         check=True,
     ).stdout
     role = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ClusterRole" and d["metadata"]["name"] == "hm-worker")
-    user = f"worker-{namespace}"
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
         "metadata": {"name": "hm-worker", "namespace": namespace},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "hm-worker"},
-        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
+        "subjects": [subject],
     }
     kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([role, binding]))
+
+
+def worker_kubeconfig(kube, namespace: str) -> Path:
+    """A user bound in ``namespace`` to the chart's worker ClusterRole, as the workers' ServiceAccount would be."""
+    user = f"worker-{namespace}"
+    bind_chart_worker_role(kube, namespace, {"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"})
     return kube.user_kubeconfig(user)
 
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import time
 
 import yaml
 
 from hack.testenv.realnode import archive_image_name, image_archives
 from heurimentor_operator.constants import API_VERSION, KIND
-from tests.operator.testlib import CHART, running_operator, wait_for
+from tests.operator.testlib import bind_chart_worker_role, running_operator, wait_for
 from tests.trainer.testlib import make_sources
 
 STEPS = 24
@@ -21,22 +20,9 @@ STEPS = 24
 
 def _worker_service_account(kube, namespace: str) -> str:
     """The chart's worker ClusterRole bound to a ServiceAccount, as `worker.namespaces` would."""
-    rendered = subprocess.run(
-        [str(kube.bin_dir / "helm"), "template", "hm", str(CHART), "--show-only", "templates/operator-rbac.yaml"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    role = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ClusterRole" and d["metadata"]["name"] == "hm-worker")
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "heurimentor-worker", "namespace": namespace}}
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": "hm-worker", "namespace": namespace},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "hm-worker"},
-        "subjects": [{"kind": "ServiceAccount", "name": "heurimentor-worker", "namespace": namespace}],
-    }
-    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([role, account, binding]))
+    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(account))
+    bind_chart_worker_role(kube, namespace, {"kind": "ServiceAccount", "name": "heurimentor-worker", "namespace": namespace})
     return "heurimentor-worker"
 
 
