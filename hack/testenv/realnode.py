@@ -84,6 +84,13 @@ def image_archives(names: Iterable[str], images_dir: Path | None = None) -> list
     return found
 
 
+def published_image_name(local_name: str) -> str:
+    """The name the chart's default values and deploy/*.yaml give an image `make images` builds as
+    localhost/heurimentor/<name>:<tag> (the node knows it by both, so those manifests run unchanged)."""
+    registry = yaml.safe_load((REPO_ROOT / "charts" / "heurimentor" / "values.yaml").read_text())["images"]["registry"]
+    return f"{registry}/{local_name.rsplit('/', 1)[1]}"
+
+
 def archive_image_name(archive: Path) -> str:
     """The image name an OCI archive carries (what `ctr images import` names it)."""
     with tarfile.open(archive) as tar:
@@ -377,6 +384,9 @@ class RealNode(ControlPlane):
         for archive in archives:
             started = time.monotonic()
             self.ctr("images", "import", str(archive))
+            name = archive_image_name(archive)
+            if name.startswith("localhost/heurimentor/"):
+                self.ctr("images", "tag", "--force", name, published_image_name(name))
             self.timings[f"import {archive.name}"] = time.monotonic() - started
 
     def _start_kubelet(self) -> None:
