@@ -12,8 +12,8 @@ import time
 import yaml
 
 from hack.testenv.realnode import archive_image_name, image_archives
-from heurimentor_operator.constants import API_VERSION, KIND
 from tests.operator.testlib import CHART, REPO, wait_for
+from tests.realnode.testlib import cpu_training_job
 from tests.trainer.testlib import make_sources
 
 RELEASE, SYSTEM, RESEARCH = "hm", "heurimentor", "research"
@@ -66,23 +66,17 @@ def test_helm_install_then_the_installed_operator_trains_a_job(real_node, a2j_cr
         assert tested.returncode == 0, tested.stdout + tested.stderr
 
         shards = make_sources(tmp_path / "shards", names=("en", "zh"), docs=30, shards=1)
-        job = {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "metadata": {"name": "installed", "namespace": RESEARCH},
-            "spec": {
-                "model": {"preset": "debug"},
-                "image": archive_image_name(image_archives(["trainer"])[0]),
-                "serviceAccountName": "heurimentor-worker",
-                "nprocPerNode": 1,
-                "elastic": {"minReplicas": 1, "maxReplicas": 1, "replicas": 1},
-                "pools": [{"name": "cpu", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "3Gi"}}}],
-                "data": {"volume": {"hostPath": {"path": str(shards), "type": "Directory"}}},
-                "checkpoint": {"intervalSteps": 4},
-                "hyperparameters": {"globalBatchSize": 2, "seqLen": 32, "steps": 8},
-                "runPolicy": {"backoffLimit": 0},
-            },
-        }
+        job = cpu_training_job(
+            "installed",
+            RESEARCH,
+            image=archive_image_name(image_archives(["trainer"])[0]),
+            service_account="heurimentor-worker",
+            shards=shards,
+            hyperparameters={"globalBatchSize": 2, "steps": 8},
+            elastic={"minReplicas": 1, "maxReplicas": 1, "replicas": 1},
+            checkpoint={"intervalSteps": 4},
+            runPolicy={"backoffLimit": 0},
+        )
         submitted = time.monotonic()
         real_node.kubectl("apply", "-f", "-", input=yaml.safe_dump(job))
 

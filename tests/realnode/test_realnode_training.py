@@ -12,8 +12,8 @@ import yaml
 
 from hack.testenv.kube import REPO_ROOT
 from hack.testenv.realnode import archive_image_name, image_archives, published_image_name
-from heurimentor_operator.constants import API_VERSION, KIND
 from tests.operator.testlib import bind_chart_worker_role, running_operator, wait_for
+from tests.realnode.testlib import cpu_training_job
 from tests.trainer.testlib import make_sources
 
 STEPS = 24
@@ -32,24 +32,18 @@ def test_the_operator_trains_a_job_in_real_containers(real_node, namespace, oper
     # The name deploy/tiny-demo.yaml gives the trainer image: the node has it without a registry.
     image = yaml.safe_load((REPO_ROOT / "deploy" / "tiny-demo.yaml").read_text())["spec"]["image"]
     assert image == published_image_name(archive_image_name(image_archives(["trainer"])[0]))
-    job = {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {"name": "tiny", "namespace": namespace},
-        "spec": {
-            "model": {"preset": "debug"},
-            "image": image,
-            "imagePullPolicy": "IfNotPresent",
-            "serviceAccountName": _worker_service_account(real_node, namespace),
-            "nprocPerNode": 1,
-            "elastic": {"minReplicas": 1, "maxReplicas": 2, "replicas": 2, "pendingTimeoutSeconds": 120},
-            "pools": [{"name": "cpu", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "3Gi"}}}],
-            "data": {"volume": {"hostPath": {"path": str(shards), "type": "Directory"}}},
-            "checkpoint": {"intervalSteps": 8},
-            "hyperparameters": {"learningRate": 1.0e-3, "globalBatchSize": 4, "seqLen": 32, "steps": STEPS},
-            "runPolicy": {"backoffLimit": 1, "restartBackoffSeconds": 2},
-        },
-    }
+    job = cpu_training_job(
+        "tiny",
+        namespace,
+        image=image,
+        service_account=_worker_service_account(real_node, namespace),
+        shards=shards,
+        hyperparameters={"learningRate": 1.0e-3, "globalBatchSize": 4, "steps": STEPS},
+        imagePullPolicy="IfNotPresent",
+        elastic={"minReplicas": 1, "maxReplicas": 2, "replicas": 2, "pendingTimeoutSeconds": 120},
+        checkpoint={"intervalSteps": 8},
+        runPolicy={"backoffLimit": 1, "restartBackoffSeconds": 2},
+    )
     with running_operator(operator_kubeconfig):
         created = time.monotonic()
         real_node.kubectl("apply", "-f", "-", input=yaml.safe_dump(job))
