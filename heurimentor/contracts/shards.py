@@ -51,6 +51,28 @@ class ShardFormatError(ValueError):
     """A shard or manifest that does not match this format; the message names file and field."""
 
 
+def sources_folder(root: str | os.PathLike, tokenizer_id: str | None = None) -> Path:
+    """The folder whose subfolders are tokenized sources: ``root`` itself when it holds them, or,
+    when ``root`` is a DMU data dir (its volume mounted as it is), ``shards/<tokenizer id>`` in it:
+    the one named, else the only one there. Anything else is a ShardFormatError naming what was found."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ShardFormatError(f"data.shard_root {root}: not a folder")
+    if tokenizer_id is None and any((p / MANIFEST_NAME).exists() for p in root.iterdir()):
+        return root
+    shards = root / "shards"
+    tokenizers = sorted(p.name for p in shards.iterdir() if p.is_dir()) if shards.is_dir() else []
+    if tokenizer_id is not None:
+        if tokenizer_id not in tokenizers:
+            raise ShardFormatError(f"data.tokenizer_id {tokenizer_id}: no {shards / tokenizer_id} (tokenizers there: {tokenizers})")
+        return shards / tokenizer_id
+    if len(tokenizers) == 1:
+        return shards / tokenizers[0]
+    if tokenizers:
+        raise ShardFormatError(f"data.shard_root {root}: shards of several tokenizers {tokenizers}; set data.tokenizer_id to one")
+    raise ShardFormatError(f"data.shard_root {root}: no tokenized source (no */manifest.json, no shards/<tokenizer id>/)")
+
+
 def dtype_for_vocab(vocab_size: int) -> np.dtype:
     return DTYPE_CODES[1] if vocab_size <= 65536 else DTYPE_CODES[2]
 

@@ -118,6 +118,10 @@ def test_rendered_config_is_accepted_by_the_trainer(tmp_path):
         # The job's name on the TSM is a URL path segment: namespace and name, no '/'.
         assert cfg.job == "ns.job-a" and re.fullmatch(JOB_NAME_PATTERN, cfg.job)
         assert (cfg.metrics.prometheus_port, cfg.metrics.prometheus_dir) == (9400, PROMETHEUS_DIR)
+    # data.tokenizerId (a DMU data dir with several tokenizers' shards) reaches the trainer's loader.
+    spec = parse_job(job(data={"shardRoot": "/data/shards", "tokenizerId": "0123456789abcdef"}))
+    (tmp_path / "tok.yaml").write_text(next(iter(build_config_map(spec)["data"].values())))
+    assert load_config(tmp_path / "tok.yaml", environ={}).data.tokenizer_id == "0123456789abcdef"
 
 
 def test_pod_env_for_torchrun_restarts_and_progress_reports():

@@ -107,3 +107,15 @@ def test_bad_shards_are_refused_naming_the_file_and_field(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ShardFormatError, match="no tokenized source"):
         SourceSet(tmp_path / "empty", 16, vocab_size=512)
+
+
+def test_a_dmu_data_dir_mounted_as_it_is_resolves_to_its_tokenizers_sources(tmp_path):
+    """A job may mount the DMU's volume unchanged: shards/<tokenizer id>/<source> (contracts.shards.source_folder)."""
+    make_sources(tmp_path / "dmu" / "shards" / "0123456789abcdef", names=("en", "zh"))
+    assert SourceSet(tmp_path / "dmu", 16, vocab_size=512).names == ["en", "zh"]
+    make_sources(tmp_path / "dmu" / "shards" / "fedcba9876543210", names=("code",))
+    with pytest.raises(ShardFormatError, match=r"several tokenizers \['0123456789abcdef', 'fedcba9876543210'\]; set data.tokenizer_id"):
+        SourceSet(tmp_path / "dmu", 16, vocab_size=512)
+    assert SourceSet(tmp_path / "dmu", 16, vocab_size=512, tokenizer_id="fedcba9876543210").names == ["code"]
+    with pytest.raises(ShardFormatError, match="data.tokenizer_id 00000000ffffffff: no "):
+        SourceSet(tmp_path / "dmu", 16, vocab_size=512, tokenizer_id="00000000ffffffff")

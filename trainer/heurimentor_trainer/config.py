@@ -46,6 +46,7 @@ class OptimConfig:
 class DataConfig:
     shard_root: str = ""  # one folder per source, each a DMU tokenized source (manifest.json + shards)
     sources: list[str] = field(default_factory=list)  # empty: every source folder under shard_root
+    tokenizer_id: str | None = None  # shard_root is a DMU data dir with several tokenizers' shards: use this one's
     mixture: str | None = None  # mixture name on the DMU; None: static weights only
     dmu_url: str | None = None
     dmu_token: str | None = None  # when the DMU requires auth for reads; pass it by env, not in the file

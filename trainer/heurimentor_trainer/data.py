@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 
 from heurimentor.contracts.mixtures import MixtureClient, MixtureRequestError
-from heurimentor.contracts.shards import ShardFormatError, TokenizedSource
+from heurimentor.contracts.shards import ShardFormatError, TokenizedSource, sources_folder
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,17 @@ def uniform_draws(seed: int, start: int, count: int) -> np.ndarray:
 class SourceSet:
     """The tokenized sources under ``shard_root``, cut into fixed-length samples."""
 
-    def __init__(self, shard_root: str | Path, seq_len: int, *, names: list[str] = (), vocab_size: int, val_samples_per_source: int = 0):
-        root = Path(shard_root)
-        if not root.is_dir():
-            raise ShardFormatError(f"data.shard_root {root}: not a folder")
+    def __init__(
+        self,
+        shard_root: str | Path,
+        seq_len: int,
+        *,
+        names: list[str] = (),
+        vocab_size: int,
+        val_samples_per_source: int = 0,
+        tokenizer_id: str | None = None,
+    ):
+        root = sources_folder(shard_root, tokenizer_id)
         folders = [root / n for n in names] if names else sorted(p for p in root.iterdir() if (p / "manifest.json").exists())
         if not folders:
             raise ShardFormatError(f"data.shard_root {root}: no tokenized source (no */manifest.json)")

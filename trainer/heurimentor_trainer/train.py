@@ -159,6 +159,7 @@ class Trainer:
             names=cfg.data.sources,
             vocab_size=self.args.vocab_size,
             val_samples_per_source=cfg.data.val_samples_per_source,
+            tokenizer_id=cfg.data.tokenizer_id,
         )
         self.manager = ckpt.CheckpointManager(cfg.checkpoint.dir, keep=cfg.checkpoint.keep) if cfg.checkpoint.dir else None
         self.resume_from, saved = self._checkpoint_to_resume()  # its shape is checked before any work
