@@ -129,6 +129,7 @@ def render_training_config(spec: JobSpec, *, pool: Pool) -> dict[str, Any]:
             "shard_root": spec.data.get("shardRoot", DEFAULT_SHARD_ROOT),
             "mixture": spec.data.get("mixture"),
             "dmu_url": spec.data.get("dmuUrl"),
+            **({"tokenizer_id": spec.data["tokenizerId"]} if spec.data.get("tokenizerId") else {}),
         },
         "checkpoint": {"dir": spec.checkpoint["path"], "interval": int(spec.checkpoint["intervalSteps"])},
         "metrics": {"tsm_url": spec.tsm.get("url")},

@@ -49,7 +49,7 @@ def create(kube, body, *, dry_run=False):
         ),
         (
             lambda s: s["data"].update(dmuUrl="dmu:8000"),
-            "data.dmuUrl must be an absolute http(s) URL such as http://heurimentor-dmu.heurimentor.svc:8000, not 'dmu:8000'",
+            "data.dmuUrl must be an absolute http(s) URL such as http://hm-dmu.heurimentor.svc:8700, not 'dmu:8000'",
         ),
         (lambda s: s["data"].update(dmuUrl="not a url"), "data.dmuUrl must be an absolute http(s) URL"),
         (lambda s: s["tsm"].update(url="/tsm"), "tsm.url must be an absolute http(s) URL"),
