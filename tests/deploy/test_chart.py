@@ -215,7 +215,8 @@ def release_namespace(cluster) -> Iterator[str]:
 def test_install_upgrade_uninstall(cluster, release_namespace):
     kube, ns, release = cluster, release_namespace, "life"
     static_volumes(kube, release, ns)
-    common = ["-n", ns, "--set", "dmu.persistence.storageClass=-,database.bundled.persistence.storageClass=-", "--timeout", "180s"]
+    common = ["-n", ns, "--set", "dmu.persistence.storageClass=-,database.bundled.persistence.storageClass=-", "--timeout", "180s",
+              "--set", f"worker.namespaces={{{ns}}}"]  # fmt: skip
     with PodFinisher(kube, ns):
         out = helm(kube, "install", release, str(CHART), *common)
     assert f"helm test {release} -n {ns}" in out.stdout, out.stdout  # NOTES.txt: the next commands
@@ -226,8 +227,11 @@ def test_install_upgrade_uninstall(cluster, release_namespace):
     assert set(objects(kube, "statefulsets", ns, release)) == {f"{release}-postgresql"}
     secrets = objects(kube, "secrets", ns, release)
     tokens = {k: base64.b64decode(v).decode() for k, v in secrets[f"{release}-tokens"]["data"].items()}
-    assert set(tokens) == {"dmu-token", "tsm-token", "metrics-token"} and all(len(t) == 48 for t in tokens.values())
-    assert len(set(tokens.values())) == 3
+    assert set(tokens) == {"dmu-token", "tsm-token", "metrics-token", "worker-dmu-token", "worker-tsm-token"}
+    assert all(len(t) == 48 for t in tokens.values()) and len(set(tokens.values())) == 5
+    # The trainers' copy in each worker namespace holds the same two tokens the services accept.
+    workers = {k: base64.b64decode(v).decode() for k, v in secrets["heurimentor-worker-tokens"]["data"].items()}
+    assert workers == {"dmu-token": tokens["worker-dmu-token"], "tsm-token": tokens["worker-tsm-token"]}
     database = secrets[f"{release}-database"]["data"]
     password = base64.b64decode(database["password"]).decode()
     assert f":{password}@{release}-postgresql:5432/dmu" in base64.b64decode(database["dmu-url"]).decode()
