@@ -198,6 +198,16 @@ class RealNode(ControlPlane):
             raise subprocess.CalledProcessError(result.returncode, args, result.stdout, result.stderr)
         return result
 
+    def kill_containerd(self, down_for: float) -> None:
+        """A node-level fault: SIGKILL containerd (its shims, and so the containers, live on), keep it
+        down ``down_for`` seconds, then start it again on the same state."""
+        process = self.processes["containerd"]
+        process.proc.kill()
+        process.proc.wait(10)
+        time.sleep(down_for)
+        process.start()
+        process.wait_ready(self._containerd_serving, 60, what="serving again")
+
     def ctr(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """ctr against the node's containerd (its socket is a file, reachable from outside the namespaces)."""
         cmd = [str(self.node_bin / "ctr"), f"--address={self.containerd_socket}", "--namespace=k8s.io", *args]

@@ -12,19 +12,11 @@ import yaml
 
 from hack.testenv.kube import REPO_ROOT
 from hack.testenv.realnode import archive_image_name, image_archives, published_image_name
-from tests.operator.testlib import bind_chart_worker_role, running_operator, wait_for
-from tests.realnode.testlib import cpu_training_job
+from tests.operator.testlib import running_operator, wait_for
+from tests.realnode.testlib import cpu_training_job, worker_service_account
 from tests.trainer.testlib import make_sources
 
 STEPS = 24
-
-
-def _worker_service_account(kube, namespace: str) -> str:
-    """The chart's worker ClusterRole bound to a ServiceAccount, as `worker.namespaces` would."""
-    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "heurimentor-worker", "namespace": namespace}}
-    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(account))
-    bind_chart_worker_role(kube, namespace, {"kind": "ServiceAccount", "name": "heurimentor-worker", "namespace": namespace})
-    return "heurimentor-worker"
 
 
 def test_the_operator_trains_a_job_in_real_containers(real_node, namespace, operator_kubeconfig, tmp_path):
@@ -36,7 +28,7 @@ def test_the_operator_trains_a_job_in_real_containers(real_node, namespace, oper
         "tiny",
         namespace,
         image=image,
-        service_account=_worker_service_account(real_node, namespace),
+        service_account=worker_service_account(real_node, namespace),
         shards=shards,
         hyperparameters={"learningRate": 1.0e-3, "globalBatchSize": 4, "steps": STEPS},
         imagePullPolicy="IfNotPresent",
