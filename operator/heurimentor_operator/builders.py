@@ -142,16 +142,16 @@ def render_training_config(spec: JobSpec, *, pool: Pool) -> dict[str, Any]:
     return config
 
 
+# libyaml's emitter when PyYAML has it: the same text as yaml.safe_dump, a fifth of the CPU.
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def build_config_map(spec: JobSpec) -> dict[str, Any]:
     """One key per pool (``train-<pool>.yaml``): each pool's pods mount theirs as train.yaml.
 
     A function of the spec alone: the same for every replica count."""
     data = {
-        f"train-{p.name}.yaml": yaml.safe_dump(
-            render_training_config(spec, pool=p),
-            sort_keys=False,
-        )
-        for p in spec.pools
+        f"train-{p.name}.yaml": yaml.dump(render_training_config(spec, pool=p), Dumper=_YAML_DUMPER, sort_keys=False) for p in spec.pools
     }
     return {
         "apiVersion": "v1",

@@ -6,6 +6,7 @@ honest when handed a raw manifest (unit tests, `heurimentor operator render`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -101,7 +102,12 @@ class JobSpec:
         """Hash of the fields that shape a pod or its config; a change restarts the workers.
 
         Replicas, suspend and the restart/deadline knobs are left out: they never need new pods.
+        Computed once per parsed spec (the planner and every pod built from it ask for it).
         """
+        return self._template_hash
+
+    @functools.cached_property
+    def _template_hash(self) -> str:
         shaping = {k: v for k, v in self.raw.items() if k not in ("elastic", "runPolicy")}
         if "autoRollback" in (self.raw.get("tsm") or {}):  # the operator's switch, not the workers'
             shaping["tsm"] = {k: v for k, v in self.raw["tsm"].items() if k != "autoRollback"}
