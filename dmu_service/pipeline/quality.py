@@ -157,21 +157,25 @@ def ngram_fractions_batch(docs: list[Units], wanted: dict[int, str]) -> list[dic
     if count < 2:
         return out
     gram = salts[unit_doc[:count]]  # salted: equal keys are equal n-grams of one document
-    for k in range(n):  # over the whole batch (slices, no gathers), then keep the grams inside one document
-        gram = gram + hashes[k : k + count] * NGRAM_MULTIPLIERS[k]
-    positions = np.flatnonzero(np.arange(count) + n <= doc_ends[unit_doc[:count]])
+    term = np.empty(count, dtype=np.uint64)
+    for k in range(n):  # over the whole batch (slices, no gathers, in place), then keep the grams inside one document
+        np.multiply(hashes[k : k + count], NGRAM_MULTIPLIERS[k], out=term)
+        gram += term
+    del term
+    # Positions of the last n-1 units of each document start no n-gram (nor do those of a document shorter than n).
+    inside = np.ones(count, dtype=bool)
+    tail = (doc_ends[:, None] - np.arange(1, n)[None, :]).ravel()
+    tail_doc = np.repeat(np.arange(len(docs)), n - 1)
+    tail = tail[(tail >= doc_ends[tail_doc] - sizes[tail_doc]) & (tail < count)]
+    inside[tail] = False
+    positions = np.flatnonzero(inside)
     doc_of, gram = unit_doc[positions], gram[positions]
     while True:
         if positions.size < 2:
             break
-        order = np.argsort(gram, kind="stable")
-        sorted_keys = gram[order]
-        new_group = np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]])
-        group_start = np.flatnonzero(new_group)
+        order, group_start = _groups(gram)
         counts = np.diff(np.append(group_start, gram.size))
-        first = order[group_start]  # the earliest position of each group (a stable sort)
-        group = np.empty(gram.size, dtype=np.int64)
-        group[order] = np.cumsum(new_group) - 1
+        first = order[group_start]  # the earliest position of each group
         kind = wanted.get(n)
         if kind == "top":
             repeated_groups = np.flatnonzero(counts >= 2)
@@ -186,11 +190,12 @@ def ngram_fractions_batch(docs: list[Units], wanted: dict[int, str]) -> list[dic
                     start, d = int(positions[g_first[g]]), int(g_doc[g])
                     out[d][n] = int(length_prefix[start + n] - length_prefix[start]) * int(g_count[g]) / totals[d]
         elif kind == "dup":
-            dup = first[group] < np.arange(gram.size)
-            if dup.any():
+            later = order[order != np.repeat(first, counts)]  # every occurrence but the earliest of its group
+            if later.size:
+                starts = positions[later]
                 cover = np.zeros(hashes.size + 1, dtype=np.int32)
-                cover[positions[dup]] += 1  # distinct starts: plain fancy indexing adds once each
-                cover[positions[dup] + n] -= 1
+                cover[starts] += 1  # distinct starts: plain fancy indexing adds once each
+                cover[starts + n] -= 1
                 covered = np.cumsum(cover[:-1]) > 0
                 chars_covered = np.bincount(unit_doc[covered], weights=lengths[covered], minlength=len(docs))
                 for d in np.flatnonzero(chars_covered).tolist():
@@ -199,10 +204,42 @@ def ngram_fractions_batch(docs: list[Units], wanted: dict[int, str]) -> list[dic
             break
         # Only n-grams whose prefix repeats can repeat: keep those with n + 1 units left.
         n += 1
-        keep = (counts[group] >= 2) & (positions + n <= doc_ends[doc_of])
+        keep = np.zeros(gram.size, dtype=bool)
+        keep[order[np.repeat(counts >= 2, counts)]] = True
+        keep &= positions + n <= doc_ends[doc_of]
         positions, doc_of, gram = positions[keep], doc_of[keep], gram[keep]
         gram = gram + hashes[positions + n - 1] * NGRAM_MULTIPLIERS[n - 1]
     return out
+
+
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of ``keys`` grouped by equal key, ascending within a group; start of each group in it).
+
+    A value sort of (key's high bits | index) instead of an argsort: ~5x faster, and the index in
+    the low bits orders each group by position. Keys whose high bits collide but differ (about one
+    pair in a batch of millions) are told apart by a sort of those groups' members."""
+    bits = max(int(keys.size - 1).bit_length(), 1)
+    low = np.uint64((1 << bits) - 1)
+    packed = np.sort((keys & ~low) | np.arange(keys.size, dtype=np.uint64))
+    order = (packed & low).astype(np.int64)
+    high = packed >> np.uint64(bits)
+    same_high = high[1:] == high[:-1]
+    sorted_keys = keys[order]
+    same_key = sorted_keys[1:] == sorted_keys[:-1]
+    collided = same_high & ~same_key
+    if collided.any():  # high bits equal, keys not: re-sort those groups' members by (key, index)
+        high_group = np.concatenate([[0], np.cumsum(~same_high)])
+        bad = np.zeros(int(high_group[-1]) + 1, dtype=bool)
+        bad[high_group[1:][collided]] = True
+        at = np.flatnonzero(bad[high_group])  # contiguous runs of the sorted array
+        members = order[at]
+        order[at] = members[np.lexsort((members, keys[members], high_group[at]))]
+        sorted_keys = keys[order]
+        same_key = sorted_keys[1:] == sorted_keys[:-1]
+    new_group = np.empty(keys.size, dtype=bool)
+    new_group[0] = True
+    np.logical_not(same_key, out=new_group[1:])
+    return order, np.flatnonzero(new_group)
 
 
 def menu_lines(lines: list[str], limit: float, rule: str) -> Failure | None:

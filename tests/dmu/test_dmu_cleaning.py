@@ -7,6 +7,7 @@ import re
 import unicodedata
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from dmu_service.pipeline import langid
@@ -16,6 +17,7 @@ from dmu_service.pipeline.process import DocumentProcessor
 from dmu_service.pipeline.quality import (
     Failure,
     Units,
+    _groups,
     _words,
     c4,
     chinese_rules,
@@ -112,6 +114,28 @@ def test_ngram_fractions_of_a_batch_equal_counting_each_document() -> None:
         batch = ngram_fractions_batch([Units.of_words(words) for words in docs], wanted)
         for words, fractions in zip(docs, batch):
             assert fractions == {n: _ngram_fractions_by_counting(words, n, kind) for n, kind in wanted.items()}
+
+
+def _members(order: np.ndarray, starts: np.ndarray) -> list[list[int]]:
+    return sorted(order[a:b].tolist() for a, b in zip(starts, [*starts[1:].tolist(), order.size]))
+
+
+def test_key_groups_equal_a_stable_argsort_also_when_high_bits_collide() -> None:
+    """``_groups`` sorts (high bits | index): keys whose high bits collide must still form groups of equal keys."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(2, 3000))
+        keys = rng.integers(0, 2**63, size=n, dtype=np.uint64)
+        low = np.uint64((1 << max(int(n - 1).bit_length(), 1)) - 1)
+        some = rng.integers(0, n, size=n // 3)  # same high bits as another key, other low bits
+        keys[some] = (keys[rng.integers(0, n, size=some.size)] & ~low) | rng.integers(0, int(low) + 1, size=some.size, dtype=np.uint64)
+        keys[rng.integers(0, n, size=n // 4)] = keys[rng.integers(0, n, size=n // 4)]  # exact repeats
+        order, starts = _groups(keys)
+        reference = np.argsort(keys, kind="stable")
+        sorted_keys = keys[reference]
+        reference_starts = np.flatnonzero(np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]]))
+
+        assert _members(order, starts) == _members(reference, reference_starts)
 
 
 def test_english_rules_of_a_batch_equal_one_by_one() -> None:
