@@ -12,7 +12,6 @@ function words is English. Everything else (other scripts, accented Latin, few f
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 import numpy as np
@@ -57,13 +56,16 @@ def detect(text: str, *, sample_chars: int = 2000) -> tuple[str, float]:
     return code, float(top.value)
 
 
-_ASCII_WORD = re.compile(r"[a-z]+")
+# The [a-z]+ runs of a lowered sample without a regex: as ASCII bytes (any other character becomes
+# "?"), everything but a-z a space, then bytes.split() (~6x faster than findall).
+_NOT_A_TO_Z = bytes(b if 97 <= b <= 122 else 32 for b in range(256))
 # The commonest English function words; French/German/Spanish text shares almost none of them.
 EN_FUNCTION_WORDS = frozenset(
     "the of and to a in is that for it as was with be by on not this are or from at which an have but "
     "you all can if will has one its they more we there when your their been use used may should must "
     "each only into such these than also then other any how what who".split()
 )
+_EN_FUNCTION_BYTES = frozenset(w.encode() for w in EN_FUNCTION_WORDS)
 
 
 def fast_detect(sample: str) -> tuple[str, float] | None:
@@ -101,10 +103,10 @@ def _fast_detect_batch(samples: list[str]) -> list[tuple[str, float] | None]:
 
 
 def _english_by_function_words(sample: str) -> tuple[str, float] | None:
-    words = _ASCII_WORD.findall(sample.lower())
+    words = sample.lower().encode("ascii", "replace").translate(_NOT_A_TO_Z).split()
     if len(words) < 8:
         return None
-    share = sum(map(EN_FUNCTION_WORDS.__contains__, words)) / len(words)
+    share = sum(map(_EN_FUNCTION_BYTES.__contains__, words)) / len(words)
     return ("en", 1.0) if share >= 0.15 else None
 
 

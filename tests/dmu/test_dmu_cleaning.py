@@ -69,6 +69,35 @@ def test_normalize_strips_every_line_as_str_strip_does() -> None:
         assert normalize(text) == expected, repr(text)
 
 
+def _normalize_plainly(text: str, form: str) -> str:
+    """normalize as written before its fast paths: unicodedata on every text, every regex pass."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = unicodedata.normalize(form, text) if form != "none" else text
+    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff]", "", text)
+    text = re.sub(r" [ \t\u00a0\u3000]+|[\t\u00a0\u3000][ \t\u00a0\u3000]*", " ", text)
+    text = re.sub(r"^[^\S\n]+|[^\S\n]+$", "", text, flags=re.MULTILINE)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+@pytest.mark.parametrize("form", ["NFKC", "NFC", "none"])
+def test_normalize_fast_paths_equal_unicodedata(form: str) -> None:
+    """The per-character normal form (and the skipped passes) equal the plain way: every BMP character
+    between letters that compose with a following mark, and random texts of marks, jamo, full-width
+    forms, ligatures, spaces and controls."""
+    for c in range(0x10000):
+        text = f"A{chr(c)}e{chr(c)}{chr(c)}  x"
+        assert normalize(text, form=form) == _normalize_plainly(text, form), hex(c)
+    rng = random.Random(1)
+    weird = [
+        chr(c)
+        for c in [*range(0x300, 0x370), *range(0x1100, 0x1200), *range(0xAC00, 0xAC10), *range(0xFF00, 0xFFEF), *range(0x3131, 0x3190)]
+    ]
+    weird += list("AaEeUuNnCcKkS \n\t\r\u00a0\u3000\u2003\u2028\x85\x1c\u200b，。ﬁ½①㍿") + ["\U0001f600", "\U0002f800", "\U0001d15e"]
+    for _ in range(20000):
+        text = "".join(rng.choice(weird) if rng.random() < 0.7 else chr(rng.randrange(0x10000)) for _ in range(rng.randint(0, 30)))
+        assert normalize(text, form=form) == _normalize_plainly(text, form), repr(text)
+
+
 def test_langid_accuracy_on_sample_set() -> None:
     """Sentences and short prefixes (5 words / 8 characters) of the EN/ZH sample text."""
     cases = [(s, "en") for s in sentences("en")] + [(s, "zh") for s in sentences("zh")]
