@@ -3,7 +3,7 @@
 
 The classes are the ones the language id and the rules used as regexes and ``str`` methods, so a
 count here equals the count there: ``ALPHA`` is ``str.isalpha``, ``SPACE`` is ``str.isspace`` (what
-``\\s`` and ``str.split()`` use), ``LETTER`` is ``[^\\W\\d_]``, ``IDEOGRAPH`` the CJK ideograph blocks
+``\\s`` and ``str.split()`` use), ``LETTER`` is ``[^\\W\\d_]``, ``WORD`` is ``\\w``, ``IDEOGRAPH`` the CJK ideograph blocks
 of ``langid``, ``KANA_HANGUL`` kana and hangul. Codepoints above the BMP (rare) are classified one
 by one with the same predicates.
 """
@@ -15,10 +15,11 @@ from functools import lru_cache
 
 import numpy as np
 
-ALPHA, SPACE, LETTER, IDEOGRAPH, KANA_HANGUL = 1, 2, 4, 8, 16
+ALPHA, SPACE, LETTER, IDEOGRAPH, KANA_HANGUL, WORD = 1, 2, 4, 8, 16, 32
 IDEOGRAPH_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 KANA_HANGUL_CLASS = "\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\u1100-\u11ff"
 _LETTER = re.compile(r"[^\W\d_]")
+_WORD = re.compile(r"\w")
 _IDEOGRAPH = re.compile(f"[{IDEOGRAPH_CLASS}]")
 _KANA_HANGUL = re.compile(f"[{KANA_HANGUL_CLASS}]")
 
@@ -30,6 +31,7 @@ def _flags(ch: str) -> int:
         | (LETTER if _LETTER.match(ch) else 0)
         | (IDEOGRAPH if _IDEOGRAPH.match(ch) else 0)
         | (KANA_HANGUL if _KANA_HANGUL.match(ch) else 0)
+        | (WORD if _WORD.match(ch) else 0)
     )
 
 
@@ -39,7 +41,7 @@ def _bmp_table() -> np.ndarray:
     bmp = "".join(map(chr, range(0x10000)))
     table = np.array([ALPHA if ch.isalpha() else 0 for ch in bmp], dtype=np.uint8)
     table |= np.array([SPACE if ch.isspace() else 0 for ch in bmp], dtype=np.uint8)
-    for pattern, flag in ((_LETTER, LETTER), (_IDEOGRAPH, IDEOGRAPH), (_KANA_HANGUL, KANA_HANGUL)):
+    for pattern, flag in ((_LETTER, LETTER), (_IDEOGRAPH, IDEOGRAPH), (_KANA_HANGUL, KANA_HANGUL), (_WORD, WORD)):
         table[[m.start() for m in pattern.finditer(bmp)]] |= flag
     return table
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import islice
 
 import numpy as np
@@ -117,6 +118,96 @@ class Units:
         for k in range(n):
             gram += self.hashes[k : k + count] * NGRAM_MULTIPLIERS[k]
         return gram
+
+
+_HASH_BASE = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2**64
+_STOP_CODES = {
+    n: np.array([sum(ord(c) << 16 * k for k, c in enumerate(w)) for w in STOP_WORDS if len(w) == n], dtype=np.uint64) for n in (2, 3, 4)
+}
+
+
+@lru_cache(maxsize=1)
+def _lower_table() -> tuple[np.ndarray, np.ndarray]:
+    """(lowercase codepoint, whether str.lower maps it to that one character alone) of every BMP codepoint.
+
+    Not so for İ (two characters) and Σ (σ or ς by context): a text with one is lowered by str.lower."""
+    bmp = [chr(c) for c in range(0x10000)]
+    lowered = [ch.lower() for ch in bmp]
+    one = np.array([len(lo) == 1 for lo in lowered], dtype=bool)
+    one[0x3A3] = False
+    return np.array([ord(lo) if len(lo) == 1 else 0 for lo in lowered], dtype=np.uint64), one
+
+
+class Words:
+    """What the English rules use of a document's words (``_WORD`` matches): their number and
+    characters, the stop words among them lowered, and the lowered words as ``Units``."""
+
+    def __init__(self, count: int, chars: int, stop: int, units: Units):
+        self.count, self.chars, self.stop, self.units = count, chars, stop, units
+
+    @classmethod
+    def of_list(cls, words: list[str], lowered: list[str] | None = None) -> Words:
+        # Words hold no space, so lowercasing them joined by spaces is lowercasing each (in one call).
+        lowered = lowered if lowered is not None else (" ".join(words).lower().split(" ") if words else [])
+        return cls(len(words), sum(map(len, words)), sum(map(STOP_WORDS.__contains__, lowered)), Units.of_words(lowered))
+
+    @classmethod
+    def of_texts(cls, texts: list[str], joined: _Joined) -> list[Words]:
+        """The words of every text in numpy (a findall, a lower, a hash per word in Python cost ~130 us
+        a 2 KB document): runs of ``\\w`` joined by single apostrophes, hashed as polynomials of their
+        lowered codepoints (only equality inside one document matters). A text that ``str.lower``
+        does not lower character by character, or with a codepoint above the BMP, takes ``of_list``."""
+        cps, flags, bounds = joined.cps, joined.flags, joined.bounds
+        word = (flags & chars.WORD) != 0
+        inside = word.copy()  # a ' or ’ between two word characters joins them (the ends are newlines)
+        inside[1:-1] |= ((cps[1:-1] == 0x27) | (cps[1:-1] == 0x2019)) & word[:-2] & word[2:]
+        edges = np.flatnonzero(inside[1:] != inside[:-1]) + 1
+        starts, ends = edges[0::2], edges[1::2]
+        lengths = ends - starts
+        doc = np.searchsorted(bounds, starts, side="right") - 1
+        lower, one = _lower_table()
+        bmp = np.minimum(cps, 0xFFFF)
+        odd = np.concatenate([[0], np.cumsum(~one[bmp] | (cps > 0xFFFF))])
+        plain = (odd[bounds[1:]] - odd[bounds[:-1]]) == 0
+        lc = lower[bmp]
+        # hash(word) = sum lc[start + k] * B^k (mod 2**64), from prefix sums of lc[i] * B^i.
+        powers = np.empty(cps.size, dtype=np.uint64)
+        powers[0] = 1
+        np.cumprod(np.full(cps.size - 1, _HASH_BASE, dtype=np.uint64), out=powers[1:])
+        inverse = np.empty(cps.size, dtype=np.uint64)
+        inverse[0] = 1
+        np.cumprod(np.full(cps.size - 1, pow(_HASH_BASE, -1, 1 << 64), dtype=np.uint64), out=inverse[1:])
+        prefix = np.concatenate([np.zeros(1, dtype=np.uint64), np.cumsum(lc * powers)])
+        hashes = (prefix[ends] - prefix[starts]) * inverse[starts]
+        # Stop words: the lowered codepoints of a 2-4 character word packed 16 bits each, against theirs.
+        stop = np.zeros(starts.size, dtype=bool)
+        for n, codes in _STOP_CODES.items():
+            at = np.flatnonzero(lengths == n)
+            packed = sum(lc[starts[at] + k] << np.uint64(16 * k) for k in range(n))
+            stop[at] = np.isin(packed, codes)
+        count = np.bincount(doc, minlength=len(texts))
+        total = np.bincount(doc, weights=lengths, minlength=len(texts))
+        stops = np.bincount(doc[stop], minlength=len(texts))
+        first = np.concatenate([[0], np.cumsum(count)])
+        out = []
+        for d, text in enumerate(texts):
+            if plain[d]:
+                a, b = first[d], first[d + 1]
+                out.append(cls(int(count[d]), int(total[d]), int(stops[d]), Units(hashes[a:b], lengths[a:b])))
+            else:
+                out.append(cls.of_list(_words(text)))
+        return out
+
+
+class _Joined:
+    """The codepoints and classes of a batch of texts in one array: a newline before, between and
+    after them (a token starts after whitespace and never spans two texts); text k is
+    ``cps[bounds[k] + 1 : bounds[k + 1]]``."""
+
+    def __init__(self, texts: list[str]):
+        self.cps = chars.codepoints("\n" + "\n".join(texts) + "\n")
+        self.flags = chars.classes(self.cps)
+        self.bounds = np.concatenate([[0], np.cumsum([len(t) + 1 for t in texts], dtype=np.int64)])
 
 
 def _top_ngram_char_fraction(units: Units, n: int) -> float:
@@ -256,7 +347,7 @@ def menu_lines(lines: list[str], limit: float, rule: str) -> Failure | None:
 def gopher_repetition(
     text: str,
     cfg: EnglishRulesConfig,
-    words: list[str],
+    words: list[str] | Words,
     lines: list[str] | None = None,
     lowered: list[str] | None = None,
     fractions: dict[int, float] | None = None,
@@ -276,7 +367,8 @@ def gopher_repetition(
     if line_char_frac > cfg.max_dup_line_char_frac:
         return Failure("gopher_dup_line_char_frac", line_char_frac)
     if fractions is None:
-        fractions = _ngram_fractions(Units.of_words(lowered if lowered is not None else [w.lower() for w in words]), _GOPHER_NGRAMS)
+        units = words.units if isinstance(words, Words) else Units.of_words(lowered if lowered is not None else [w.lower() for w in words])
+        fractions = _ngram_fractions(units, _GOPHER_NGRAMS)
     for n, limit in TOP_NGRAMS:
         if (value := fractions[n]) > limit * cfg.ngram_limit_scale:
             return Failure(f"gopher_top_{n}gram", value)
@@ -290,17 +382,16 @@ def alpha_word_shares(texts: list[str]) -> list[float]:
     """Per text, the share of its whitespace-separated tokens (``str.split()``) with a letter
     (``[^\\W\\d_]``): Gopher's alpha words. One numpy pass over the batch (a regex over the tokens
     without a letter and a split per document cost ~70 us a 2 KB document)."""
-    if not texts:
-        return []
-    # A newline before, between and after the texts: a token starts after whitespace and never spans two texts.
-    cps = chars.codepoints("\n" + "\n".join(texts) + "\n")
-    flags = chars.classes(cps)
+    return _alpha_word_shares(_Joined(texts)) if texts else []
+
+
+def _alpha_word_shares(joined: _Joined) -> list[float]:
+    flags, bounds = joined.flags, joined.bounds
     space = (flags & chars.SPACE) != 0
     starts = np.concatenate([[0], np.cumsum(space[:-1] & ~space[1:])])  # tokens starting before each position (shifted by one)
     letters = np.flatnonzero((flags[1:] & chars.LETTER) != 0)
     token = starts[letters + 1]  # the token of each letter
     first_letters = letters[np.concatenate([[True], token[1:] != token[:-1]])] if letters.size else letters
-    bounds = np.concatenate([[0], np.cumsum([len(t) + 1 for t in texts], dtype=np.int64)])
     tokens = starts[bounds[1:]] - starts[bounds[:-1]]
     with_letter = np.diff(np.searchsorted(first_letters, bounds))
     return [int(a) / max(int(t), 1) for a, t in zip(with_letter, tokens)]
@@ -309,21 +400,22 @@ def alpha_word_shares(texts: list[str]) -> list[float]:
 def gopher_quality(
     text: str,
     cfg: EnglishRulesConfig,
-    words: list[str],
+    words: list[str] | Words,
     lines: list[str] | None = None,
     lowered: list[str] | None = None,
     alpha: float | None = None,
 ) -> Failure | None:
-    if len(words) < cfg.min_words:
-        return Failure("gopher_min_words", len(words))
-    if len(words) > cfg.max_words:
-        return Failure("gopher_max_words", len(words))
-    mean_length = sum(map(len, words)) / len(words)
+    words = words if isinstance(words, Words) else Words.of_list(words, lowered)
+    if words.count < cfg.min_words:
+        return Failure("gopher_min_words", words.count)
+    if words.count > cfg.max_words:
+        return Failure("gopher_max_words", words.count)
+    mean_length = words.chars / words.count
     if not cfg.min_mean_word_length <= mean_length <= cfg.max_mean_word_length:
         return Failure("gopher_mean_word_length", mean_length)
     symbols = text.count("#") + sum(text.count(e) for e in ELLIPSES)
-    if symbols / len(words) > cfg.max_symbol_word_ratio:
-        return Failure("gopher_symbol_word_ratio", symbols / len(words))
+    if symbols / words.count > cfg.max_symbol_word_ratio:
+        return Failure("gopher_symbol_word_ratio", symbols / words.count)
     lines = lines if lines is not None else _lines(text)
     if lines:
         bullets = sum(line.lstrip().startswith(BULLETS) for line in lines) / len(lines)
@@ -335,9 +427,8 @@ def gopher_quality(
     alpha = alpha if alpha is not None else alpha_word_shares([text])[0]
     if alpha < cfg.min_alpha_words:
         return Failure("gopher_alpha_words", alpha)
-    stop = sum(map(STOP_WORDS.__contains__, lowered if lowered is not None else (w.lower() for w in words)))
-    if stop < cfg.min_stop_words:
-        return Failure("gopher_stop_words", stop)
+    if words.stop < cfg.min_stop_words:
+        return Failure("gopher_stop_words", words.stop)
     return None
 
 
@@ -374,7 +465,7 @@ def c4(text: str, cfg: EnglishRulesConfig, line_counts: Counter) -> tuple[str, F
     return text, None
 
 
-def fineweb(text: str, cfg: EnglishRulesConfig, words: list[str], lines: list[str] | None = None) -> Failure | None:
+def fineweb(text: str, cfg: EnglishRulesConfig, words: list[str] | Words, lines: list[str] | None = None) -> Failure | None:
     lines = lines if lines is not None else _lines(text)
     if not lines:
         return Failure("fineweb_empty", 0)
@@ -387,7 +478,7 @@ def fineweb(text: str, cfg: EnglishRulesConfig, words: list[str], lines: list[st
     _, dup_char_frac = _duplicate_fractions(lines)
     if dup_char_frac > cfg.max_dup_line_char_ratio:
         return Failure("fineweb_char_dup_ratio", dup_char_frac)
-    newline = text.count("\n") / max(len(words), 1)
+    newline = text.count("\n") / max(words.count if isinstance(words, Words) else len(words), 1)
     if newline > cfg.max_newline_word_ratio:
         return Failure("fineweb_newline_ratio", newline)
     return None
@@ -400,23 +491,22 @@ def english_rules(text: str, cfg: EnglishRulesConfig, line_counts: Counter) -> t
 def english_rules_batch(texts: list[str], cfg: EnglishRulesConfig, line_counts: list[Counter]) -> list[tuple[str, Failure | None]]:
     """datatrove's FineWeb order: Gopher repetition, Gopher quality, C4, FineWeb; then menu lines.
 
-    Each document is split into words and lines once for all the rules; the Gopher n-gram
-    fractions of the whole batch are computed in one numpy pass."""
-    words = [_words(t) for t in texts]
-    # Words hold no space, so lowercasing them joined by spaces is lowercasing each (in one call).
-    lowered = [" ".join(ws).lower().split(" ") if ws else [] for ws in words]
-    fractions = (
-        ngram_fractions_batch([Units.of_words(lw) for lw in lowered], _GOPHER_NGRAMS) if cfg.gopher_repetition else [None] * len(texts)
-    )
-    alphas = alpha_word_shares(texts) if cfg.gopher_quality else [None] * len(texts)
+    Each document's words and lines are found once for all the rules; the words, the alpha-word
+    shares and the Gopher n-gram fractions of the whole batch in numpy passes."""
+    if not texts:
+        return []
+    joined = _Joined(texts)
+    words = Words.of_texts(texts, joined)
+    fractions = ngram_fractions_batch([w.units for w in words], _GOPHER_NGRAMS) if cfg.gopher_repetition else [None] * len(texts)
+    alphas = _alpha_word_shares(joined) if cfg.gopher_quality else [None] * len(texts)
     lines = [_lines(t) for t in texts]
-    return [_english_rules(*args, cfg=cfg) for args in zip(texts, words, lines, lowered, fractions, alphas, line_counts)]
+    return [_english_rules(*args, cfg=cfg) for args in zip(texts, words, lines, fractions, alphas, line_counts)]
 
 
-def _english_rules(text, words, lines, lowered, fractions, alpha, line_counts, *, cfg: EnglishRulesConfig) -> tuple[str, Failure | None]:
-    if cfg.gopher_repetition and (failed := gopher_repetition(text, cfg, words, lines, lowered, fractions)):
+def _english_rules(text, words, lines, fractions, alpha, line_counts, *, cfg: EnglishRulesConfig) -> tuple[str, Failure | None]:
+    if cfg.gopher_repetition and (failed := gopher_repetition(text, cfg, words, lines, fractions=fractions)):
         return text, failed
-    if cfg.gopher_quality and (failed := gopher_quality(text, cfg, words, lines, lowered, alpha)):
+    if cfg.gopher_quality and (failed := gopher_quality(text, cfg, words, lines, alpha=alpha)):
         return text, failed
     if cfg.c4:
         text, failed = c4(text, cfg, line_counts)

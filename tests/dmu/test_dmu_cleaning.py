@@ -17,8 +17,11 @@ from dmu_service.pipeline.process import DocumentProcessor
 from dmu_service.pipeline.quality import (
     Failure,
     Units,
+    Words,
     _groups,
+    _Joined,
     _words,
+    alpha_word_shares,
     c4,
     chinese_rules,
     english_rules,
@@ -96,6 +99,42 @@ def test_normalize_fast_paths_equal_unicodedata(form: str) -> None:
     for _ in range(20000):
         text = "".join(rng.choice(weird) if rng.random() < 0.7 else chr(rng.randrange(0x10000)) for _ in range(rng.randint(0, 30)))
         assert normalize(text, form=form) == _normalize_plainly(text, form), repr(text)
+
+
+def test_words_and_alpha_shares_in_numpy_equal_the_regexes() -> None:
+    """A batch's words (count, characters, lowered stop words, equal lowered words) and alpha-word
+    shares equal the word regex, str.lower and a findall of the letterless tokens, on random texts
+    of apostrophes, digits, case pairs, İ/ı/ſ/Σ, CJK and codepoints above the BMP."""
+    letterless = re.compile(r"(?<!\S)(?:[\d_]|[^\w\s])+(?!\S)")
+    rng = random.Random(2)
+    pool = list(" \n\t'’_1aAbtThHeE²½中-é.ΣσİıſK") + [
+        "\U0001f600",
+        "the",
+        "THE",
+        "and",
+        "that",
+        "have",
+        "with",
+        "be",
+        "to",
+        "of",
+        "don't",
+        "a''b",
+    ]
+    for _ in range(500):
+        texts = [
+            "".join(rng.choice(pool) if rng.random() < 0.95 else chr(rng.randrange(0x10000)) for _ in range(rng.randint(0, 80)))
+            for _ in range(4)
+        ]
+        texts = [t.encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass") for t in texts]
+        for text, words, alpha in zip(texts, Words.of_texts(texts, _Joined(texts)), alpha_word_shares(texts), strict=True):
+            expected = Words.of_list(_words(text))
+            assert (words.count, words.chars, words.stop) == (expected.count, expected.chars, expected.stop), repr(text)
+            assert words.units.lengths.tolist() == expected.units.lengths.tolist()
+            hashes, expected_hashes = words.units.hashes.tolist(), expected.units.hashes.tolist()
+            assert [hashes.index(h) for h in hashes] == [expected_hashes.index(h) for h in expected_hashes], repr(text)
+            tokens = len(text.split())
+            assert alpha == (tokens - len(letterless.findall(text))) / max(tokens, 1), repr(text)
 
 
 def test_langid_accuracy_on_sample_set() -> None:
