@@ -17,14 +17,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import islice
+from itertools import islice, repeat
 
 import numpy as np
 
 from dmu_service.pipeline import chars
 from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig
 from dmu_service.pipeline.langid import cjk_share
-from dmu_service.pipeline.minhash import NGRAM_MULTIPLIERS  # the same odd multipliers as the shingles
+from dmu_service.pipeline.minhash import NGRAM_MULTIPLIERS, _powers  # the same odd multipliers and powers as the shingles
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
 BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "–", "-", "*", "·")
@@ -77,16 +77,10 @@ def _duplicate_fractions(items: list[str]) -> tuple[float, float]:
     """(share of items that repeat an earlier one, share of characters in those repeats)."""
     if not items:
         return 0.0, 0.0
-    seen: set[str] = set()
-    dup_items = dup_chars = total_chars = 0
-    for item in items:
-        total_chars += len(item)
-        if item in seen:
-            dup_items += 1
-            dup_chars += len(item)
-        else:
-            seen.add(item)
-    return dup_items / len(items), dup_chars / max(total_chars, 1)
+    # Every item is a repeat but the first of each distinct value (a set in C, no Python loop).
+    distinct = set(items)
+    total_chars = sum(map(len, items))
+    return (len(items) - len(distinct)) / len(items), (total_chars - sum(map(len, distinct))) / max(total_chars, 1)
 
 
 class Units:
@@ -120,7 +114,6 @@ class Units:
         return gram
 
 
-_HASH_BASE = 0x9E3779B97F4A7C15  # odd, so invertible modulo 2**64
 _STOP_CODES = {
     n: np.array([sum(ord(c) << 16 * k for k, c in enumerate(w)) for w in STOP_WORDS if len(w) == n], dtype=np.uint64) for n in (2, 3, 4)
 }
@@ -170,14 +163,9 @@ class Words:
         odd = np.concatenate([[0], np.cumsum(~one[bmp] | (cps > 0xFFFF))])
         plain = (odd[bounds[1:]] - odd[bounds[:-1]]) == 0
         lc = lower[bmp]
-        # hash(word) = sum lc[start + k] * B^k (mod 2**64), from prefix sums of lc[i] * B^i.
-        powers = np.empty(cps.size, dtype=np.uint64)
-        powers[0] = 1
-        np.cumprod(np.full(cps.size - 1, _HASH_BASE, dtype=np.uint64), out=powers[1:])
-        inverse = np.empty(cps.size, dtype=np.uint64)
-        inverse[0] = 1
-        np.cumprod(np.full(cps.size - 1, pow(_HASH_BASE, -1, 1 << 64), dtype=np.uint64), out=inverse[1:])
-        prefix = np.concatenate([np.zeros(1, dtype=np.uint64), np.cumsum(lc * powers)])
+        # hash(word) = sum lc[start + k] * B^k (mod 2**64), from prefix sums of lc[i] * B^i (the shingles' cached powers).
+        powers, inverse = _powers(cps.size)
+        prefix = np.concatenate([np.zeros(1, dtype=np.uint64), np.cumsum(lc * powers[: cps.size])])
         hashes = (prefix[ends] - prefix[starts]) * inverse[starts]
         # Stop words: the lowered codepoints of a 2-4 character word packed 16 bits each, against theirs.
         stop = np.zeros(starts.size, dtype=bool)
@@ -354,7 +342,8 @@ def gopher_repetition(
 ) -> Failure | None:
     """Duplicated paragraphs and lines, then the top 2-4-grams and duplicated 5-10-grams (``fractions``
     when the caller computed them for a batch)."""
-    paragraphs = [p for p in _PARAGRAPHS.split(text) if p.strip()]
+    # Without a run of 3+ newlines the paragraph regex splits where str.split("\n\n") does (~5x faster).
+    paragraphs = [p for p in (text.split("\n\n") if "\n\n\n" not in text else _PARAGRAPHS.split(text)) if p.strip()]
     para_frac, para_char_frac = _duplicate_fractions(paragraphs)
     if para_frac > cfg.max_dup_para_frac:
         return Failure("gopher_dup_para_frac", para_frac)
@@ -418,10 +407,11 @@ def gopher_quality(
         return Failure("gopher_symbol_word_ratio", symbols / words.count)
     lines = lines if lines is not None else _lines(text)
     if lines:
-        bullets = sum(line.lstrip().startswith(BULLETS) for line in lines) / len(lines)
+        # map over str methods: no Python frame per line.
+        bullets = sum(map(str.startswith, map(str.lstrip, lines), repeat(BULLETS))) / len(lines)
         if bullets > cfg.max_bullet_lines:
             return Failure("gopher_bullet_lines", bullets)
-        ellipsis = sum(line.rstrip().endswith(ELLIPSES) for line in lines) / len(lines)
+        ellipsis = sum(map(str.endswith, map(str.rstrip, lines), repeat(ELLIPSES))) / len(lines)
         if ellipsis > cfg.max_ellipsis_lines:
             return Failure("gopher_ellipsis_lines", ellipsis)
     alpha = alpha if alpha is not None else alpha_word_shares([text])[0]
@@ -469,10 +459,10 @@ def fineweb(text: str, cfg: EnglishRulesConfig, words: list[str] | Words, lines:
     lines = lines if lines is not None else _lines(text)
     if not lines:
         return Failure("fineweb_empty", 0)
-    punct = sum(line.rstrip().endswith(TERMINAL_PUNCT) for line in lines) / len(lines)
+    punct = sum(map(str.endswith, map(str.rstrip, lines), repeat(TERMINAL_PUNCT))) / len(lines)
     if punct < cfg.min_line_punct_ratio:
         return Failure("fineweb_line_punct_ratio", punct)
-    short = sum(len(line) <= 30 for line in lines) / len(lines)
+    short = sum(map((30).__ge__, map(len, lines))) / len(lines)
     if short > cfg.max_short_line_ratio:
         return Failure("fineweb_short_line_ratio", short)
     _, dup_char_frac = _duplicate_fractions(lines)
