@@ -81,13 +81,14 @@ def _normal_form(text: str, form: str) -> tuple[str, int]:
             text = unicodedata.normalize(form, text)
         return text, CONTROL | TAB_LIKE | OTHER_SPACE
     flags, changed = _table(form)
-    found = int(np.bitwise_or.reduce(flags[cps]))
+    of_text = flags[cps]
+    found = int(np.bitwise_or.reduce(of_text))
     if found & UNSAFE:
         text = unicodedata.normalize(form, text)
         return text, _normal_form(text, "none")[1]
     if found & CHANGED:
         # A handful of distinct characters change (full-width punctuation, ligatures): one replace each.
-        for c in np.unique(cps[(flags[cps] & CHANGED) != 0]).tolist():
+        for c in np.unique(cps[(of_text & CHANGED) != 0]).tolist():
             text = text.replace(chr(c), changed[c])
     return text, found
 

@@ -23,7 +23,6 @@ import numpy as np
 
 from dmu_service.pipeline import chars
 from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig
-from dmu_service.pipeline.langid import cjk_share
 from dmu_service.pipeline.minhash import NGRAM_MULTIPLIERS, _powers  # the same odd multipliers and powers as the shingles
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
@@ -97,12 +96,6 @@ class Units:
         # Python's str hash is randomised per process, which is fine: only equality inside one document matters.
         hashes = np.fromiter(map(hash, words), dtype=np.int64, count=n).view(np.uint64)
         return cls(hashes, np.fromiter(map(len, words), dtype=np.int64, count=n))
-
-    @classmethod
-    def of_chars(cls, text: str) -> Units:
-        cps = chars.codepoints(text)
-        cps = cps[(chars.classes(cps) & chars.SPACE) == 0].astype(np.uint64)  # whitespace does not count
-        return cls(cps, np.ones(cps.size, dtype=np.int64))
 
     def grams(self, n: int) -> np.ndarray:
         count = self.hashes.size - n + 1
@@ -518,24 +511,39 @@ def chinese_rules(text: str, cfg: ChineseRulesConfig, line_counts: Counter) -> t
 def chinese_rules_batch(texts: list[str], cfg: ChineseRulesConfig, line_counts: list[Counter]) -> list[tuple[str, Failure | None]]:
     """Ad lines out, then length, CJK share, character n-gram repetition (one numpy pass over the
     documents still in), duplicate/menu/short lines, function characters."""
+    if not texts:
+        return []
+    texts = [_strip_ad_lines(t, c) if cfg.strip_ad_lines else t for t, c in zip(texts, line_counts)]
+    # The character statistics of all texts from one codepoint array (one encode and lookup, not three per text).
+    joined = _Joined(texts)
+    cps, flags, bounds = joined.cps, joined.flags, joined.bounds
+
+    def per_text(mask: np.ndarray) -> list[int]:
+        prefix = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+        return (prefix[bounds[1:]] - prefix[bounds[:-1]]).tolist()
+
+    ideographs, letters = per_text((flags & chars.IDEOGRAPH) != 0), per_text((flags & chars.ALPHA) != 0)
+    han, function = per_text((cps >= 0x3400) & (cps <= 0x9FFF)), per_text(_ZH_FUNCTION_TABLE[np.minimum(cps, 0xFFFF)])
+    not_space = np.flatnonzero((flags & chars.SPACE) == 0)  # whitespace does not count in the n-grams
+    cut = np.searchsorted(not_space, bounds)
     results: list[tuple[str, Failure | None]] = []
     alive: list[int] = []
-    for i, (text, counts) in enumerate(zip(texts, line_counts)):
-        text = _strip_ad_lines(text, counts) if cfg.strip_ad_lines else text
+    for i, text in enumerate(texts):
         if len(text) < cfg.min_chars:
             results.append((text, Failure("zh_min_chars", len(text))))
-        elif (cjk := cjk_share(text)) < cfg.min_cjk_ratio:
+        elif (cjk := ideographs[i] / max(letters[i], 1) if ideographs[i] else 0.0) < cfg.min_cjk_ratio:  # langid.cjk_share
             results.append((text, Failure("zh_cjk_ratio", cjk)))
         else:
             results.append((text, None))
             alive.append(i)
-    repetition = ngram_fractions_batch([Units.of_chars(results[i][0]) for i in alive], {cfg.char_ngram: "dup"})
+    units = [cps[not_space[cut[i] : cut[i + 1]]].astype(np.uint64) for i in alive]
+    repetition = ngram_fractions_batch([Units(u, np.ones(u.size, dtype=np.int64)) for u in units], {cfg.char_ngram: "dup"})
     for i, fractions in zip(alive, repetition):
         text = results[i][0]
         if (value := fractions[cfg.char_ngram]) > cfg.max_char_ngram_dup_ratio:
             results[i] = (text, Failure("zh_char_ngram_repetition", value))
         else:
-            results[i] = (text, _chinese_line_rules(text, cfg))
+            results[i] = (text, _chinese_line_rules(text, cfg, function[i] / max(han[i], 1)))
     return results
 
 
@@ -562,7 +570,7 @@ def _strip_ad_lines(text: str, line_counts: Counter) -> str:
     return "\n".join(kept).strip()
 
 
-def _chinese_line_rules(text: str, cfg: ChineseRulesConfig) -> Failure | None:
+def _chinese_line_rules(text: str, cfg: ChineseRulesConfig, function: float) -> Failure | None:
     lines = _lines(text)
     if (value := _duplicate_fractions(lines)[0]) > cfg.max_dup_line_frac:
         return Failure("zh_dup_line_frac", value)
@@ -571,9 +579,7 @@ def _chinese_line_rules(text: str, cfg: ChineseRulesConfig) -> Failure | None:
     # Link lists and tag clouds: lines of a few characters (poems' lines are longer than 10).
     if lines and (short := sum(len(line) - line.count(" ") < 10 for line in lines) / len(lines)) > cfg.max_short_line_ratio:
         return Failure("zh_short_lines", short)
-    cps = chars.codepoints(text)
-    ideographs = int(np.count_nonzero((cps >= 0x3400) & (cps <= 0x9FFF)))
-    function = int(np.count_nonzero(_ZH_FUNCTION_TABLE[np.minimum(cps, 0xFFFF)])) / max(ideographs, 1)
+    # function: the function characters / the ideographs U+3400-U+9FFF.
     if function < cfg.min_function_char_ratio:
         return Failure("zh_function_chars", function)
     return None
