@@ -13,6 +13,7 @@ exclusion log keeps) or None. Line rules rewrite the text and count removed line
 
 from __future__ import annotations
 
+import operator
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ def _words(text: str) -> list[str]:
 
 def _lines(text: str) -> list[str]:
     """The lines with something on them (most rules count these)."""
-    return [line for line in text.split("\n") if line.strip()]
+    return list(filter(str.strip, text.split("\n")))
 
 
 def _duplicate_fractions(items: list[str]) -> tuple[float, float]:
@@ -577,7 +578,9 @@ def _chinese_line_rules(text: str, cfg: ChineseRulesConfig, function: float) -> 
     if failed := menu_lines(lines, cfg.max_menu_line_ratio, "zh_menu_lines"):
         return failed
     # Link lists and tag clouds: lines of a few characters (poems' lines are longer than 10).
-    if lines and (short := sum(len(line) - line.count(" ") < 10 for line in lines) / len(lines)) > cfg.max_short_line_ratio:
+    # Characters other than spaces per line, by map over C functions (no Python frame per line).
+    visible = map(operator.sub, map(len, lines), map(str.count, lines, repeat(" ")))
+    if lines and (short := sum(map((10).__gt__, visible)) / len(lines)) > cfg.max_short_line_ratio:
         return Failure("zh_short_lines", short)
     # function: the function characters / the ideographs U+3400-U+9FFF.
     if function < cfg.min_function_char_ratio:
