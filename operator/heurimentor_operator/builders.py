@@ -187,6 +187,13 @@ def build_service(spec: JobSpec) -> dict[str, Any]:
     }
 
 
+# torchrun's c10d rendezvous after a member leaves: its peers wait for its heartbeats to expire
+# (keep_alive_interval x keep_alive_max_attempt) and then last_call_timeout for late joiners before
+# the smaller world starts. The defaults (5 s x 3, 30 s) cost ~50 s per scale-down; here every
+# member the operator wants is a pod it created at once, so a short last call loses nothing.
+RENDEZVOUS_CONF = "last_call_timeout=10,keep_alive_interval=2,keep_alive_max_attempt=3"
+
+
 def _torchrun_command(spec: JobSpec) -> list[str]:
     return [
         "torchrun",
@@ -196,6 +203,7 @@ def _torchrun_command(spec: JobSpec) -> list[str]:
         f"--rdzv-endpoint=$({env_names.PET_RDZV_ENDPOINT})",
         f"--rdzv-id=$({env_names.PET_RDZV_ID})",
         f"--max-restarts=$({env_names.PET_MAX_RESTARTS})",
+        f"--rdzv-conf=$({env_names.PET_RDZV_CONF})",
         "-m",
         "heurimentor_trainer.train",
         "--config",
@@ -232,6 +240,7 @@ def build_pod(
         {"name": env_names.PET_RDZV_ENDPOINT, "value": rendezvous_endpoint(spec)},
         {"name": env_names.PET_RDZV_ID, "value": f"{spec.name}-{spec.uid[:8]}-{attempt}"},
         {"name": env_names.PET_MAX_RESTARTS, "value": str(spec.run_policy.max_restarts)},
+        {"name": env_names.PET_RDZV_CONF, "value": RENDEZVOUS_CONF},
         {"name": env_names.HEURIMENTOR_JOB, "value": spec.name},
         {"name": env_names.HEURIMENTOR_NAMESPACE, "value": spec.namespace},
         {"name": env_names.HEURIMENTOR_POOL, "value": pool.name},

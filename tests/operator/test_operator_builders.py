@@ -131,6 +131,10 @@ def test_pod_env_for_torchrun_restarts_and_progress_reports():
     env = {e["name"]: e for e in container["env"]}
     # pytorch#135712: without it a torchrun restart of the worker group fails in Gloo connectFullMesh.
     assert env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"]["value"] == "1"
+    # A scale-down re-forms the world once the leaver's heartbeats expire plus the last call, not ~50 s later.
+    assert "--rdzv-conf=$(PET_RDZV_CONF)" in container["command"]
+    rdzv = {k: int(v) for k, v in (item.split("=") for item in env["PET_RDZV_CONF"]["value"].split(","))}
+    assert rdzv["keep_alive_interval"] * rdzv["keep_alive_max_attempt"] + rdzv["last_call_timeout"] <= 20, rdzv
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert pod["spec"]["serviceAccountName"] == "trainer"
