@@ -289,6 +289,10 @@ def test_the_users_path_ingest_publish_apply_tiny_demo_change_the_mixture(real_n
         assert job["last_step"] == steps and job["mixture_version"] == changed["version"], job
     finally:
         print({k: round(v, 1) for k, v in figures.items()})
+        # What a failed run needs to be understood (pytest shows it only then).
+        print(real_node.kubectl("get", "pods,a2j", "-n", SYSTEM, "-o", "wide", check=False).stdout)
+        for pod in (f"{name}-cpu-0", f"{name}-cpu-1"):
+            print(pod, real_node.kubectl("logs", "-n", SYSTEM, pod, "--tail=60", check=False).stdout[-6000:])
         real_node.kubectl("delete", "-f", str(REPO / "deploy" / "tiny-demo.yaml"), "--wait=false", check=False)
 
 

@@ -263,3 +263,34 @@ def test_heterogeneous_pools_split_the_global_batch_by_share(baseline, tmp_path)
     losses = step_losses(text)
     assert max(abs(losses[s] - baseline.losses[s]) for s in baseline.losses) < LOSS_TOLERANCE
     assert consumed_samples(tmp_path / "samples") == baseline.samples
+
+
+def test_ranks_that_see_different_checkpoints_fail_with_the_reason_instead_of_hanging(tmp_path):
+    """Two agents (two pods) whose checkpoint dirs differ, as per-pod emptyDirs do after a scale:
+    one has step 4, the other nothing. Each rank exits with a message naming checkpoint.dir."""
+    shards = make_sources(tmp_path / "shards", names=("en", "zh"))
+    run_torchrun(write_config(tmp_path / "four.yaml", base_config(tmp_path, shards, steps=4)), nproc=1)
+    assert (tmp_path / "ckpt" / "latest").exists()
+    command = torchrun_cmd(write_config(tmp_path / "eight.yaml", base_config(tmp_path, shards)), nproc=1, nnodes="2")
+    agents = [
+        subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=worker_env(HEURIMENTOR_TRAIN__CHECKPOINT__DIR=str(folder)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for folder in (tmp_path / "ckpt", tmp_path / "empty")
+    ]
+    outputs = []
+    for agent in agents:
+        try:
+            outputs.append(agent.communicate(timeout=180)[1])
+        except subprocess.TimeoutExpired:
+            for a in agents:
+                stop_torchrun(a)
+            raise AssertionError("the two ranks hung instead of failing") from None
+    assert [a.returncode for a in agents] != [0, 0], outputs
+    for output in outputs:
+        assert "checkpoint.dir: ranks would resume at different steps (0 to 4" in output, output[-3000:]

@@ -219,12 +219,27 @@ class Trainer:
                 dist.barrier()  # no rank reads "latest" before the rollback moved it
         folder = manager.latest() if manager and cfg.checkpoint.resume else None
         saved = manager.read_state(folder, self.args) if folder else None
+        self._same_resume_step_on_every_rank(saved.step if saved else 0)
         if saved and saved.seq_len != self.seq_len:
             log.warning(
                 "seq_len changed since the checkpoint: samples are cut on a new grid, so the data stream does not continue exactly",
                 extra={"checkpoint_seq_len": saved.seq_len, "seq_len": self.seq_len},
             )
         return folder, saved
+
+    def _same_resume_step_on_every_rank(self, step: int) -> None:
+        """Ranks that would resume at different steps would train different steps in lockstep and
+        hang at the end: the checkpoint directory is not one every worker sees (an emptyDir per pod)."""
+        if not dist.is_initialized() or dist.get_world_size() == 1:
+            return
+        low, high = torch.tensor([step], device=self.device), torch.tensor([step], device=self.device)
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        if low.item() != high.item():
+            raise ConfigError(
+                f"checkpoint.dir: ranks would resume at different steps ({int(low.item())} to {int(high.item())}; this rank at {step}): "
+                "every worker must see the same checkpoint directory (on Kubernetes: spec.checkpoint.volume, a volume all pods share)"
+            )
 
     def _start_reporters(self) -> None:
         cfg, m, pod = self.cfg, self.cfg.metrics, self.pod
