@@ -29,6 +29,8 @@ def real_node(request: pytest.FixtureRequest) -> Iterator[RealNode]:
     yield node
     node.stop()
     if request.session.testsfailed:
+        # The logs and pod logs say what failed; containerd's images and snapshots (~9 GB) would fill the disk.
+        shutil.rmtree(state_dir / "containerd", ignore_errors=True)
         sys.stderr.write(f"\n[heurimentor] tests failed: real-node logs kept in {node.logs}\n")
     else:
         shutil.rmtree(state_dir, ignore_errors=True)
