@@ -35,7 +35,12 @@ def _phase(kube, namespace: str, name: str) -> str:
 
 
 def test_the_node_is_ready_with_the_pinned_kubelet_and_containerd(real_node):
-    node = json.loads(real_node.kubectl("get", "node", NODE_NAME, "-o", "json").stdout)
+    # The kubelet posts the runtime's version a moment after Ready (`containerd://Unknown` before).
+    def node_with_runtime_version():
+        node = json.loads(real_node.kubectl("get", "node", NODE_NAME, "-o", "json").stdout)
+        return node if node["status"]["nodeInfo"]["containerRuntimeVersion"] != "containerd://Unknown" else None
+
+    node = wait_for("the runtime version on the Node", node_with_runtime_version, timeout=30, interval=0.5)
     info = node["status"]["nodeInfo"]
     assert info["kubeletVersion"] == "v1.36.3"
     assert info["containerRuntimeVersion"] == "containerd://2.4.2"

@@ -35,7 +35,18 @@ def _memory_runs(command: list[str]) -> list[dict]:
     env = worker_env(MALLOC_MMAP_THRESHOLD_="131072")
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-5000:]
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return _json_records(result.stdout)
+
+
+def _json_records(text: str) -> list[dict]:
+    # Ranks share one stdout and print's text and newline can be two writes: two records can share
+    # a line (`{"rank": 0, ...}{"rank": 2, ...}`).
+    decoder, records, position = json.JSONDecoder(), [], text.find('{"rank"')
+    while position != -1:
+        record, end = decoder.raw_decode(text, position)
+        records.append(record)
+        position = text.find('{"rank"', end)
+    return records
 
 
 def test_a_sharded_model_costs_each_rank_about_one_over_world_of_the_whole(record_property):
