@@ -310,6 +310,9 @@ def build_pod(
             {"name": "dshm", "emptyDir": {"medium": "Memory"}},
             *volumes_extra,
         ],
+        # A provisioned checkpoint volume is root-owned: the trainer image's group may write it.
+        # OnRootMismatch: a large volume is not re-chowned file by file at every pod start.
+        "securityContext": {"fsGroup": env_names.TRAINER_GID, "fsGroupChangePolicy": "OnRootMismatch"},
     }
     if spec.service_account:
         pod_spec["serviceAccountName"] = spec.service_account

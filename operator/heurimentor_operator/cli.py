@@ -82,9 +82,15 @@ def render(manifest: Annotated[Path, typer.Argument(help="an Aquila2TrainingJob 
     import yaml
 
     from heurimentor_operator.builders import assign_pools, build_config_map, build_pod, build_service
+    from heurimentor_operator.constants import KIND
     from heurimentor_operator.spec import SpecError, parse_job
 
-    body = yaml.safe_load(manifest.read_text())
+    # A manifest may carry what the job needs next to it (deploy/tiny-demo.yaml: its checkpoint claim).
+    jobs = [d for d in yaml.safe_load_all(manifest.read_text()) if isinstance(d, dict) and d.get("kind") == KIND]
+    if len(jobs) != 1:
+        typer.echo(f"error: {manifest}: expected one {KIND} document, found {len(jobs)}", err=True)
+        raise typer.Exit(2)
+    [body] = jobs
     body.setdefault("metadata", {}).setdefault("namespace", "default")
     body["metadata"].setdefault("uid", "00000000-render")
     try:

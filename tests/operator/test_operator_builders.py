@@ -9,6 +9,7 @@ import yaml
 
 from heurimentor.contracts.batch import rows_per_rank, split_global_batch
 from heurimentor.contracts.jobs import JOB_NAME_PATTERN
+from heurimentor.contracts.worker_env import TRAINER_GID
 from heurimentor_operator.builders import (
     assign_pools,
     build_config_map,
@@ -18,6 +19,7 @@ from heurimentor_operator.builders import (
 )
 from heurimentor_operator.constants import LABEL_ATTEMPT, LABEL_JOB, LABEL_KUEUE_QUEUE, LABEL_POOL, PROMETHEUS_DIR
 from heurimentor_operator.spec import SpecError, parse_job
+from tests.operator.testlib import REPO
 from tests.operator.testlib_manifests import job
 
 
@@ -71,6 +73,17 @@ def test_pod_carries_torchrun_contract_and_pool_template():
     assert container["resources"] == {"limits": {"nvidia.com/gpu": "8"}}
     config_volume = next(v for v in pod_spec["volumes"] if v["name"] == "config")
     assert config_volume["configMap"]["items"] == [{"key": "train-h800.yaml", "path": "train.yaml"}]
+
+
+def test_a_provisioned_checkpoint_volume_is_writable_by_the_trainer_images_group():
+    volume = {"persistentVolumeClaim": {"claimName": "job-a-checkpoints"}}
+    spec = parse_job(job(checkpoint={"path": "/checkpoints", "intervalSteps": 10, "volume": volume}))
+    pod_spec = build_pod(spec, spec.pools[0], 0, attempt=0)["spec"]
+    assert {"name": "checkpoints", **volume} in pod_spec["volumes"]
+    assert pod_spec["securityContext"]["fsGroup"] == TRAINER_GID
+    # The image's own group, as docker/trainer.Dockerfile creates it.
+    dockerfile = (REPO / "docker" / "trainer.Dockerfile").read_text()
+    assert re.search(rf"useradd --uid \d+ --gid {TRAINER_GID}\b", dockerfile) and f"USER {TRAINER_GID}:{TRAINER_GID}" in dockerfile
 
 
 def test_command_override_replaces_torchrun():

@@ -127,6 +127,22 @@ def test_cli_render_refuses_a_bad_manifest(tmp_path):
     path.write_text(yaml.safe_dump(bad))
     out = CliRunner().invoke(app, ["operator", "render", str(path)])
     assert out.exit_code == 2 and "unknown model preset 'gpt-x'" in out.output
+    # A file without a job (here only the claim tiny-demo.yaml ships next to its job) is named as such.
+    claim_only = tmp_path / "claim.yaml"
+    claim_only.write_text((REPO / "deploy" / "tiny-demo.yaml").read_text().split("\n---\n")[0])
+    out = CliRunner().invoke(app, ["operator", "render", str(claim_only)])
+    assert out.exit_code == 2 and "expected one Aquila2TrainingJob document, found 0" in out.output
+
+
+def test_cli_render_reads_the_job_of_a_manifest_that_carries_its_claim():
+    from heurimentor.cli import app
+
+    out = CliRunner().invoke(app, ["operator", "render", str(REPO / "deploy" / "tiny-demo.yaml")])
+    assert out.exit_code == 0, out.output
+    pods = [d for d in yaml.safe_load_all(out.output) if d["kind"] == "Pod"]
+    assert len(pods) == 2
+    claims = {v["persistentVolumeClaim"]["claimName"] for p in pods for v in p["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    assert claims == {"tiny-demo-checkpoints", "hm-dmu-shards"}
 
 
 def test_chart_operator_templates_are_accepted_by_the_apiserver(kube, a2j_crd):

@@ -1,10 +1,11 @@
 """The platform as a user installs it, on the real node: `helm install` of charts/heurimentor with
-deploy/values-dev.yaml (operator, DMU, TSM and PostgreSQL from the images of `make images`; two
+deploy/values-dev.yaml (operator, DMU, TSM and PostgreSQL from the images of `make images`;
 hostPath PersistentVolumes stand in for a storage class), `helm test`, and the installed operator,
 in its pod with its own ServiceAccount, running a job of the trainer image to Succeeded; the
 user's path (a real corpus ingested by the installed DMU, a mixture published and changed over
 REST, `kubectl apply -f deploy/tiny-demo.yaml` as it is, the trainers reporting to the installed
-TSM); then the operator's pod deleted 10 times while it reconciles a job being scaled."""
+TSM, `kubectl scale` to 1 and back to 2 resuming from the demo's checkpoint claim); then the
+operator's pod deleted 10 times while it reconciles a job being scaled."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import pytest
 import yaml
 
 from hack.testenv.realnode import archive_image_name, image_archives
+from heurimentor_operator.constants import KIND
 from tests.operator.testlib import CHART, REPO, wait_for
-from tests.realnode.testlib import cpu_training_job
+from tests.realnode.testlib import TINY_DEMO, cpu_training_job, tiny_demo
 from tests.trainer.testlib import make_sources
 
 RELEASE, SYSTEM, RESEARCH = "hm", "heurimentor", "research"
@@ -29,11 +31,13 @@ def _helm(kube, *args: str, timeout: float = 400) -> subprocess.CompletedProcess
 
 
 def _volumes(tmp_path) -> str:
+    """The chart's two claims and tiny-demo's checkpoint claim (pre-bound: the demo's own) bind these."""
+    claim = tiny_demo()["PersistentVolumeClaim"]["metadata"]
     volumes = []
-    for name, size in (("dmu", "10Gi"), ("postgresql", "5Gi")):
+    for name, size, claim_ref in (("dmu", "10Gi", None), ("postgresql", "5Gi", None), ("checkpoints", "1Gi", claim)):
         path = tmp_path / f"pv-{name}"
         path.mkdir()
-        path.chmod(0o777)  # the images run as their own non-root users
+        path.chmod(0o777)  # the images run as their own non-root users (fsGroup does not reach hostPath)
         volumes.append(
             {
                 "apiVersion": "v1",
@@ -45,6 +49,7 @@ def _volumes(tmp_path) -> str:
                     "storageClassName": "",
                     "persistentVolumeReclaimPolicy": "Delete",
                     "hostPath": {"path": str(path), "type": "Directory"},
+                    **({"claimRef": {"namespace": claim_ref["namespace"], "name": claim_ref["name"]}} if claim_ref else {}),
                 },
             }
         )
@@ -76,7 +81,7 @@ def platform(real_node, a2j_crd, tmp_path_factory) -> Iterator[dict[str, float]]
     finally:
         _helm(real_node, "uninstall", RELEASE, "-n", SYSTEM, "--wait", "--timeout", "2m")
         real_node.kubectl("delete", "namespace", RESEARCH, SYSTEM, "--wait=false", check=False)
-        real_node.kubectl("delete", "pv", "realnode-dmu", "realnode-postgresql", "--wait=false", check=False)
+        real_node.kubectl("delete", "pv", "realnode-dmu", "realnode-postgresql", "realnode-checkpoints", "--wait=false", check=False)
 
 
 def _job(name: str, tmp_path, **spec) -> dict:
@@ -244,16 +249,28 @@ def demo_data(real_node, platform, tmp_path_factory) -> dict:
     return {"version": published["version"], "figures": figures}
 
 
-def test_the_users_path_ingest_publish_apply_tiny_demo_change_the_mixture(real_node, demo_data):
-    tiny = yaml.safe_load((REPO / "deploy" / "tiny-demo.yaml").read_text())
-    name, steps = tiny["metadata"]["name"], tiny["spec"]["hyperparameters"]["steps"]
+def _training_starts(kube, pod: str) -> list[dict]:
+    """The trainer's "training" records in a worker's log, one per launch of its process (world size, resumed_at)."""
+    logs = kube.kubectl("logs", "-n", SYSTEM, pod, "--tail=-1", check=False).stdout
+    return [r for r in _json_lines(logs) if r.get("msg") == "training"]
+
+
+def test_the_users_path_ingest_publish_apply_tiny_demo_change_the_mixture_scale(real_node, demo_data):
+    """tiny-demo.yaml as it ships: applied, its mixture changed over REST, `kubectl scale` to 1 and
+    back to 2. Each world size resumes from the newest checkpoint on the demo's claim, both pods at
+    the same step (test_realnode_scale.py proves the sample stream exact across such scales)."""
+    manifests = tiny_demo()
+    tiny = manifests[KIND]
+    name, steps, interval = tiny["metadata"]["name"], tiny["spec"]["hyperparameters"]["steps"], tiny["spec"]["checkpoint"]["intervalSteps"]
     assert tiny["metadata"]["namespace"] == SYSTEM
     assert tiny["spec"]["data"]["volume"]["persistentVolumeClaim"]["claimName"] == f"{RELEASE}-dmu-shards"
+    claim = manifests["PersistentVolumeClaim"]["metadata"]["name"]
+    assert tiny["spec"]["checkpoint"]["volume"]["persistentVolumeClaim"]["claimName"] == claim
     published, figures = {"version": demo_data["version"]}, dict(demo_data["figures"])
 
     # The job exactly as the repository ships it.
     submitted = time.monotonic()
-    real_node.kubectl("apply", "-f", str(REPO / "deploy" / "tiny-demo.yaml"))
+    real_node.kubectl("apply", "-f", str(TINY_DEMO))
     try:
         wait_for("a reported step", lambda: (_status(real_node, name, SYSTEM).get("step") or 0) >= 5, timeout=300, interval=0.5)
         figures["tiny-demo apply -> step 5 in .status"] = time.monotonic() - submitted
@@ -270,6 +287,32 @@ def test_the_users_path_ingest_publish_apply_tiny_demo_change_the_mixture(real_n
         wait_for(
             "the new mixture in .status", lambda: _status(real_node, name, SYSTEM).get("mixtureVersion") == changed["version"], timeout=120
         )
+
+        # Scaled as the README says; cpu-0 survives the scale down, cpu-1 is new on the way back up.
+        def checkpointed(step: int) -> bool:
+            return (_status(real_node, name, SYSTEM).get("lastCheckpoint") or {}).get("step", 0) >= step
+
+        wait_for("the first checkpoint", lambda: checkpointed(interval), timeout=240, interval=0.5)
+        starts = {}
+        for world in (1, 2):
+            launched = len(_training_starts(real_node, f"{name}-cpu-0"))
+            scaled = time.monotonic()
+            real_node.kubectl("scale", "a2j", name, "-n", SYSTEM, f"--replicas={world}")
+            [starts[world]] = wait_for(
+                f"training at world size {world}",
+                lambda w=world, n=launched: [r for r in _training_starts(real_node, f"{name}-cpu-0")[n:] if r["world_size"] == w][:1],
+                timeout=240,
+                interval=0.5,
+            )
+            figures[f"kubectl scale -> training at world size {world}"] = time.monotonic() - scaled
+            resumed = starts[world]["resumed_at"]
+            assert resumed > 0 and resumed % interval == 0, starts[world]
+            # A checkpoint at this world size before the next scale, so the next one resumes from it.
+            wait_for(f"a checkpoint at world size {world}", lambda r=resumed: checkpointed(r + interval), timeout=240, interval=0.5)
+        assert starts[2]["resumed_at"] >= starts[1]["resumed_at"] + interval, starts
+        # The new pod found the survivor's checkpoint on the claim (with per-pod volumes it resumed at 0).
+        [new_pod_start] = [r for r in _training_starts(real_node, f"{name}-cpu-1") if r["world_size"] == 2]
+        assert new_pod_start["resumed_at"] == starts[2]["resumed_at"], (new_pod_start, starts)
         final = wait_for(
             "tiny-demo to finish",
             lambda: (s := _status(real_node, name, SYSTEM)).get("phase") in ("Succeeded", "Failed") and s,
@@ -278,7 +321,7 @@ def test_the_users_path_ingest_publish_apply_tiny_demo_change_the_mixture(real_n
         )
         figures["tiny-demo apply -> Succeeded"] = time.monotonic() - submitted
         logs = real_node.kubectl("logs", "-n", SYSTEM, f"{name}-cpu-0", "--tail=-1", check=False).stdout
-        assert final["phase"] == "Succeeded" and final["step"] == steps, f"{final}\n{logs[-3000:]}"
+        assert final["phase"] == "Succeeded" and final["step"] == steps and final["restarts"] == 0, f"{final}\n{logs[-3000:]}"
         switches = [
             r for r in _json_lines(logs) if r.get("msg") == "switched mixture at step boundary" and r.get("version") == changed["version"]
         ]
@@ -290,10 +333,10 @@ def test_the_users_path_ingest_publish_apply_tiny_demo_change_the_mixture(real_n
     finally:
         print({k: round(v, 1) for k, v in figures.items()})
         # What a failed run needs to be understood (pytest shows it only then).
-        print(real_node.kubectl("get", "pods,a2j", "-n", SYSTEM, "-o", "wide", check=False).stdout)
+        print(real_node.kubectl("get", "pods,pvc,a2j", "-n", SYSTEM, "-o", "wide", check=False).stdout)
         for pod in (f"{name}-cpu-0", f"{name}-cpu-1"):
             print(pod, real_node.kubectl("logs", "-n", SYSTEM, pod, "--tail=60", check=False).stdout[-6000:])
-        real_node.kubectl("delete", "-f", str(REPO / "deploy" / "tiny-demo.yaml"), "--wait=false", check=False)
+        real_node.kubectl("delete", "-f", str(TINY_DEMO), "--wait=false", check=False)
 
 
 def test_postgresql_tsm_and_dmu_down_while_a_job_trains(real_node, demo_data):
@@ -301,8 +344,9 @@ def test_postgresql_tsm_and_dmu_down_while_a_job_trains(real_node, demo_data):
     scaled to 0 for a minute, the DMU for 20 s. Training goes on throughout; the trainers' buffered
     metrics all reach the TSM (every step's loss, none lost), no stall is reported, and a mixture
     change made once the DMU is back is trained on."""
-    job = yaml.safe_load((REPO / "deploy" / "tiny-demo.yaml").read_text())
+    job = tiny_demo()[KIND]
     job["metadata"]["name"] = "outage"
+    del job["spec"]["checkpoint"]["volume"]  # tiny-demo's claim is the demo's; this job does not scale
     job["spec"]["hyperparameters"]["steps"] = 100000  # stopped by the test
     real_node.kubectl("apply", "-f", "-", input=yaml.safe_dump(job))
 

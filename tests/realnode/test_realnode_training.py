@@ -10,10 +10,10 @@ import time
 
 import yaml
 
-from hack.testenv.kube import REPO_ROOT
 from hack.testenv.realnode import archive_image_name, image_archives, published_image_name
+from heurimentor_operator.constants import KIND
 from tests.operator.testlib import running_operator, wait_for
-from tests.realnode.testlib import cpu_training_job, worker_service_account
+from tests.realnode.testlib import cpu_training_job, tiny_demo, worker_service_account
 from tests.trainer.testlib import make_sources
 
 STEPS = 24
@@ -22,7 +22,7 @@ STEPS = 24
 def test_the_operator_trains_a_job_in_real_containers(real_node, namespace, operator_kubeconfig, tmp_path):
     shards = make_sources(tmp_path / "shards", names=("en", "zh"), docs=40, shards=2)
     # The name deploy/tiny-demo.yaml gives the trainer image: the node has it without a registry.
-    image = yaml.safe_load((REPO_ROOT / "deploy" / "tiny-demo.yaml").read_text())["spec"]["image"]
+    image = tiny_demo()[KIND]["spec"]["image"]
     assert image == published_image_name(archive_image_name(image_archives(["trainer"])[0]))
     job = cpu_training_job(
         "tiny",

@@ -16,6 +16,7 @@ from heurimentor_trainer.presets import get_preset
 from tests.operator.testlib import bind_chart_worker_role
 from tests.trainer.testlib import consumed_samples, make_sources
 
+TINY_DEMO = Path(__file__).resolve().parents[2] / "deploy" / "tiny-demo.yaml"
 CHECKPOINTS = "/checkpoints"
 SAMPLE_LOG_ENV = {"name": "HEURIMENTOR_TRAIN__DATA__SAMPLE_LOG_DIR", "value": f"{CHECKPOINTS}/samples"}
 
@@ -65,6 +66,11 @@ def elastic_job(
         **spec,
     )
     return job, shards, shared / "samples"
+
+
+def tiny_demo() -> dict[str, dict[str, Any]]:
+    """deploy/tiny-demo.yaml's documents by kind: its checkpoint claim and its job."""
+    return {d["kind"]: d for d in yaml.safe_load_all(TINY_DEMO.read_text()) if d}
 
 
 def make_shards(root: Path) -> Path:
