@@ -269,7 +269,7 @@ def test_the_users_path_ingest_publish_apply_tiny_demo_change_the_mixture_scale(
     published, figures = {"version": demo_data["version"]}, dict(demo_data["figures"])
 
     # The job exactly as the repository ships it.
-    submitted = time.monotonic()
+    submitted, starts = time.monotonic(), {}
     real_node.kubectl("apply", "-f", str(TINY_DEMO))
     try:
         wait_for("a reported step", lambda: (_status(real_node, name, SYSTEM).get("step") or 0) >= 5, timeout=300, interval=0.5)
@@ -293,7 +293,6 @@ def test_the_users_path_ingest_publish_apply_tiny_demo_change_the_mixture_scale(
             return (_status(real_node, name, SYSTEM).get("lastCheckpoint") or {}).get("step", 0) >= step
 
         wait_for("the first checkpoint", lambda: checkpointed(interval), timeout=240, interval=0.5)
-        starts = {}
         for world in (1, 2):
             launched = len(_training_starts(real_node, f"{name}-cpu-0"))
             scaled = time.monotonic()
@@ -331,7 +330,7 @@ def test_the_users_path_ingest_publish_apply_tiny_demo_change_the_mixture_scale(
         job = _http_in_pod(real_node, "tsm", "GET", f"/v1/jobs/{SYSTEM}.{name}", "HEURIMENTOR_TSM_AUTH_TOKEN")
         assert job["last_step"] == steps and job["mixture_version"] == changed["version"], job
     finally:
-        print({k: round(v, 1) for k, v in figures.items()})
+        print({k: round(v, 1) for k, v in figures.items()}, {f"resumed at world size {w}": r["resumed_at"] for w, r in starts.items()})
         # What a failed run needs to be understood (pytest shows it only then).
         print(real_node.kubectl("get", "pods,pvc,a2j", "-n", SYSTEM, "-o", "wide", check=False).stdout)
         for pod in (f"{name}-cpu-0", f"{name}-cpu-1"):
