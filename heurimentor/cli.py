@@ -34,6 +34,35 @@ def demo(
         raise SystemExit(f"demo: {e}") from e
 
 
+@app.command()
+def corpus(
+    name: str = typer.Argument(help="man-en, man-zh, man-other, fortunes-en, fortunes-zh, edu-en, edu-zh, python-doc or python-index"),
+    output: Path = typer.Argument(help='the JSONL file to write, one {"text": ...} a line: what `heurimentor dmu ingest` reads'),
+    documents: int = typer.Option(0, min=0, help="at most this many documents (0: all)"),
+    chars: int = typer.Option(2000, min=200, help="about this many characters a document"),
+) -> None:
+    """Write real text of this machine's Debian packages (man pages, fortunes, the Debian Edu manual, Python's docs) as JSONL."""
+    import json
+    from itertools import islice
+
+    from heurimentor.corpora import CORPORA, documents as corpus_documents, missing_packages
+
+    if name not in CORPORA:
+        raise typer.BadParameter(f"unknown corpus {name!r} (known: {', '.join(CORPORA)})", param_hint="NAME")
+    docs = corpus_documents(name, target_chars=chars)
+    written = 0
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w", encoding="utf-8") as out:
+        for doc in islice(docs, documents or None):
+            out.write(json.dumps({"text": doc.text}, ensure_ascii=False) + "\n")
+            written += 1
+    if not written:
+        output.unlink()
+        missing = " ".join(missing_packages()) or "none"
+        raise SystemExit(f"corpus: {name} has no documents here (missing Debian packages: {missing}; hack/install-system-deps.sh corpora)")
+    typer.echo(f"{written} documents of {name} in {output}")
+
+
 def _register() -> None:
     # Each deployable owns a typer app in its cli.py; imports there stay light (heavy ones lazy).
     from dmu_service.cli import app as dmu_app, mixture_app

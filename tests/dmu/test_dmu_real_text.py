@@ -56,6 +56,20 @@ def test_man_page_and_html_readers_on_real_files() -> None:
     assert record.text == html
 
 
+def test_corpus_cli_writes_real_text_for_ingest(tmp_path: Path) -> None:
+    from heurimentor.cli import app
+
+    corpora.require_corpora()
+    out = CliRunner().invoke(app, ["corpus", "fortunes-zh", str(tmp_path / "zh.jsonl"), "--documents", "5", "--chars", "600"])
+    assert out.exit_code == 0 and "5 documents of fortunes-zh" in out.output, out.output
+    texts = [json.loads(line)["text"] for line in (tmp_path / "zh.jsonl").read_text(encoding="utf-8").splitlines()]
+    expected = [d.text for _, d in zip(range(5), corpora.documents("fortunes-zh", target_chars=600))]
+    assert texts == expected and all(cjk_share(t) > 0.3 for t in texts)
+    refused = CliRunner().invoke(app, ["corpus", "fortunes-jp", str(tmp_path / "jp.jsonl")])
+    assert refused.exit_code == 2 and "unknown corpus 'fortunes-jp'" in refused.output
+    assert not (tmp_path / "jp.jsonl").exists()
+
+
 def _outcomes(docs: list[dmu_eval.EvalDoc]) -> list[str]:
     processor = DocumentProcessor(PipelineConfig.for_source("mixed"))
     return [p.outcome for p in processor.process([Record(i, d.text) for i, d in enumerate(docs)])]

@@ -202,17 +202,9 @@ def _http_in_pod(kube, deployment: str, method: str, path: str, token_env: str, 
     return json.loads(_exec(kube, deployment, "python3", "-c", script, json.dumps(body) if body else ""))
 
 
-def _write_corpus(folder) -> dict[str, object]:
-    """Real text the user did not write: Debian's English and Chinese fortunes, one JSON document per line."""
-    from heurimentor.corpora import documents
-
-    folder.mkdir()
-    files = {}
-    for language, corpus in (("en", "fortunes-en"), ("zh", "fortunes-zh")):
-        docs = [d.text for _, d in zip(range(120), documents(corpus, target_chars=1200))]
-        files[language] = folder / f"{language}.jsonl"
-        files[language].write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in docs))
-    return files
+def _heurimentor(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command line on the user's machine (the README's walkthrough)."""
+    return subprocess.run([str(REPO / ".venv" / "bin" / "heurimentor"), *args], capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -220,18 +212,18 @@ def demo_data(real_node, platform, tmp_path_factory) -> dict:
     """The mixture `demo` that deploy/tiny-demo.yaml reads, as a user makes it: a real corpus and the
     trainer's tokenizer on their machine, copied into the DMU's volume and ingested by the installed
     DMU's own CLI next to the files, then the mixture created over REST. Yields the published version."""
-    work = tmp_path_factory.mktemp("demo-data")
-    files = _write_corpus(work / "corpus")
-    trained = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "heurimentor"), "tokenizer", "train", "--en", str(files["en"]), "--zh", str(files["zh"]),
-         "--output", str(work / "corpus"), "--vocab-size", "480"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    corpus = tmp_path_factory.mktemp("demo-data") / "corpus"
+    # Real text the user did not write: Debian's English and Chinese fortunes, as the README makes it.
+    for language in ("en", "zh"):
+        written = _heurimentor("corpus", f"fortunes-{language}", str(corpus / f"{language}.jsonl"), "--documents", "120", "--chars", "1200")
+        assert written.returncode == 0 and "120 documents" in written.stdout, written.stderr
+    trained = _heurimentor("tokenizer", "train", "--en", str(corpus / "en.jsonl"), "--zh", str(corpus / "zh.jsonl"),
+                           "--output", str(corpus), "--vocab-size", "480")  # fmt: skip
     assert trained.returncode == 0, trained.stderr  # 480 ids + specials: within the debug preset's 512
     pod = json.loads(real_node.kubectl("get", "pods", "-n", SYSTEM, "-l", "app.kubernetes.io/name=heurimentor-dmu", "-o", "json").stdout)[
         "items"
     ][0]["metadata"]["name"]
-    real_node.kubectl("cp", str(work / "corpus"), f"{SYSTEM}/{pod}:/data/incoming", timeout=120)
+    real_node.kubectl("cp", str(corpus), f"{SYSTEM}/{pod}:/data/incoming", timeout=120)
     figures = {}
     for language in ("en", "zh"):
         _exec(real_node, "dmu", "heurimentor", "dmu", "source", "add", f"fortunes-{language}", "--language", language)
@@ -242,10 +234,11 @@ def demo_data(real_node, platform, tmp_path_factory) -> dict:
     runs = _http_in_pod(real_node, "dmu", "GET", "/runs", "HEURIMENTOR_DMU_AUTH_TOKEN")
     assert sorted(r["status"] for r in runs) == ["completed", "completed"], runs
     assert all(r["counts"]["kept"] > 50 for r in runs), [r["counts"] for r in runs]
-    published = _http_in_pod(
-        real_node, "dmu", "POST", "/mixtures", "HEURIMENTOR_DMU_AUTH_TOKEN",
-        {"name": "demo", "weights": {"fortunes-en": 0.5, "fortunes-zh": 0.5}, "author": "user", "reason": "first mixture"},
+    published = json.loads(
+        _exec(real_node, "dmu", "heurimentor", "mixture", "set", "demo", "fortunes-en=0.5", "fortunes-zh=0.5", "--reason", "first mixture",
+              "--url", "http://127.0.0.1:8700")
     )  # fmt: skip
+    assert published["weights"] == {"fortunes-en": 0.5, "fortunes-zh": 0.5}, published
     return {"version": published["version"], "figures": figures}
 
 
