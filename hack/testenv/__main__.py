@@ -1,7 +1,7 @@
 """`python -m hack.testenv cluster-up|cluster-down|status`: the local control plane from a shell (make cluster-up).
 
 With REAL_NODE=1, cluster-up starts a real node instead of KWOK (hack/testenv/realnode.py), its
-images from `make images` (REAL_NODE_IMAGES, default "operator trainer") imported into containerd."""
+images from `make images` (REAL_NODE_IMAGES, default all five: what the chart and its jobs run) imported into containerd."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def real_node_down(state_dir: Path, timeout: float = 90) -> bool:
 def cluster_up() -> int:
     state_dir = _state_dir()
     if os.environ.get("REAL_NODE") == "1":
-        return real_node_up(state_dir, os.environ.get("REAL_NODE_IMAGES", "operator trainer").split())
+        return real_node_up(state_dir, os.environ.get("REAL_NODE_IMAGES", "operator trainer dmu tsm postgresql").split())
     state = ControlPlane.load_state(state_dir)
     if state and len(ControlPlane.live_pids(state)) == len(state["pids"]):
         print(f"# control plane already running at {state['server']}", file=sys.stderr)

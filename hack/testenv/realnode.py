@@ -4,7 +4,8 @@ KWOK cannot fake (images, volumes, the trainer in a container) and `make cluster
 The whole cluster lives in a network namespace this module creates, with a private mount
 namespace (`unshare --net --mount --propagation slave`, held by one `sleep` process): etcd, the
 apiserver, controller-manager, scheduler, containerd, kubelet, kube-proxy, the cluster DNS
-(hack/testenv/clusterdns.py), the CNI bridge and so every pod. Nothing is connected to the
+(hack/testenv/clusterdns.py), the default StorageClass's provisioner (hostPath folders under the
+state dir, hack/testenv/hostpath_provisioner.py), the CNI bridge and so every pod. Nothing is connected to the
 machine's network: the test reaches the apiserver through a relay (hack/testenv/relay.py) on
 127.0.0.1 at the same port the apiserver listens on inside, so one kubeconfig serves both sides.
 
@@ -152,6 +153,7 @@ class RealNode(ControlPlane):
             self._start_kubelet()
             self._start_kube_proxy()
             self._start_dns()
+            self._start_storage()
             self._save_state()
             self.wait_real_node_ready(timeout=120)
             self.timings["kubelet_to_ready_s"] = time.monotonic() - kubelet_started
@@ -164,7 +166,7 @@ class RealNode(ControlPlane):
     def stop(self) -> None:
         """Stop everything, also after a failed start: the node, what runs in its cgroups and
         namespaces (pods, shims), the control plane, then the namespaces' holder; remove the cgroups."""
-        for name in ("clusterdns", "kube-proxy", "kubelet", "containerd"):
+        for name in ("hostpath-provisioner", "clusterdns", "kube-proxy", "kubelet", "containerd"):
             if name in self.processes:
                 self.processes.pop(name).stop()
         if self.holder is not None:
@@ -490,6 +492,25 @@ class RealNode(ControlPlane):
         time.sleep(0.5)
         if not process.running():
             raise ServerStartError(f"clusterdns exited\n{log_tail(process.log_path)}")
+
+    def _start_storage(self) -> None:
+        """The default StorageClass `hostpath`: claims bind to folders under the state dir."""
+        process = self._launch(
+            "hostpath-provisioner",
+            [
+                sys.executable,
+                "-m",
+                "hack.testenv.hostpath_provisioner",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--root={self.state_dir / 'volumes'}",
+            ],
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )
+        deadline = time.monotonic() + 30
+        while self.kubectl("get", "storageclass", "hostpath", check=False).returncode != 0:
+            if not process.running() or time.monotonic() > deadline:
+                raise ServerStartError(f"hostpath-provisioner did not create its StorageClass\n{log_tail(process.log_path)}")
+            time.sleep(0.2)
 
     def _save_state(self) -> None:
         super()._save_state()

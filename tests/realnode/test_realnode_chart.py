@@ -1,6 +1,6 @@
 """The platform as a user installs it, on the real node: `helm install` of charts/heurimentor with
-deploy/values-dev.yaml (operator, DMU, TSM and PostgreSQL from the images of `make images`;
-hostPath PersistentVolumes stand in for a storage class), `helm test`, and the installed operator,
+deploy/values-dev.yaml (operator, DMU, TSM and PostgreSQL from the images of `make images`; the
+claims bind through the node's default StorageClass), `helm test`, and the installed operator,
 in its pod with its own ServiceAccount, running a job of the trainer image to Succeeded; the
 user's path (a real corpus ingested by the installed DMU, a mixture published and changed over
 REST, `kubectl apply -f deploy/tiny-demo.yaml` as it is, the trainers reporting to the installed
@@ -30,37 +30,10 @@ def _helm(kube, *args: str, timeout: float = 400) -> subprocess.CompletedProcess
     return subprocess.run([str(kube.bin_dir / "helm"), *args], capture_output=True, text=True, env=kube.env, timeout=timeout, check=False)
 
 
-def _volumes(tmp_path) -> str:
-    """The chart's two claims and tiny-demo's checkpoint claim (pre-bound: the demo's own) bind these."""
-    claim = tiny_demo()["PersistentVolumeClaim"]["metadata"]
-    volumes = []
-    for name, size, claim_ref in (("dmu", "10Gi", None), ("postgresql", "5Gi", None), ("checkpoints", "1Gi", claim)):
-        path = tmp_path / f"pv-{name}"
-        path.mkdir()
-        path.chmod(0o777)  # the images run as their own non-root users (fsGroup does not reach hostPath)
-        volumes.append(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": f"realnode-{name}"},
-                "spec": {
-                    "capacity": {"storage": size},
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": "",
-                    "persistentVolumeReclaimPolicy": "Delete",
-                    "hostPath": {"path": str(path), "type": "Directory"},
-                    **({"claimRef": {"namespace": claim_ref["namespace"], "name": claim_ref["name"]}} if claim_ref else {}),
-                },
-            }
-        )
-    return yaml.safe_dump_all(volumes)
-
-
 @pytest.fixture(scope="module")
-def platform(real_node, a2j_crd, tmp_path_factory) -> Iterator[dict[str, float]]:
-    """The chart installed (`helm install`, every pod Ready, `helm test` passed); yields the figures."""
-    volumes = tmp_path_factory.mktemp("volumes")
-    real_node.kubectl("apply", "-f", "-", input=_volumes(volumes))
+def platform(real_node, a2j_crd) -> Iterator[dict[str, float]]:
+    """The chart installed (`helm install`, every pod Ready, `helm test` passed); yields the figures.
+    Its claims bind through the node's default StorageClass, as on a cluster that has one."""
     real_node.create_namespace(RESEARCH)
     started = time.monotonic()
     # No --wait: the migrations are a post-install hook, and the DMU and TSM are not Ready before
@@ -68,7 +41,6 @@ def platform(real_node, a2j_crd, tmp_path_factory) -> Iterator[dict[str, float]]
     install = _helm(
         real_node,
         "install", RELEASE, str(CHART), "-n", SYSTEM, "--create-namespace", "-f", str(REPO / "deploy" / "values-dev.yaml"),
-        "--set", "dmu.persistence.storageClass=-", "--set", "database.bundled.persistence.storageClass=-",
         "--set", f"worker.namespaces={{{RESEARCH},{SYSTEM}}}", "--timeout", "5m",
     )  # fmt: skip
     try:
@@ -81,7 +53,6 @@ def platform(real_node, a2j_crd, tmp_path_factory) -> Iterator[dict[str, float]]
     finally:
         _helm(real_node, "uninstall", RELEASE, "-n", SYSTEM, "--wait", "--timeout", "2m")
         real_node.kubectl("delete", "namespace", RESEARCH, SYSTEM, "--wait=false", check=False)
-        real_node.kubectl("delete", "pv", "realnode-dmu", "realnode-postgresql", "realnode-checkpoints", "--wait=false", check=False)
 
 
 def _job(name: str, tmp_path, **spec) -> dict:

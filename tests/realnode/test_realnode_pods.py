@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import yaml
 
@@ -111,3 +112,41 @@ def test_an_image_that_is_not_on_the_node_fails_at_once_and_nothing_is_pulled(re
     message = wait_for("the pull to fail", pull_failure, timeout=30)
     # hosts.toml sends every registry to the dead loopback port: the pull never left the node.
     assert "127.0.0.1:9" in message, message
+
+
+def test_a_claim_of_the_default_class_gets_a_volume_of_its_own_that_goes_with_it(real_node, namespace):
+    """The node's storage (hack/testenv/hostpath_provisioner.py): what the chart's and tiny-demo's claims bind."""
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "scratch"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},  # no class: the default
+    }
+    real_node.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(claim))
+
+    def bound_volume() -> str | None:
+        pvc = json.loads(real_node.kubectl("get", "pvc", "scratch", "-n", namespace, "-o", "json").stdout)
+        return pvc["spec"].get("volumeName") if pvc.get("status", {}).get("phase") == "Bound" else None
+
+    volume_name = wait_for("the claim Bound", bound_volume, timeout=30, interval=0.2)
+    volume = json.loads(real_node.kubectl("get", "pv", volume_name, "-o", "json").stdout)
+    assert volume["spec"]["storageClassName"] == "hostpath" and volume["spec"]["claimRef"]["name"] == "scratch"
+    folder = Path(volume["spec"]["hostPath"]["path"])
+    assert folder.parent == real_node.state_dir / "volumes"
+    # A pod of a non-root image writes to it.
+    image = archive_image_name(image_archives(["operator"])[0])
+    script = "open('/data/written', 'w').write('by the pod')"
+    real_node.kubectl(
+        "apply", "-n", namespace, "-f", "-",
+        input=_pod("writer", image, script, volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "scratch"}}],
+                   containers=[{"name": "main", "image": image, "imagePullPolicy": "IfNotPresent", "command": ["python3", "-c", script],
+                                "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]),
+    )  # fmt: skip
+    wait_for("pod writer finished", lambda: _phase(real_node, namespace, "writer") in ("Succeeded", "Failed"), timeout=60)
+    assert _phase(real_node, namespace, "writer") == "Succeeded", real_node.kubectl("logs", "writer", "-n", namespace, check=False).stdout
+    assert (folder / "written").read_text() == "by the pod"
+    # Deleting the claim (after its pod) removes the volume and its folder.
+    real_node.kubectl("delete", "pod", "writer", "-n", namespace, "--wait=true", "--timeout=60s")
+    real_node.kubectl("delete", "pvc", "scratch", "-n", namespace, "--wait=true", "--timeout=60s")
+    wait_for("the volume gone", lambda: real_node.kubectl("get", "pv", volume_name, check=False).returncode != 0, timeout=60, interval=0.5)
+    assert not folder.exists()
