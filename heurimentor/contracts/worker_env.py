@@ -55,8 +55,3 @@ def parse_step(raw: str) -> int:
     if step < 0:
         raise ValueError(f"{raw!r} is not a step number (an integer >= 0)")
     return step
-
-
-# The trainer image's group (docker/trainer.Dockerfile). Worker pods take it as fsGroup: a freshly
-# provisioned checkpoint volume (root-owned) is then writable by the trainer's non-root user.
-TRAINER_GID = 10001

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from heurimentor.contracts import worker_env as env_names
+from heurimentor.contracts.images import TRAINER_GID
 from heurimentor_operator.constants import (
     ANNOTATION_TEMPLATE_HASH,
     API_VERSION,
@@ -312,7 +313,7 @@ def build_pod(
         ],
         # A provisioned checkpoint volume is root-owned: the trainer image's group may write it.
         # OnRootMismatch: a large volume is not re-chowned file by file at every pod start.
-        "securityContext": {"fsGroup": env_names.TRAINER_GID, "fsGroupChangePolicy": "OnRootMismatch"},
+        "securityContext": {"fsGroup": TRAINER_GID, "fsGroupChangePolicy": "OnRootMismatch"},
     }
     if spec.service_account:
         pod_spec["serviceAccountName"] = spec.service_account

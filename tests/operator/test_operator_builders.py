@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from heurimentor.contracts.batch import rows_per_rank, split_global_batch
+from heurimentor.contracts.images import TRAINER_GID
 from heurimentor.contracts.jobs import JOB_NAME_PATTERN
-from heurimentor.contracts.worker_env import TRAINER_GID
 from heurimentor_operator.builders import (
     assign_pools,
     build_config_map,
