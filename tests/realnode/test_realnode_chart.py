@@ -13,6 +13,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -20,8 +21,8 @@ import yaml
 from hack.testenv.realnode import archive_image_name, image_archives
 from heurimentor_operator.constants import KIND
 from tests.operator.testlib import CHART, REPO, wait_for
-from tests.realnode.testlib import TINY_DEMO, cpu_training_job, tiny_demo
-from tests.trainer.testlib import make_sources
+from tests.realnode.testlib import TINY_DEMO, cpu_training_job, tiny_demo, training_runs
+from tests.trainer.testlib import consumed_samples, make_sources
 
 RELEASE, SYSTEM, RESEARCH = "hm", "heurimentor", "research"
 
@@ -219,10 +220,50 @@ def _training_starts(kube, pod: str) -> list[dict]:
     return [r for r in _json_lines(logs) if r.get("msg") == "training"]
 
 
+def _switches(kube, pod: str, version: int) -> list[dict]:
+    logs = kube.kubectl("logs", "-n", SYSTEM, pod, "--tail=-1", check=False).stdout
+    return [r for r in _json_lines(logs) if r.get("msg") == "switched mixture at step boundary" and r.get("version") == version]
+
+
+def _claim_folder(kube, claim: str) -> Path:
+    """The folder of this machine that the node's StorageClass gave the claim."""
+    volume = json.loads(kube.kubectl("get", "pvc", claim, "-n", SYSTEM, "-o", "json").stdout)["spec"]["volumeName"]
+    return Path(json.loads(kube.kubectl("get", "pv", volume, "-o", "json").stdout)["spec"]["hostPath"]["path"])
+
+
+def _assert_resumed_exactly(samples: Path, steps: int, global_batch: int) -> None:
+    """From the trainers' sample log: world sizes 2, 1, 2; every step trained on a full global batch;
+    a step trained again after a resume took exactly the samples it took the first time (no sample
+    repeated or skipped by the resume)."""
+    runs = training_runs(samples)
+    worlds = [len(run["ranks"]) for run in runs.values()]
+    assert [w for i, w in enumerate(worlds) if i == 0 or w != worlds[i - 1]] == [2, 1, 2], worlds
+    consumed = consumed_samples(samples)
+    assert sorted(consumed) == list(range(1, steps + 1)) and {len(ids) for ids in consumed.values()} == {global_batch}
+    by_run: dict[int, dict[int, list[tuple[int, list[str]]]]] = {}
+    for line in (line for path in sorted(samples.glob("rank*.jsonl")) for line in path.read_text().splitlines()):
+        if line.endswith("}"):  # not the line a stopped worker was writing
+            record = json.loads(line)
+            by_run.setdefault(record["run"], {}).setdefault(record["step"], []).append((record["rank"], record["ids"]))
+    # Each run's steps that all its ranks logged (a scale stops a world mid-step), as one global batch in rank order.
+    trained = [
+        {step: [i for _, ids in sorted(rows) for i in ids] for step, rows in steps_rows.items() if len(rows) == len(runs[run]["ranks"])}
+        for run, steps_rows in sorted(by_run.items())
+    ]
+    retrained = 0
+    for later, run in enumerate(trained[1:], start=1):
+        for step, ids in run.items():
+            for earlier in trained[:later]:
+                if step in earlier:
+                    assert earlier[step] == ids, f"step {step} took other samples after the resume"
+                    retrained += 1
+    assert retrained > 0, "no step was trained again: the resumes were not from an earlier checkpoint"
+
+
 def test_the_users_path_ingest_publish_apply_tiny_demo_change_the_mixture_scale(real_node, demo_data):
     """tiny-demo.yaml as it ships: applied, its mixture changed over REST, `kubectl scale` to 1 and
     back to 2. Each world size resumes from the newest checkpoint on the demo's claim, both pods at
-    the same step (test_realnode_scale.py proves the sample stream exact across such scales)."""
+    the same step, and the trainers' sample log there shows the resumes exact."""
     manifests = tiny_demo()
     tiny = manifests[KIND]
     name, steps, interval = tiny["metadata"]["name"], tiny["spec"]["hyperparameters"]["steps"], tiny["spec"]["checkpoint"]["intervalSteps"]
@@ -251,12 +292,14 @@ def test_the_users_path_ingest_publish_apply_tiny_demo_change_the_mixture_scale(
         wait_for(
             "the new mixture in .status", lambda: _status(real_node, name, SYSTEM).get("mixtureVersion") == changed["version"], timeout=120
         )
+        [switch] = wait_for("the switch in the log", lambda: _switches(real_node, f"{name}-cpu-0", changed["version"])[:1], timeout=60)
 
         # Scaled as the README says; cpu-0 survives the scale down, cpu-1 is new on the way back up.
         def checkpointed(step: int) -> bool:
             return (_status(real_node, name, SYSTEM).get("lastCheckpoint") or {}).get("step", 0) >= step
 
-        wait_for("the first checkpoint", lambda: checkpointed(interval), timeout=240, interval=0.5)
+        # A checkpoint after the switch: steps trained again after a resume then took the same mixture.
+        wait_for("a checkpoint after the switch", lambda: checkpointed(max(interval, switch["step"])), timeout=240, interval=0.5)
         for world in (1, 2):
             launched = len(_training_starts(real_node, f"{name}-cpu-0"))
             scaled = time.monotonic()
@@ -285,11 +328,8 @@ def test_the_users_path_ingest_publish_apply_tiny_demo_change_the_mixture_scale(
         figures["tiny-demo apply -> Succeeded"] = time.monotonic() - submitted
         logs = real_node.kubectl("logs", "-n", SYSTEM, f"{name}-cpu-0", "--tail=-1", check=False).stdout
         assert final["phase"] == "Succeeded" and final["step"] == steps and final["restarts"] == 0, f"{final}\n{logs[-3000:]}"
-        switches = [
-            r for r in _json_lines(logs) if r.get("msg") == "switched mixture at step boundary" and r.get("version") == changed["version"]
-        ]
-        assert switches, logs[-3000:]
-        figures["mixture PUT -> first step on it"] = switches[0]["ts"] - put_at
+        figures["mixture PUT -> first step on it"] = switch["ts"] - put_at
+        _assert_resumed_exactly(_claim_folder(real_node, claim) / "samples", steps, tiny["spec"]["hyperparameters"]["globalBatchSize"])
         # The trainers reported to the installed TSM with the chart's worker token.
         job = _http_in_pod(real_node, "tsm", "GET", f"/v1/jobs/{SYSTEM}.{name}", "HEURIMENTOR_TSM_AUTH_TOKEN")
         assert job["last_step"] == steps and job["mixture_version"] == changed["version"], job
