@@ -18,7 +18,7 @@ help:
 	@echo "make cluster-up REAL_NODE=1   the same with a real node (kubelet, containerd, runc) and the images of make images"
 	@echo "make cluster-down stop it"
 
-$(VENV)/.installed: pyproject.toml hack/install-python.sh hack/constraints.txt
+$(VENV)/.installed: pyproject.toml hack/install-python.sh hack/constraints.txt dmu_service/pipeline/_kernels.c
 	hack/timed.sh "python environment" hack/install-python.sh $(PYTHON) $(VENV)
 
 venv: $(VENV)/.installed

@@ -2,8 +2,10 @@
 # The Data Mixing Unit service: heurimentor dmu serve (run heurimentor dmu migrate first).
 # Built by `make images` (hack/build-images.sh) with buildah, offline: the context holds the
 # sources and wheels/ (the pinned wheelhouse, hack/constraints.txt); BASE_IMAGE is the local
-# bookworm-slim + python3 from hack/build-base-image.sh. Elsewhere: the public bookworm-slim.
+# bookworm-slim + python3 from hack/build-base-image.sh, BUILD_BASE_IMAGE the same + a C compiler
+# and Python's headers (the DMU's kernels). Elsewhere: the public bookworm-slim for both.
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
+ARG BUILD_BASE_IMAGE=docker.io/library/debian:bookworm-slim
 
 FROM ${BASE_IMAGE} AS python
 # bookworm's python3 (3.11). The local base has it already; the public one gets it from Debian.
@@ -11,9 +13,14 @@ RUN python3 -c 'import ensurepip, venv' 2>/dev/null || { apt-get update \
       && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
       && rm -rf /var/lib/apt/lists/*; }
 
-# Stage 1: build the project's wheel and install it, with exactly the extra this image runs, into a
-# virtual environment, from wheels only (no index).
-FROM python AS build
+# Stage 1: build the project's wheel (its C extension too: gcc and Python's headers are in this
+# stage only) and install it, with exactly the extra this image runs, into a virtual environment,
+# from wheels only (no index). The same Debian suite as the runtime, so the same python3.
+FROM ${BUILD_BASE_IMAGE} AS build
+RUN { command -v gcc && test -f "$(python3 -c 'import ensurepip, sysconfig; print(sysconfig.get_paths()["include"])')/Python.h"; } >/dev/null 2>&1 \
+ || { apt-get update \
+      && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev ca-certificates \
+      && rm -rf /var/lib/apt/lists/*; }
 COPY src/ /src/
 RUN --mount=type=bind,source=wheels,target=/wheels \
     python3 -m venv /opt/heurimentor \

@@ -4,19 +4,22 @@
 # and import it into buildah's local storage. No container registry is reachable here, so nothing
 # is pulled; the Dockerfiles take this name as their BASE_IMAGE build argument.
 #
-# Usage: hack/build-base-image.sh python|postgresql
+# Usage: hack/build-base-image.sh python|python-build|postgresql
 #   python      localhost/heurimentor/bookworm-slim-python     bookworm-slim + python3, python3-venv
+#   python-build  localhost/heurimentor/bookworm-slim-python-build  the same + gcc, python3-dev (the
+#               images' build stage compiles the DMU's C kernels; the runtime stage has no compiler)
 #   postgresql  localhost/heurimentor/bookworm-slim-postgresql bookworm-slim + postgresql-15
 # The Debian packages an image needs are part of its local base, so the image builds themselves run
 # offline (with the public bookworm-slim base the Dockerfiles apt-get the same packages instead).
 # An image already in storage whose package list label matches is kept (prints its name either way).
 set -euo pipefail
 
-flavour=${1:?usage: $0 python|postgresql}
+flavour=${1:?usage: $0 python|python-build|postgresql}
 case "${flavour}" in
     python) packages=(python3 python3-venv ca-certificates) ;;
+    python-build) packages=(python3 python3-venv python3-dev gcc libc6-dev ca-certificates) ;;
     postgresql) packages=(postgresql-15 ca-certificates) ;;
-    *) echo "error: unknown base flavour '${flavour}' (python or postgresql)" >&2; exit 2 ;;
+    *) echo "error: unknown base flavour '${flavour}' (python, python-build or postgresql)" >&2; exit 2 ;;
 esac
 suite=bookworm
 name=localhost/heurimentor/${suite}-slim-${flavour}:latest

@@ -26,9 +26,11 @@ mkdir -p "${out}"
 
 if ${check}; then
     python_base=localhost/heurimentor/bookworm-slim-python:latest
+    build_base=localhost/heurimentor/bookworm-slim-python-build:latest
     postgresql_base=localhost/heurimentor/bookworm-slim-postgresql:latest
 else
     python_base=$(hack/build-base-image.sh python)
+    build_base=$(hack/build-base-image.sh python-build)  # the build stage: gcc and Python's headers
     postgresql_base=
     for name in "${names[@]}"; do
         [ "${name}" = postgresql ] && postgresql_base=$(hack/build-base-image.sh postgresql)
@@ -56,7 +58,10 @@ for name in "${names[@]}"; do
     if [ "${name}" = postgresql ]; then base=${postgresql_base}; else base=${python_base}; fi
     base_id=$("${buildah[@]}" inspect --type image --format '{{.FromImageID}}' "${base}" 2>/dev/null) || base_id=missing
     if [ "${name}" = postgresql ]; then inputs=$(sha256sum "${dockerfile}" docker/postgresql-entrypoint.sh | cut -c1-64 | tr '\n' ' ')
-    else inputs="$(sha256sum "${dockerfile}" | cut -c1-64) ${sources_hash}"; fi
+    else
+        build_base_id=$("${buildah[@]}" inspect --type image --format '{{.FromImageID}}' "${build_base}" 2>/dev/null) || build_base_id=missing
+        inputs="$(sha256sum "${dockerfile}" | cut -c1-64) ${sources_hash} ${build_base_id}"
+    fi
     hash=$(echo "${name} ${base_id} ${inputs} ${version}" | sha256sum | cut -c1-16)
     tag=localhost/heurimentor/${name}:${version}
     archive=${out}/${name}-${hash}.oci.tar
@@ -79,7 +84,8 @@ for name in "${names[@]}"; do
         [ "${name}" = postgresql ] && ctx=${context}/src
         # chroot isolation runs RUN steps in buildah's own network namespace: a new, empty one.
         unshare --net -- "${buildah[@]}" bud --isolation chroot --format docker --layers=false --quiet \
-            --build-arg "BASE_IMAGE=${base}" --build-arg "VERSION=${version}" --build-arg "REVISION=${revision}" \
+            --build-arg "BASE_IMAGE=${base}" --build-arg "BUILD_BASE_IMAGE=${build_base}" \
+            --build-arg "VERSION=${version}" --build-arg "REVISION=${revision}" \
             --label "io.heurimentor.build-hash=${hash}" \
             -f "${PWD}/${dockerfile}" -t "${tag}" "${ctx}" >/dev/null
         rm -f "${out}/${name}"-*.oci.tar

@@ -78,7 +78,7 @@ class ChineseRulesConfig(_Stage):
     min_chars: int = 50
     min_cjk_ratio: float = Field(default=0.1, ge=0, le=1, description="CJK ideographs / letters")
     max_char_ngram_dup_ratio: float = Field(default=0.75, ge=0, le=1)
-    char_ngram: int = Field(default=10, ge=2)
+    char_ngram: int = Field(default=10, ge=2, le=12)  # an n-gram's hash has 12 multipliers (minhash.NGRAM_MULTIPLIERS)
     max_dup_line_frac: float = Field(default=0.6, ge=0, le=1)
     min_function_char_ratio: float = Field(default=0.03, ge=0, le=1, description="的/了/是/之/而… per ideograph")
     max_menu_line_ratio: float = Field(default=0.25, ge=0, le=1)

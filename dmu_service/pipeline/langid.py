@@ -74,19 +74,14 @@ def fast_detect(sample: str) -> tuple[str, float] | None:
 
 
 def _fast_detect_batch(samples: list[str]) -> list[tuple[str, float] | None]:
-    # The script counts of all samples in one numpy pass (a table lookup per codepoint).
+    # The script counts of all samples in one pass (a table lookup per codepoint, the kernel's counts).
     cps = chars.codepoints("".join(samples))
     bounds = np.cumsum([0] + [len(s) for s in samples])
     flags = chars.classes(cps)
 
-    def per_doc(mask: np.ndarray) -> list[int]:
-        prefix = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
-        return (prefix[bounds[1:]] - prefix[bounds[:-1]]).tolist()
-
-    ideographs = per_doc((flags & chars.IDEOGRAPH) != 0)
-    kana_hangul = per_doc((flags & chars.KANA_HANGUL) != 0)
-    letters = per_doc((flags & chars.ALPHA) != 0)
-    non_ascii_letters = per_doc(((flags & chars.LETTER) != 0) & (cps >= 128))
+    ideographs, kana_hangul, letters, non_ascii_letters = chars.counts_per_text(
+        flags, bounds, (chars.IDEOGRAPH, chars.KANA_HANGUL, chars.ALPHA, chars.NON_ASCII_LETTER)
+    )
     out: list[tuple[str, float] | None] = []
     for i, sample in enumerate(samples):
         if ideographs[i]:

@@ -9,8 +9,9 @@ a pair different kinds, and Jaccard 0). ``'word'`` / ``'char'`` force one kind. 
 returns the same shingles as strings, for tests and for the datasketch baseline in
 bench/dmu_dedup.py.
 
-Hashing: a unit (character, or word via a polynomial prefix hash over the concatenated batch) is a
-uint64; an n-gram is a polynomial of its units; splitmix64 mixes it into x. Permutation i maps x to
+Hashing: a unit (character, or word as a polynomial of its codepoints) is a uint64; an n-gram is a
+polynomial of its units; splitmix64 mixes it into x (for ``'auto'`` one pass of the compiled
+kernel, ``_kernels.script_shingles``, per batch). Permutation i maps x to
 ((a_i * x) mod 2^64) >> 32 with a random odd a_i (Dietzfelbinger's multiply-shift, universal), and
 the signature is the per-document minimum. One multiply per (shingle, permutation) cell is the
 whole inner loop; the shift commutes with the minimum, so it runs on the minima only. Band keys hash each band's rows with its band
@@ -25,6 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from dmu_service.pipeline import _kernels
 from dmu_service.pipeline.config import DedupConfig
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -125,28 +127,19 @@ def _bmp_classes() -> np.ndarray:
     return classes
 
 
-def script_unit_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(hash of every script-aware unit of the batch, in order; units per document), without Python lists.
+def script_shingle_hashes(texts: list[str], ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hashes of the shingles of ``ngram`` script-aware units of every text, in order; shingles per text).
 
     The same units as ``units(text, 'auto')``: every CJK character, every run of other word
-    characters (codepoints above the BMP count as word characters)."""
+    characters (codepoints above the BMP count as word characters); one pass of the compiled kernel."""
     lowered = [text.lower() for text in texts]  # per document: a lowercase can be longer ("İ" is two)
-    joined = "\x00".join(lowered)  # \x00 separates documents: no unit crosses one
-    cps = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
-    classes = np.where(cps < 0x10000, _bmp_classes()[np.minimum(cps, 0xFFFF)], 1)
-    word = classes == 1
-    previous_word = np.concatenate([[False], word[:-1]])
-    starts = np.flatnonzero((classes == 2) | (word & ~previous_word))
-    next_word = np.concatenate([word[1:], [False]])
-    word_ends = np.flatnonzero(word & ~next_word) + 1
-    # A word unit ends at the next word end; a CJK unit after its one character.
-    is_cjk = classes[starts] == 2
-    ends = np.empty_like(starts)
-    ends[is_cjk] = starts[is_cjk] + 1
-    ends[~is_cjk] = word_ends
-    doc_starts = np.concatenate([[0], np.cumsum([len(t) + 1 for t in lowered])[:-1]]) if texts else np.zeros(0, np.int64)
-    lengths = np.bincount(np.searchsorted(doc_starts, starts, side="right") - 1, minlength=len(texts))
-    return _range_hashes(cps.astype(U64), starts, ends), lengths.astype(np.int64)
+    cps = np.frombuffer("\x00".join(lowered).encode("utf-32-le"), dtype="<u4")
+    bounds = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum([len(t) + 1 for t in lowered], out=bounds[1:])
+    scratch, hashes = np.empty(cps.size, dtype=U64), np.empty(cps.size, dtype=U64)
+    counts = np.empty(len(texts), dtype=np.int64)
+    total = _kernels.script_shingles(cps, bounds, _bmp_classes(), _BASE, NGRAM_MULTIPLIERS, ngram, scratch, hashes, counts)
+    return hashes[:total].copy(), counts
 
 
 def _unit_hashes(docs_units: list, kind: str) -> np.ndarray:
@@ -181,11 +174,10 @@ class MinHasher:
         """(hashes of all shingles, count per document); a document shorter than n has none."""
         n = self.cfg.ngram
         if kind == "auto":
-            unit_hash, lengths = script_unit_hashes(texts)
-        else:
-            docs_units = [units(t, kind) for t in texts]
-            lengths = np.fromiter(map(len, docs_units), dtype=np.int64, count=len(docs_units))
-            unit_hash = _unit_hashes(docs_units, kind)
+            return script_shingle_hashes(texts, n)
+        docs_units = [units(t, kind) for t in texts]
+        lengths = np.fromiter(map(len, docs_units), dtype=np.int64, count=len(docs_units))
+        unit_hash = _unit_hashes(docs_units, kind)
         counts = np.maximum(lengths - n + 1, 0)
         if unit_hash.size < n or counts.sum() == 0:
             return np.zeros(0, dtype=U64), counts

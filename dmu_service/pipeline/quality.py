@@ -17,14 +17,14 @@ import operator
 import re
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import islice, repeat
 
 import numpy as np
 
-from dmu_service.pipeline import chars
+from dmu_service.pipeline import _kernels, chars
 from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig
-from dmu_service.pipeline.minhash import NGRAM_MULTIPLIERS, _powers  # the same odd multipliers and powers as the shingles
+from dmu_service.pipeline.minhash import _BASE, NGRAM_MULTIPLIERS  # the same odd base and multipliers as the shingles
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
 BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "–", "-", "*", "·")
@@ -38,7 +38,7 @@ _PARAGRAPHS = re.compile(r"\n{2,}")
 _MENU_SEPARATOR = re.compile(r"\s[|·•»›>/]\s")
 TOP_NGRAMS = ((2, 0.20), (3, 0.18), (4, 0.16))
 DUP_NGRAMS = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
-_SALT = np.uint64(0xD1B54A32D192ED03)  # odd: document k's grams are offset by k+1 times it
+_NGRAM_KINDS = {None: 0, "top": 1, "dup": 2}  # the kernel's codes
 _GOPHER_NGRAMS = {n: "top" for n, _ in TOP_NGRAMS} | {n: "dup" for n, _ in DUP_NGRAMS}
 _ZH_AD_CJK = (
     r"扫[一描]?[扫码]|二维码|关注(我们|公众号|微信)|微信(号|公众号)|点击(这里|下载|查看|关注|进入|阅读原文)|阅读原文|"
@@ -98,19 +98,9 @@ class Units:
         hashes = np.fromiter(map(hash, words), dtype=np.int64, count=n).view(np.uint64)
         return cls(hashes, np.fromiter(map(len, words), dtype=np.int64, count=n))
 
-    def grams(self, n: int) -> np.ndarray:
-        count = self.hashes.size - n + 1
-        if count <= 0:
-            return np.zeros(0, dtype=np.uint64)
-        gram = np.zeros(count, dtype=np.uint64)
-        for k in range(n):
-            gram += self.hashes[k : k + count] * NGRAM_MULTIPLIERS[k]
-        return gram
 
-
-_STOP_CODES = {
-    n: np.array([sum(ord(c) << 16 * k for k, c in enumerate(w)) for w in STOP_WORDS if len(w) == n], dtype=np.uint64) for n in (2, 3, 4)
-}
+# The stop words' lowered codepoints packed 16 bits each (a word of 2-4 characters against these).
+_STOP_CODES = np.array([sum(ord(c) << 16 * k for k, c in enumerate(w)) for w in sorted(STOP_WORDS)], dtype=np.uint64)
 
 
 @lru_cache(maxsize=1)
@@ -140,45 +130,34 @@ class Words:
 
     @classmethod
     def of_texts(cls, texts: list[str], joined: _Joined) -> list[Words]:
-        """The words of every text in numpy (a findall, a lower, a hash per word in Python cost ~130 us
-        a 2 KB document): runs of ``\\w`` joined by single apostrophes, hashed as polynomials of their
-        lowered codepoints (only equality inside one document matters). A text that ``str.lower``
-        does not lower character by character, or with a codepoint above the BMP, takes ``of_list``."""
-        cps, flags, bounds = joined.cps, joined.flags, joined.bounds
-        word = (flags & chars.WORD) != 0
-        inside = word.copy()  # a ' or ’ between two word characters joins them (the ends are newlines)
-        inside[1:-1] |= ((cps[1:-1] == 0x27) | (cps[1:-1] == 0x2019)) & word[:-2] & word[2:]
-        edges = np.flatnonzero(inside[1:] != inside[:-1]) + 1
-        starts, ends = edges[0::2], edges[1::2]
-        lengths = ends - starts
-        doc = np.searchsorted(bounds, starts, side="right") - 1
-        lower, one = _lower_table()
-        bmp = np.minimum(cps, 0xFFFF)
-        odd = np.concatenate([[0], np.cumsum(~one[bmp] | (cps > 0xFFFF))])
-        plain = (odd[bounds[1:]] - odd[bounds[:-1]]) == 0
-        lc = lower[bmp]
-        # hash(word) = sum lc[start + k] * B^k (mod 2**64), from prefix sums of lc[i] * B^i (the shingles' cached powers).
-        powers, inverse = _powers(cps.size)
-        prefix = np.concatenate([np.zeros(1, dtype=np.uint64), np.cumsum(lc * powers[: cps.size])])
-        hashes = (prefix[ends] - prefix[starts]) * inverse[starts]
-        # Stop words: the lowered codepoints of a 2-4 character word packed 16 bits each, against theirs.
-        stop = np.zeros(starts.size, dtype=bool)
-        for n, codes in _STOP_CODES.items():
-            at = np.flatnonzero(lengths == n)
-            packed = sum(lc[starts[at] + k] << np.uint64(16 * k) for k in range(n))
-            stop[at] = np.isin(packed, codes)
-        count = np.bincount(doc, minlength=len(texts))
-        total = np.bincount(doc, weights=lengths, minlength=len(texts))
-        stops = np.bincount(doc[stop], minlength=len(texts))
-        first = np.concatenate([[0], np.cumsum(count)])
+        """The words of every text from the compiled kernel's pass (a findall, a lower, a hash per word
+        in Python cost ~130 us a 2 KB document): runs of ``\\w`` joined by single apostrophes, hashed as
+        polynomials of their lowered codepoints (only equality inside one document matters). A text
+        that ``str.lower`` does not lower character by character, or with a codepoint above the BMP,
+        takes ``of_list``."""
+        words = joined.words
         out = []
         for d, text in enumerate(texts):
-            if plain[d]:
-                a, b = first[d], first[d + 1]
-                out.append(cls(int(count[d]), int(total[d]), int(stops[d]), Units(hashes[a:b], lengths[a:b])))
+            if words.plain[d]:
+                a, b = words.first[d], words.first[d + 1]
+                out.append(cls(b - a, words.chars[d], words.stops[d], Units(words.hashes[a:b], words.lengths[a:b])))
             else:
                 out.append(cls.of_list(_words(text)))
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _WordPass:
+    """``_kernels.english_words`` of a batch: the words of text d are ``hashes/lengths[first[d]:first[d + 1]]``."""
+
+    hashes: np.ndarray
+    lengths: np.ndarray
+    first: list[int]
+    chars: list[int]
+    stops: list[int]
+    plain: list[bool]
+    tokens: list[int]  # whitespace-separated (str.split())
+    with_letter: list[int]  # of those, the ones with a letter (Gopher's alpha words)
 
 
 class _Joined:
@@ -190,6 +169,22 @@ class _Joined:
         self.cps = chars.codepoints("\n" + "\n".join(texts) + "\n")
         self.flags = chars.classes(self.cps)
         self.bounds = np.concatenate([[0], np.cumsum([len(t) + 1 for t in texts], dtype=np.int64)])
+
+    @cached_property
+    def words(self) -> _WordPass:
+        """The words and the whitespace tokens of every text, in one pass of the kernel."""
+        docs, size = self.bounds.size - 1, self.cps.size
+        lower, single = _lower_table()
+        hashes, lengths = np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.int64)
+        first = np.empty(docs + 1, dtype=np.int64)
+        counts = np.empty((4, docs), dtype=np.int64)  # chars, stops, tokens, with_letter
+        plain = np.empty(docs, dtype=bool)
+        _kernels.english_words(
+            self.cps, self.flags, self.bounds, lower, single, _STOP_CODES, _BASE, chars.WORD, chars.SPACE, chars.LETTER,
+            hashes, lengths, first, counts[0], counts[1], plain, counts[2], counts[3],
+        )  # fmt: skip
+        chars_, stops, tokens, with_letter = counts.tolist()
+        return _WordPass(hashes, lengths, first.tolist(), chars_, stops, plain.tolist(), tokens, with_letter)
 
 
 def _top_ngram_char_fraction(units: Units, n: int) -> float:
@@ -209,112 +204,23 @@ def _ngram_fractions(units: Units, wanted: dict[int, str]) -> dict[int, float]:
 def ngram_fractions_batch(docs: list[Units], wanted: dict[int, str]) -> list[dict[int, float]]:
     """Per document, the top (``"top"``) or duplicated (``"dup"``) n-gram character fraction of each wanted n.
 
-    One pass over a whole batch (numpy's per-call cost would dominate 9 n-gram sizes x 2 KB
-    documents): each document's grams are salted with its number, so equal keys are equal
-    n-grams of one document. An n-gram that repeats has a repeating (n-1)-gram prefix, so each
-    n is computed only at the start positions whose (n-1)-gram repeats (good text has few
-    repeated 5-grams). The grams are the polynomial hashes of a direct computation; the top n-gram
-    among equally frequent ones is the one that occurs first."""
-    out = [dict.fromkeys(wanted, 0.0) for _ in docs]
+    One call of the compiled kernel for the whole batch (``_kernels.c``: a hash table per document;
+    numpy needed a sort of the batch per n-gram size). The grams are the polynomial hashes of the
+    units (the sum of ``hash[p + k] * NGRAM_MULTIPLIERS[k]``); an n-gram that repeats has a repeating (n-1)-gram prefix, so each n is
+    computed only where the (n-1)-gram repeats; the top n-gram among equally frequent ones is the one
+    that occurs first (datatrove's ``Counter.most_common``)."""
     if not docs:
-        return out
-    hashes = np.concatenate([d.hashes for d in docs])
-    lengths = np.concatenate([d.lengths for d in docs])
-    sizes = np.array([d.hashes.size for d in docs], dtype=np.int64)
-    totals = [max(d.total, 1) for d in docs]
-    doc_ends = np.cumsum(sizes)
-    length_prefix = np.concatenate([[0], np.cumsum(lengths)])
-    unit_doc = np.repeat(np.arange(len(docs)), sizes)
-    salts = _SALT * np.arange(1, len(docs) + 1, dtype=np.uint64)
-    # Start at the smallest wanted n: every position with n units left in its document.
-    n = min(wanted)
-    count = hashes.size - n + 1
-    if count < 2:
-        return out
-    gram = salts[unit_doc[:count]]  # salted: equal keys are equal n-grams of one document
-    term = np.empty(count, dtype=np.uint64)
-    for k in range(n):  # over the whole batch (slices, no gathers, in place), then keep the grams inside one document
-        np.multiply(hashes[k : k + count], NGRAM_MULTIPLIERS[k], out=term)
-        gram += term
-    del term
-    # Positions of the last n-1 units of each document start no n-gram (nor do those of a document shorter than n).
-    inside = np.ones(count, dtype=bool)
-    tail = (doc_ends[:, None] - np.arange(1, n)[None, :]).ravel()
-    tail_doc = np.repeat(np.arange(len(docs)), n - 1)
-    tail = tail[(tail >= doc_ends[tail_doc] - sizes[tail_doc]) & (tail < count)]
-    inside[tail] = False
-    positions = np.flatnonzero(inside)
-    doc_of, gram = unit_doc[positions], gram[positions]
-    while True:
-        if positions.size < 2:
-            break
-        order, group_start = _groups(gram)
-        counts = np.diff(np.append(group_start, gram.size))
-        first = order[group_start]  # the earliest position of each group
-        kind = wanted.get(n)
-        if kind == "top":
-            repeated_groups = np.flatnonzero(counts >= 2)
-            if repeated_groups.size:
-                # Per document: the highest count, then the n-gram that occurs first (as datatrove's
-                # Counter.most_common; the smallest hash, chosen before, depended on the process's str hash seed).
-                g_first = first[repeated_groups]
-                g_doc, g_count = doc_of[g_first], counts[repeated_groups]
-                best = np.lexsort((g_first, -g_count, g_doc))
-                leaders = best[np.concatenate([[True], g_doc[best][1:] != g_doc[best][:-1]])]
-                for g in leaders.tolist():
-                    start, d = int(positions[g_first[g]]), int(g_doc[g])
-                    out[d][n] = int(length_prefix[start + n] - length_prefix[start]) * int(g_count[g]) / totals[d]
-        elif kind == "dup":
-            later = order[order != np.repeat(first, counts)]  # every occurrence but the earliest of its group
-            if later.size:
-                starts = positions[later]
-                cover = np.zeros(hashes.size + 1, dtype=np.int32)
-                cover[starts] += 1  # distinct starts: plain fancy indexing adds once each
-                cover[starts + n] -= 1
-                covered = np.cumsum(cover[:-1]) > 0
-                chars_covered = np.bincount(unit_doc[covered], weights=lengths[covered], minlength=len(docs))
-                for d in np.flatnonzero(chars_covered).tolist():
-                    out[d][n] = int(chars_covered[d]) / totals[d]
-        if n == max(wanted):
-            break
-        # Only n-grams whose prefix repeats can repeat: keep those with n + 1 units left.
-        n += 1
-        keep = np.zeros(gram.size, dtype=bool)
-        keep[order[np.repeat(counts >= 2, counts)]] = True
-        keep &= positions + n <= doc_ends[doc_of]
-        positions, doc_of, gram = positions[keep], doc_of[keep], gram[keep]
-        gram = gram + hashes[positions + n - 1] * NGRAM_MULTIPLIERS[n - 1]
-    return out
-
-
-def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices of ``keys`` grouped by equal key, ascending within a group; start of each group in it).
-
-    A value sort of (key's high bits | index) instead of an argsort: ~5x faster, and the index in
-    the low bits orders each group by position. Keys whose high bits collide but differ (about one
-    pair in a batch of millions) are told apart by a sort of those groups' members."""
-    bits = max(int(keys.size - 1).bit_length(), 1)
-    low = np.uint64((1 << bits) - 1)
-    packed = np.sort((keys & ~low) | np.arange(keys.size, dtype=np.uint64))
-    order = (packed & low).astype(np.int64)
-    high = packed >> np.uint64(bits)
-    same_high = high[1:] == high[:-1]
-    sorted_keys = keys[order]
-    same_key = sorted_keys[1:] == sorted_keys[:-1]
-    collided = same_high & ~same_key
-    if collided.any():  # high bits equal, keys not: re-sort those groups' members by (key, index)
-        high_group = np.concatenate([[0], np.cumsum(~same_high)])
-        bad = np.zeros(int(high_group[-1]) + 1, dtype=bool)
-        bad[high_group[1:][collided]] = True
-        at = np.flatnonzero(bad[high_group])  # contiguous runs of the sorted array
-        members = order[at]
-        order[at] = members[np.lexsort((members, keys[members], high_group[at]))]
-        sorted_keys = keys[order]
-        same_key = sorted_keys[1:] == sorted_keys[:-1]
-    new_group = np.empty(keys.size, dtype=bool)
-    new_group[0] = True
-    np.logical_not(same_key, out=new_group[1:])
-    return order, np.flatnonzero(new_group)
+        return []
+    low, high = min(wanted), max(wanted)
+    kinds = bytes(_NGRAM_KINDS[wanted.get(n)] for n in range(low, high + 1))
+    offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+    np.cumsum([d.hashes.size for d in docs], out=offsets[1:])
+    hashes = np.concatenate([d.hashes for d in docs]).astype(np.uint64, copy=False)
+    lengths = np.concatenate([d.lengths for d in docs]).astype(np.int64, copy=False)
+    out = np.empty((len(docs), len(kinds)), dtype=np.float64)
+    _kernels.ngram_fractions(hashes, lengths, offsets, NGRAM_MULTIPLIERS, low, kinds, out)
+    columns = [(n, n - low) for n in wanted]
+    return [{n: row[j] for n, j in columns} for row in out.tolist()]
 
 
 def menu_lines(lines: list[str], limit: float, rule: str) -> Failure | None:
@@ -363,21 +269,14 @@ def gopher_repetition(
 
 def alpha_word_shares(texts: list[str]) -> list[float]:
     """Per text, the share of its whitespace-separated tokens (``str.split()``) with a letter
-    (``[^\\W\\d_]``): Gopher's alpha words. One numpy pass over the batch (a regex over the tokens
+    (``[^\\W\\d_]``): Gopher's alpha words. One pass of the compiled kernel over the batch (a regex over the tokens
     without a letter and a split per document cost ~70 us a 2 KB document)."""
     return _alpha_word_shares(_Joined(texts)) if texts else []
 
 
 def _alpha_word_shares(joined: _Joined) -> list[float]:
-    flags, bounds = joined.flags, joined.bounds
-    space = (flags & chars.SPACE) != 0
-    starts = np.concatenate([[0], np.cumsum(space[:-1] & ~space[1:])])  # tokens starting before each position (shifted by one)
-    letters = np.flatnonzero((flags[1:] & chars.LETTER) != 0)
-    token = starts[letters + 1]  # the token of each letter
-    first_letters = letters[np.concatenate([[True], token[1:] != token[:-1]])] if letters.size else letters
-    tokens = starts[bounds[1:]] - starts[bounds[:-1]]
-    with_letter = np.diff(np.searchsorted(first_letters, bounds))
-    return [int(a) / max(int(t), 1) for a, t in zip(with_letter, tokens)]
+    words = joined.words
+    return [a / max(t, 1) for a, t in zip(words.with_letter, words.tokens)]
 
 
 def gopher_quality(
@@ -519,12 +418,8 @@ def chinese_rules_batch(texts: list[str], cfg: ChineseRulesConfig, line_counts: 
     joined = _Joined(texts)
     cps, flags, bounds = joined.cps, joined.flags, joined.bounds
 
-    def per_text(mask: np.ndarray) -> list[int]:
-        prefix = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
-        return (prefix[bounds[1:]] - prefix[bounds[:-1]]).tolist()
-
-    ideographs, letters = per_text((flags & chars.IDEOGRAPH) != 0), per_text((flags & chars.ALPHA) != 0)
-    han, function = per_text((cps >= 0x3400) & (cps <= 0x9FFF)), per_text(_ZH_FUNCTION_TABLE[np.minimum(cps, 0xFFFF)])
+    ideographs, letters, han = chars.counts_per_text(flags, bounds, (chars.IDEOGRAPH, chars.ALPHA, chars.HAN))
+    (function,) = chars.counts_per_text(_ZH_FUNCTION_TABLE[np.minimum(cps, 0xFFFF)].view(np.uint8), bounds, (1,))
     not_space = np.flatnonzero((flags & chars.SPACE) == 0)  # whitespace does not count in the n-grams
     cut = np.searchsorted(not_space, bounds)
     results: list[tuple[str, Failure | None]] = []

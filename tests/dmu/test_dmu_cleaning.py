@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from dmu_service.pipeline import langid
+from dmu_service.pipeline import chars, langid
 from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig, PipelineConfig
 from dmu_service.pipeline.normalize import normalize
 from dmu_service.pipeline.process import DocumentProcessor
@@ -18,7 +18,6 @@ from dmu_service.pipeline.quality import (
     Failure,
     Units,
     Words,
-    _groups,
     _Joined,
     _words,
     alpha_word_shares,
@@ -36,7 +35,7 @@ from tests.dmu.testlib import make_doc, sentences
 
 
 def _ngram_fractions_by_counting(words: list[str], n: int, kind: str) -> float:
-    """The Gopher n-gram fractions counted the plain way (tuples, a Counter): what the batched numpy pass must equal."""
+    """The Gopher n-gram fractions counted the plain way (tuples, a Counter): what the compiled kernel must equal."""
     lengths = [len(w) for w in words]
     total = max(sum(lengths), 1)
     grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
@@ -184,26 +183,41 @@ def test_ngram_fractions_of_a_batch_equal_counting_each_document() -> None:
             assert fractions == {n: _ngram_fractions_by_counting(words, n, kind) for n, kind in wanted.items()}
 
 
-def _members(order: np.ndarray, starts: np.ndarray) -> list[list[int]]:
-    return sorted(order[a:b].tolist() for a, b in zip(starts, [*starts[1:].tolist(), order.size]))
+def test_ngram_fractions_of_small_integer_units_equal_counting() -> None:
+    """Chinese units are raw codepoints, not hashes: keys of low entropy, and long runs of a few values
+    (every n-gram size repeats, the kernel's table probes long chains)."""
+    rng = random.Random(2)
+    wanted = {2: "top", 3: "top", 4: "top"} | {n: "dup" for n in range(5, 11)}
+    for alphabet in (1, 2, 3, 8, 40):
+        docs = [[rng.randrange(0x4E00, 0x4E00 + alphabet) for _ in range(rng.randint(0, 2000))] for _ in range(6)]
+        units = [Units(np.array(d, dtype=np.uint64), np.ones(len(d), dtype=np.int64)) for d in docs]
+        for d, fractions in zip(docs, ngram_fractions_batch(units, wanted)):
+            assert fractions == {n: _ngram_fractions_by_counting(list(map(chr, d)), n, kind) for n, kind in wanted.items()}
 
 
-def test_key_groups_equal_a_stable_argsort_also_when_high_bits_collide() -> None:
-    """``_groups`` sorts (high bits | index): keys whose high bits collide must still form groups of equal keys."""
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        n = int(rng.integers(2, 3000))
-        keys = rng.integers(0, 2**63, size=n, dtype=np.uint64)
-        low = np.uint64((1 << max(int(n - 1).bit_length(), 1)) - 1)
-        some = rng.integers(0, n, size=n // 3)  # same high bits as another key, other low bits
-        keys[some] = (keys[rng.integers(0, n, size=some.size)] & ~low) | rng.integers(0, int(low) + 1, size=some.size, dtype=np.uint64)
-        keys[rng.integers(0, n, size=n // 4)] = keys[rng.integers(0, n, size=n // 4)]  # exact repeats
-        order, starts = _groups(keys)
-        reference = np.argsort(keys, kind="stable")
-        sorted_keys = keys[reference]
-        reference_starts = np.flatnonzero(np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]]))
+def test_class_counts_per_text_equal_numpy_sums() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        values = rng.integers(0, 256, size=int(rng.integers(0, 500)), dtype=np.uint8)
+        bounds = np.sort(rng.integers(0, values.size + 1, size=int(rng.integers(1, 12))))
+        masks = tuple(int(m) for m in rng.integers(1, 256, size=int(rng.integers(1, 9))))
+        expected = [[int(np.count_nonzero(values[a:b] & m)) for a, b in zip(bounds[:-1], bounds[1:])] for m in masks]
+        assert chars.counts_per_text(values, bounds, masks) == expected
+    with pytest.raises(ValueError, match="bounds"):
+        chars.counts_per_text(np.zeros(3, dtype=np.uint8), np.array([0, 4]), (1,))
 
-        assert _members(order, starts) == _members(reference, reference_starts)
+
+def test_ngram_kernel_refuses_inconsistent_arrays() -> None:
+    from dmu_service.pipeline import _kernels
+    from dmu_service.pipeline.minhash import NGRAM_MULTIPLIERS
+
+    hashes, lengths, out = np.zeros(4, dtype=np.uint64), np.ones(4, dtype=np.int64), np.zeros(1, dtype=np.float64)
+    with pytest.raises(ValueError, match="offsets"):
+        _kernels.ngram_fractions(hashes, lengths, np.array([0, 5], dtype=np.int64), NGRAM_MULTIPLIERS, 2, b"\x01", out)
+    with pytest.raises(ValueError, match="sizes"):  # more n-gram sizes than multipliers
+        _kernels.ngram_fractions(hashes, lengths, np.array([0, 4], dtype=np.int64), NGRAM_MULTIPLIERS, 2, bytes(12), np.zeros(12))
+    with pytest.raises(TypeError, match="lengths"):
+        _kernels.ngram_fractions(hashes, lengths.astype(np.int32), np.array([0, 4], dtype=np.int64), NGRAM_MULTIPLIERS, 2, b"\x01", out)
 
 
 def test_english_rules_of_a_batch_equal_one_by_one() -> None:

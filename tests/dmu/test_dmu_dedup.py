@@ -6,7 +6,7 @@ import numpy as np
 
 from dmu_service.pipeline.config import DedupConfig
 from dmu_service.pipeline.dedup import Deduplicator, SortedKeyMap, estimated_jaccard
-from dmu_service.pipeline.minhash import MinHasher, script_unit_hashes, shingles, units
+from dmu_service.pipeline.minhash import MinHasher, script_shingle_hashes, shingles, units
 from tests.dmu.testlib import make_doc
 
 
@@ -25,8 +25,10 @@ def test_script_aware_units_within_one_document() -> None:
     assert units(text, "auto") == ["使", "用", "ls", "la", "列", "出", "目", "录", "etc", "apt", "的", "内", "容"]
     # "İ" lowercases to two characters: the document boundaries must follow the lowercased text.
     texts = [text, "", "ÉCOLE déjà-vu", "İİİİ İstanbul", "a b", "x"]
-    _, lengths = script_unit_hashes(texts)
-    assert lengths.tolist() == [len(units(t, "auto")) for t in texts]
+    for ngram in (1, 2, 5):
+        hashes, counts = script_shingle_hashes(texts, ngram)
+        assert counts.tolist() == [max(len(units(t, "auto")) - ngram + 1, 0) for t in texts]
+        assert [len(set(h)) for h in np.split(hashes.tolist(), np.cumsum(counts)[:-1])] == [len(shingles(t, ngram=ngram)) for t in texts]
 
 
 def test_signature_agreement_estimates_jaccard() -> None:

@@ -1,0 +1,593 @@
+/* Compiled kernels of the DMU's rules: what numpy does in a dozen whole-batch passes (sorts,
+ * prefix sums, gathers) costs one pass per document here.
+ *
+ * Every kernel computes exactly what the numpy code before it did (bench/dmu_decisions.py compares
+ * every decision and signature); each docstring says what it takes and writes.
+ *
+ * ngram_fractions: the Gopher n-gram repetition fractions of quality.ngram_fractions_batch, per
+ * document with a hash table instead of a sort of the batch. The n-gram keys are the same
+ * polynomials of the unit hashes (the sum of hash[p + k] * multiplier[k] mod 2^64), so equal keys
+ * are equal n-grams exactly as in numpy, and the values are the same integer ratios.
+ * english_words: the English rules' words and Gopher's alpha-word counts of a batch, one pass.
+ * script_shingles: MinHash's shingle hashes of script-aware units (CJK characters, other words).
+ * segment_counts: character class counts per text (language id's script counts, the Chinese rules').
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { KIND_NONE = 0, KIND_TOP = 1, KIND_DUP = 2 };
+
+/* Scratch space for one document's n-grams of the current size, grown to the largest document. */
+typedef struct {
+    int64_t *pos;         /* start of each live n-gram, ascending */
+    uint64_t *gram;       /* its key */
+    int32_t *group;       /* its group (equal keys) */
+    uint64_t *group_key;
+    int64_t *group_first; /* the earliest start of the group */
+    int64_t *group_count;
+    int32_t *slots;       /* hash table: group + 1, 0 when empty */
+    int64_t *char_prefix; /* characters before each unit */
+    int32_t *cover;       /* +1 / -1 at the ends of repeated n-grams */
+    int64_t capacity;
+} Work;
+
+static void work_free(Work *w) {
+    free(w->pos); free(w->gram); free(w->group); free(w->group_key); free(w->group_first);
+    free(w->group_count); free(w->slots); free(w->char_prefix); free(w->cover);
+    memset(w, 0, sizeof *w);
+}
+
+static int64_t slot_count(int64_t n) {
+    int64_t slots = 16;
+    while (slots < 2 * n) {
+        slots <<= 1;
+    }
+    return slots;
+}
+
+static int work_reserve(Work *w, int64_t units) {
+    if (units <= w->capacity) {
+        return 0;
+    }
+    work_free(w);
+    w->pos = malloc(units * sizeof *w->pos);
+    w->gram = malloc(units * sizeof *w->gram);
+    w->group = malloc(units * sizeof *w->group);
+    w->group_key = malloc(units * sizeof *w->group_key);
+    w->group_first = malloc(units * sizeof *w->group_first);
+    w->group_count = malloc(units * sizeof *w->group_count);
+    w->slots = malloc(slot_count(units) * sizeof *w->slots);
+    w->char_prefix = malloc((units + 1) * sizeof *w->char_prefix);
+    w->cover = malloc((units + 1) * sizeof *w->cover);
+    if (!w->pos || !w->gram || !w->group || !w->group_key || !w->group_first || !w->group_count || !w->slots
+        || !w->char_prefix || !w->cover) {
+        work_free(w);
+        return -1;
+    }
+    w->capacity = units;
+    return 0;
+}
+
+/* Groups the live n-grams (in position order, so a group's first member is its earliest) by key. */
+static void group_keys(Work *w, int64_t live) {
+    int64_t slots = slot_count(live);
+    int shift = 64 - __builtin_ctzll((unsigned long long)slots);
+    uint64_t mask = (uint64_t)slots - 1;
+    memset(w->slots, 0, slots * sizeof *w->slots);
+    int32_t groups = 0;
+    for (int64_t i = 0; i < live; i++) {
+        uint64_t key = w->gram[i];
+        uint64_t s = (key * 0x9E3779B97F4A7C15ULL) >> shift;
+        for (;;) {
+            int32_t g = w->slots[s] - 1;
+            if (g < 0) {
+                w->slots[s] = groups + 1;
+                w->group_key[groups] = key;
+                w->group_first[groups] = w->pos[i];
+                w->group_count[groups] = 1;
+                w->group[i] = groups++;
+                break;
+            }
+            if (w->group_key[g] == key) {
+                w->group_count[g]++;
+                w->group[i] = g;
+                break;
+            }
+            s = (s + 1) & mask;
+        }
+    }
+}
+
+/* One document: out[j] for n = n_min + j. */
+static void document_fractions(Work *w, const uint64_t *hash, const int64_t *length, int64_t units,
+                               const uint64_t *multiplier, int64_t n_min, const uint8_t *kinds, int64_t sizes,
+                               double *out) {
+    for (int64_t j = 0; j < sizes; j++) {
+        out[j] = 0.0;
+    }
+    int64_t n = n_min;
+    int64_t live = units - n + 1;
+    if (live < 2) {
+        return;
+    }
+    w->char_prefix[0] = 0;
+    for (int64_t u = 0; u < units; u++) {
+        w->char_prefix[u + 1] = w->char_prefix[u] + length[u];
+    }
+    int64_t total = w->char_prefix[units] > 1 ? w->char_prefix[units] : 1;
+    for (int64_t p = 0; p < live; p++) {
+        uint64_t gram = 0;
+        for (int64_t k = 0; k < n; k++) {
+            gram += hash[p + k] * multiplier[k];
+        }
+        w->pos[p] = p;
+        w->gram[p] = gram;
+    }
+    for (;;) {
+        if (live < 2) {
+            return;
+        }
+        group_keys(w, live);
+        uint8_t kind = kinds[n - n_min];
+        if (kind == KIND_TOP) {
+            /* The highest count, then the n-gram that occurs first (datatrove's Counter.most_common). */
+            int64_t best_count = 1, best_first = -1;
+            for (int64_t i = 0; i < live; i++) {
+                int32_t g = w->group[i];
+                if (w->group_first[g] != w->pos[i]) {
+                    continue; /* each group once, at its first member */
+                }
+                if (w->group_count[g] > best_count) {
+                    best_count = w->group_count[g];
+                    best_first = w->pos[i];
+                }
+            }
+            if (best_first >= 0) {
+                int64_t chars = w->char_prefix[best_first + n] - w->char_prefix[best_first];
+                out[n - n_min] = (double)(chars * best_count) / (double)total;
+            }
+        } else if (kind == KIND_DUP) {
+            /* The characters of units inside an n-gram that occurred before. */
+            memset(w->cover, 0, (units + 1) * sizeof *w->cover);
+            int any = 0;
+            for (int64_t i = 0; i < live; i++) {
+                if (w->group_first[w->group[i]] != w->pos[i]) {
+                    w->cover[w->pos[i]] += 1;
+                    w->cover[w->pos[i] + n] -= 1;
+                    any = 1;
+                }
+            }
+            if (any) {
+                int64_t depth = 0, chars = 0;
+                for (int64_t u = 0; u < units; u++) {
+                    depth += w->cover[u];
+                    if (depth > 0) {
+                        chars += length[u];
+                    }
+                }
+                if (chars) {
+                    out[n - n_min] = (double)chars / (double)total;
+                }
+            }
+        }
+        if (n == n_min + sizes - 1) {
+            return;
+        }
+        /* Only n-grams whose prefix repeats can repeat: keep those with n + 1 units left. */
+        n++;
+        int64_t kept = 0;
+        for (int64_t i = 0; i < live; i++) {
+            int64_t p = w->pos[i];
+            if (w->group_count[w->group[i]] >= 2 && p + n <= units) {
+                w->pos[kept] = p;
+                w->gram[kept] = w->gram[i] + hash[p + n - 1] * multiplier[n - 1];
+                kept++;
+            }
+        }
+        live = kept;
+    }
+}
+
+typedef struct {
+    Py_buffer view;
+    int held;
+} Buffer;
+
+static int get_buffer(PyObject *obj, Buffer *buf, Py_ssize_t itemsize, int writable, const char *name) {
+    if (PyObject_GetBuffer(obj, &buf->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) {
+        return -1;
+    }
+    buf->held = 1;
+    if (buf->view.itemsize != itemsize) {
+        PyErr_Format(PyExc_TypeError, "%s: items of %zd bytes expected, got %zd", name, itemsize, buf->view.itemsize);
+        return -1;
+    }
+    return 0;
+}
+
+static void release(Buffer *buf) {
+    if (buf->held) {
+        PyBuffer_Release(&buf->view);
+        buf->held = 0;
+    }
+}
+
+PyDoc_STRVAR(ngram_fractions_doc,
+"ngram_fractions(hashes, lengths, offsets, multipliers, n_min, kinds, out)\n--\n\n"
+"Per document d (units offsets[d]:offsets[d+1] of the uint64 hashes and int64 lengths) and size\n"
+"n = n_min + j (j < len(kinds)), out[d * len(kinds) + j] = the top (kind 1) or duplicated (kind 2)\n"
+"n-gram character fraction, 0.0 for kind 0. multipliers: uint64, at least n_min + len(kinds) - 1.");
+
+static PyObject *ngram_fractions(PyObject *self, PyObject *args) {
+    PyObject *hashes_obj, *lengths_obj, *offsets_obj, *multipliers_obj, *kinds_obj, *out_obj;
+    Py_ssize_t n_min;
+    if (!PyArg_ParseTuple(args, "OOOOnOO", &hashes_obj, &lengths_obj, &offsets_obj, &multipliers_obj, &n_min, &kinds_obj,
+                          &out_obj)) {
+        return NULL;
+    }
+    Buffer hashes = {0}, lengths = {0}, offsets = {0}, multipliers = {0}, kinds = {0}, out = {0};
+    Work work = {0};
+    PyObject *result = NULL;
+    if (get_buffer(hashes_obj, &hashes, 8, 0, "hashes") < 0 || get_buffer(lengths_obj, &lengths, 8, 0, "lengths") < 0
+        || get_buffer(offsets_obj, &offsets, 8, 0, "offsets") < 0
+        || get_buffer(multipliers_obj, &multipliers, 8, 0, "multipliers") < 0
+        || get_buffer(kinds_obj, &kinds, 1, 0, "kinds") < 0 || get_buffer(out_obj, &out, 8, 1, "out") < 0) {
+        goto done;
+    }
+    Py_ssize_t units = hashes.view.len / 8, docs = offsets.view.len / 8 - 1, sizes = kinds.view.len;
+    const int64_t *offset = offsets.view.buf;
+    if (n_min < 1 || sizes < 1 || docs < 0 || lengths.view.len / 8 != units || out.view.len / 8 != docs * sizes
+        || multipliers.view.len / 8 < n_min + sizes - 1) {
+        PyErr_SetString(PyExc_ValueError, "ngram_fractions: inconsistent sizes");
+        goto done;
+    }
+    int64_t largest = 0;
+    for (Py_ssize_t d = 0; d < docs; d++) {
+        if (offset[d] < 0 || offset[d + 1] < offset[d] || offset[d + 1] > units) {
+            PyErr_SetString(PyExc_ValueError, "ngram_fractions: offsets must ascend inside the units");
+            goto done;
+        }
+        if (offset[d + 1] - offset[d] > largest) {
+            largest = offset[d + 1] - offset[d];
+        }
+    }
+    if (work_reserve(&work, largest + 1) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t d = 0; d < docs; d++) {
+        document_fractions(&work, (const uint64_t *)hashes.view.buf + offset[d], (const int64_t *)lengths.view.buf + offset[d],
+                           offset[d + 1] - offset[d], multipliers.view.buf, n_min, kinds.view.buf, sizes,
+                           (double *)out.view.buf + d * sizes);
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    work_free(&work);
+    release(&hashes); release(&lengths); release(&offsets); release(&multipliers); release(&kinds); release(&out);
+    return result;
+}
+
+/* English words of a batch: the ``\w+(?:['’]\w+)*`` runs of each text (a ' or ’ between two word
+ * characters joins them), hashed as sum of lower[cp[start + k]] * base^k mod 2^64, the stop words among
+ * them (2-4 lowered codepoints packed 16 bits each), whether every character lowers to one alone
+ * (``plain``), and Gopher's alpha words: the whitespace-separated tokens, and those with a letter. */
+typedef struct {
+    const uint32_t *cp;
+    const uint8_t *flags;
+    const uint64_t *lower;
+    const uint8_t *single;
+    const uint64_t *stop;
+    Py_ssize_t stops;
+    uint64_t base;
+    uint8_t word, space, letter;
+} WordsInput;
+
+static int is_stop(const WordsInput *in, const uint32_t *cp, int64_t length) {
+    if (length < 2 || length > 4) {
+        return 0;
+    }
+    uint64_t packed = 0;
+    for (int64_t k = 0; k < length; k++) {
+        packed |= in->lower[cp[k]] << (16 * k);
+    }
+    for (Py_ssize_t i = 0; i < in->stops; i++) {
+        if (in->stop[i] == packed) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Text positions [begin, end) of the joined array: cp[begin - 1] and cp[end] are newlines. */
+static void document_words(const WordsInput *in, int64_t begin, int64_t end, uint64_t *hash, int64_t *length, int64_t *words,
+                           int64_t *chars, int64_t *stops, uint8_t *plain, int64_t *tokens, int64_t *with_letter) {
+    const uint32_t *cp = in->cp;
+    const uint8_t *flags = in->flags;
+    int64_t n = 0, total = 0, stop = 0, token_count = 0, letter_tokens = 0;
+    int odd = 0, in_token = 0, token_has_letter = 0;
+    int64_t start = -1;
+    for (int64_t i = begin; i <= end; i++) {
+        int inside = 0;
+        if (i < end) {
+            uint32_t c = cp[i];
+            if (c > 0xFFFF || !in->single[c]) {
+                odd = 1;
+            }
+            inside = (flags[i] & in->word) != 0
+                     || ((c == 0x27 || c == 0x2019) && (flags[i - 1] & in->word) && (flags[i + 1] & in->word));
+            if (flags[i] & in->space) {
+                if (in_token) {
+                    token_count++;
+                    letter_tokens += token_has_letter;
+                }
+                in_token = token_has_letter = 0;
+            } else {
+                in_token = 1;
+                token_has_letter |= (flags[i] & in->letter) != 0;
+            }
+        } else if (in_token) {
+            token_count++;
+            letter_tokens += token_has_letter;
+        }
+        if (inside && start < 0) {
+            start = i;
+        } else if (!inside && start >= 0) {
+            int64_t len = i - start;
+            if (!odd) { /* a text with an odd character is lowered by str.lower in Python: its words are not used */
+                uint64_t h = 0;
+                for (int64_t k = i - 1; k >= start; k--) {
+                    h = h * in->base + in->lower[cp[k]];
+                }
+                hash[n] = h;
+                stop += is_stop(in, cp + start, len);
+            }
+            length[n] = len;
+            total += len;
+            n++;
+            start = -1;
+        }
+    }
+    *words = n;
+    *chars = total;
+    *stops = stop;
+    *plain = !odd;
+    *tokens = token_count;
+    *with_letter = letter_tokens;
+}
+
+PyDoc_STRVAR(english_words_doc,
+"english_words(cps, flags, bounds, lower, single, stop_codes, base, word, space, letter,\n"
+"              hashes, lengths, first, chars, stops, plain, tokens, with_letter)\n--\n\n"
+"Text d is cps[bounds[d] + 1 : bounds[d + 1]] (newlines around each). Its words are\n"
+"hashes/lengths[first[d] : first[d + 1]] (hashes only where plain[d]); chars, stops, plain,\n"
+"tokens (whitespace-separated) and with_letter (tokens with a letter) per text.");
+
+static PyObject *english_words(PyObject *self, PyObject *args) {
+    PyObject *objs[18];
+    unsigned long long base;
+    int word, space, letter;
+    if (!PyArg_ParseTuple(args, "OOOOOOKiiiOOOOOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5], &base, &word,
+                          &space, &letter, &objs[10], &objs[11], &objs[12], &objs[13], &objs[14], &objs[15], &objs[16],
+                          &objs[17])) {
+        return NULL;
+    }
+    static const char *names[18] = {"cps", "flags", "bounds", "lower", "single", "stop_codes", "", "", "", "",
+                                    "hashes", "lengths", "first", "chars", "stops", "plain", "tokens", "with_letter"};
+    static const Py_ssize_t sizes[18] = {4, 1, 8, 8, 1, 8, 0, 0, 0, 0, 8, 8, 8, 8, 8, 1, 8, 8};
+    Buffer b[18] = {{0}};
+    PyObject *result = NULL;
+    for (int i = 0; i < 18; i++) {
+        if (sizes[i] && get_buffer(objs[i], &b[i], sizes[i], i >= 10, names[i]) < 0) {
+            goto done;
+        }
+    }
+    Py_ssize_t n_cps = b[0].view.len / 4, docs = b[2].view.len / 8 - 1, capacity = b[10].view.len / 8;
+    const int64_t *bounds = b[2].view.buf;
+    if (docs < 0 || b[1].view.len != n_cps || b[3].view.len / 8 != 0x10000 || b[4].view.len != 0x10000
+        || b[11].view.len / 8 < capacity || b[12].view.len / 8 != docs + 1 || b[13].view.len / 8 != docs
+        || b[14].view.len / 8 != docs || b[15].view.len != docs || b[16].view.len / 8 != docs || b[17].view.len / 8 != docs
+        || capacity < n_cps) {
+        PyErr_SetString(PyExc_ValueError, "english_words: inconsistent sizes");
+        goto done;
+    }
+    for (Py_ssize_t d = 0; d <= docs; d++) {
+        if (bounds[d] < 0 || bounds[d] >= n_cps || (d && bounds[d] <= bounds[d - 1])) {
+            PyErr_SetString(PyExc_ValueError, "english_words: bounds must ascend inside the codepoints");
+            goto done;
+        }
+    }
+    for (Py_ssize_t d = 0; d <= docs; d++) {
+        if (((const uint32_t *)b[0].view.buf)[bounds[d]] != '\n') {
+            PyErr_SetString(PyExc_ValueError, "english_words: a newline must stand at every bound");
+            goto done;
+        }
+    }
+    WordsInput in = {b[0].view.buf, b[1].view.buf, b[3].view.buf, b[4].view.buf, b[5].view.buf, b[5].view.len / 8,
+                     (uint64_t)base, (uint8_t)word, (uint8_t)space, (uint8_t)letter};
+    int64_t *first = b[12].view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    first[0] = 0;
+    for (Py_ssize_t d = 0; d < docs; d++) {
+        int64_t words;
+        document_words(&in, bounds[d] + 1, bounds[d + 1], (uint64_t *)b[10].view.buf + first[d],
+                       (int64_t *)b[11].view.buf + first[d], &words, (int64_t *)b[13].view.buf + d,
+                       (int64_t *)b[14].view.buf + d, (uint8_t *)b[15].view.buf + d, (int64_t *)b[16].view.buf + d,
+                       (int64_t *)b[17].view.buf + d);
+        first[d + 1] = first[d] + words;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (int i = 0; i < 18; i++) {
+        release(&b[i]);
+    }
+    return result;
+}
+
+/* MinHash shingles of script-aware units: per document, every codepoint of class 2 (CJK) is a unit,
+ * every run of class 1 (other word characters; codepoints above the BMP too) is one, class 0
+ * separates. A unit's hash is sum cp[j] * base^(end - 1 - j) mod 2^64, a shingle's the splitmix64
+ * finalizer of sum unit[p + k] * multiplier[k % multipliers], as minhash.py's numpy version was. */
+static uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBULL;
+    x ^= x >> 31;
+    return x;
+}
+
+PyDoc_STRVAR(script_shingles_doc,
+"script_shingles(cps, bounds, classes, base, multipliers, ngram, units, hashes, counts) -> int\n--\n\n"
+"Document d is cps[bounds[d] : bounds[d + 1] - 1]. Writes its shingles' hashes after the previous\n"
+"documents' into hashes and their number into counts[d]; units is scratch space (uint64, at least\n"
+"as long as cps). Returns the number of shingles.");
+
+static PyObject *script_shingles(PyObject *self, PyObject *args) {
+    PyObject *cps_obj, *bounds_obj, *classes_obj, *multipliers_obj, *units_obj, *hashes_obj, *counts_obj;
+    unsigned long long base;
+    Py_ssize_t ngram;
+    if (!PyArg_ParseTuple(args, "OOOKOnOOO", &cps_obj, &bounds_obj, &classes_obj, &base, &multipliers_obj, &ngram, &units_obj,
+                          &hashes_obj, &counts_obj)) {
+        return NULL;
+    }
+    Buffer cps = {0}, bounds = {0}, classes = {0}, multipliers = {0}, units = {0}, hashes = {0}, counts = {0};
+    PyObject *result = NULL;
+    if (get_buffer(cps_obj, &cps, 4, 0, "cps") < 0 || get_buffer(bounds_obj, &bounds, 8, 0, "bounds") < 0
+        || get_buffer(classes_obj, &classes, 1, 0, "classes") < 0
+        || get_buffer(multipliers_obj, &multipliers, 8, 0, "multipliers") < 0
+        || get_buffer(units_obj, &units, 8, 1, "units") < 0 || get_buffer(hashes_obj, &hashes, 8, 1, "hashes") < 0
+        || get_buffer(counts_obj, &counts, 8, 1, "counts") < 0) {
+        goto done;
+    }
+    Py_ssize_t n_cps = cps.view.len / 4, docs = bounds.view.len / 8 - 1, n_mult = multipliers.view.len / 8;
+    const int64_t *bound = bounds.view.buf;
+    if (ngram < 1 || docs < 0 || n_mult < 1 || classes.view.len != 0x10000 || counts.view.len / 8 != docs
+        || units.view.len / 8 < n_cps || hashes.view.len / 8 < n_cps) {
+        PyErr_SetString(PyExc_ValueError, "script_shingles: inconsistent sizes");
+        goto done;
+    }
+    for (Py_ssize_t d = 0; d < docs; d++) {
+        if (bound[d] < 0 || bound[d + 1] <= bound[d] || bound[d + 1] - 1 > n_cps) {
+            PyErr_SetString(PyExc_ValueError, "script_shingles: bounds must ascend inside the codepoints");
+            goto done;
+        }
+    }
+    const uint32_t *cp = cps.view.buf;
+    const uint8_t *cls = classes.view.buf;
+    const uint64_t *mult = multipliers.view.buf;
+    uint64_t *unit = units.view.buf, *out = hashes.view.buf;
+    int64_t *count = counts.view.buf;
+    int64_t written = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t d = 0; d < docs; d++) {
+        int64_t n_units = 0;
+        int in_word = 0;
+        for (int64_t i = bound[d]; i < bound[d + 1] - 1; i++) {
+            uint32_t c = cp[i];
+            uint8_t k = c > 0xFFFF ? 1 : cls[c];
+            if (k == 1) {
+                if (in_word) {
+                    unit[n_units - 1] = unit[n_units - 1] * base + c;
+                } else {
+                    unit[n_units++] = c;
+                    in_word = 1;
+                }
+            } else {
+                in_word = 0;
+                if (k == 2) {
+                    unit[n_units++] = c;
+                }
+            }
+        }
+        int64_t shingles = n_units - ngram + 1;
+        if (shingles < 0) {
+            shingles = 0;
+        }
+        for (int64_t p = 0; p < shingles; p++) {
+            uint64_t gram = 0;
+            for (Py_ssize_t k = 0; k < ngram; k++) {
+                gram += unit[p + k] * mult[k % n_mult];
+            }
+            out[written + p] = mix64(gram);
+        }
+        count[d] = shingles;
+        written += shingles;
+    }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromLongLong(written);
+done:
+    release(&cps); release(&bounds); release(&classes); release(&multipliers); release(&units); release(&hashes);
+    release(&counts);
+    return result;
+}
+
+PyDoc_STRVAR(segment_counts_doc,
+"segment_counts(values, bounds, masks, out)\n--\n\n"
+"out[j * docs + d] = how many of values[bounds[d] : bounds[d + 1]] (uint8) have a bit of masks[j]:\n"
+"the character class counts of every text of a batch in one pass.");
+
+static PyObject *segment_counts(PyObject *self, PyObject *args) {
+    PyObject *values_obj, *bounds_obj, *masks_obj, *out_obj;
+    if (!PyArg_ParseTuple(args, "OOOO", &values_obj, &bounds_obj, &masks_obj, &out_obj)) {
+        return NULL;
+    }
+    Buffer values = {0}, bounds = {0}, masks = {0}, out = {0};
+    PyObject *result = NULL;
+    if (get_buffer(values_obj, &values, 1, 0, "values") < 0 || get_buffer(bounds_obj, &bounds, 8, 0, "bounds") < 0
+        || get_buffer(masks_obj, &masks, 1, 0, "masks") < 0 || get_buffer(out_obj, &out, 8, 1, "out") < 0) {
+        goto done;
+    }
+    Py_ssize_t n = values.view.len, docs = bounds.view.len / 8 - 1, k = masks.view.len;
+    const int64_t *bound = bounds.view.buf;
+    if (docs < 0 || k < 1 || k > 8 || out.view.len / 8 != k * docs) {
+        PyErr_SetString(PyExc_ValueError, "segment_counts: inconsistent sizes (1 to 8 masks)");
+        goto done;
+    }
+    for (Py_ssize_t d = 0; d < docs; d++) {
+        if (bound[d] < 0 || bound[d + 1] < bound[d] || bound[d + 1] > n) {
+            PyErr_SetString(PyExc_ValueError, "segment_counts: bounds must ascend inside the values");
+            goto done;
+        }
+    }
+    const uint8_t *value = values.view.buf, *mask = masks.view.buf;
+    int64_t *count = out.view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t d = 0; d < docs; d++) {
+        int64_t c[8] = {0};
+        for (int64_t i = bound[d]; i < bound[d + 1]; i++) {
+            uint8_t v = value[i];
+            for (Py_ssize_t j = 0; j < k; j++) {
+                c[j] += (v & mask[j]) != 0;
+            }
+        }
+        for (Py_ssize_t j = 0; j < k; j++) {
+            count[j * docs + d] = c[j];
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    release(&values); release(&bounds); release(&masks); release(&out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"ngram_fractions", ngram_fractions, METH_VARARGS, ngram_fractions_doc},
+    {"english_words", english_words, METH_VARARGS, english_words_doc},
+    {"script_shingles", script_shingles, METH_VARARGS, script_shingles_doc},
+    {"segment_counts", segment_counts, METH_VARARGS, segment_counts_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "Compiled kernels of the DMU's rules.", -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
