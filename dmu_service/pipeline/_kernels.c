@@ -11,6 +11,7 @@
  * english_words: the English rules' words and Gopher's alpha-word counts of a batch, one pass.
  * script_shingles: MinHash's shingle hashes of script-aware units (CJK characters, other words).
  * segment_counts: character class counts per text (language id's script counts, the Chinese rules').
+ * line_statistics: the line and paragraph counts of the English and Chinese rules.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -380,7 +381,8 @@ static PyObject *english_words(PyObject *self, PyObject *args) {
     static const char *names[18] = {"cps", "flags", "bounds", "lower", "single", "stop_codes", "", "", "", "",
                                     "hashes", "lengths", "first", "chars", "stops", "plain", "tokens", "with_letter"};
     static const Py_ssize_t sizes[18] = {4, 1, 8, 8, 1, 8, 0, 0, 0, 0, 8, 8, 8, 8, 8, 1, 8, 8};
-    Buffer b[18] = {{0}};
+    Buffer b[18];
+    memset(b, 0, sizeof b);
     PyObject *result = NULL;
     for (int i = 0; i < 18; i++) {
         if (sizes[i] && get_buffer(objs[i], &b[i], sizes[i], i >= 10, names[i]) < 0) {
@@ -580,11 +582,244 @@ done:
     return result;
 }
 
+/* Line and paragraph statistics of the English and Chinese rules (quality.LineStats): one pass per
+ * text instead of str methods over a list of lines. A line is a piece between newlines with a
+ * non-space character (``filter(str.strip, text.split("\n"))``), a paragraph a piece between runs of
+ * two or more newlines with one; repeats are exact (hash, then compare the codepoints). */
+enum {
+    ST_LINES, ST_LINE_CHARS, ST_LINE_DUP, ST_LINE_DUP_CHARS, ST_BULLET, ST_ELLIPSIS, ST_PUNCT, ST_SHORT, ST_MENU,
+    ST_ZH_SHORT, ST_PARAS, ST_PARA_CHARS, ST_PARA_DUP, ST_PARA_DUP_CHARS, ST_SENTENCES, ST_NEWLINES, ST_COUNT
+};
+
+typedef struct {
+    int64_t *start, *length;
+    uint64_t *key;
+    int32_t *slots;
+    int64_t capacity, count, slot_mask;
+} SpanSet;
+
+static int span_set_reserve(SpanSet *set, int64_t n) {
+    if (n <= set->capacity) {
+        return 0;
+    }
+    free(set->start); free(set->length); free(set->key); free(set->slots);
+    int64_t slots = slot_count(n);
+    set->start = malloc(n * sizeof *set->start);
+    set->length = malloc(n * sizeof *set->length);
+    set->key = malloc(n * sizeof *set->key);
+    set->slots = malloc(slots * sizeof *set->slots);
+    set->capacity = n;
+    if (!set->start || !set->length || !set->key || !set->slots) {
+        set->capacity = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static void span_set_free(SpanSet *set) {
+    free(set->start); free(set->length); free(set->key); free(set->slots);
+}
+
+static void span_set_clear(SpanSet *set, int64_t expected) {
+    int64_t slots = slot_count(expected);
+    set->slot_mask = slots - 1;
+    memset(set->slots, 0, slots * sizeof *set->slots);
+    set->count = 0;
+}
+
+/* Adds cp[start : start + length]; returns 1 when an equal span was there already. */
+static int span_set_add(SpanSet *set, const uint32_t *cp, int64_t start, int64_t length) {
+    uint64_t key = 0x9E3779B97F4A7C15ULL ^ (uint64_t)length;
+    for (int64_t i = 0; i < length; i++) {
+        key = (key ^ cp[start + i]) * 0x100000001B3ULL;
+    }
+    key = mix64(key);
+    uint64_t s = key & (uint64_t)set->slot_mask;
+    for (;;) {
+        int32_t g = set->slots[s] - 1;
+        if (g < 0) {
+            set->slots[s] = (int32_t)(set->count + 1);
+            set->start[set->count] = start;
+            set->length[set->count] = length;
+            set->key[set->count] = key;
+            set->count++;
+            return 0;
+        }
+        if (set->key[g] == key && set->length[g] == length
+            && memcmp(cp + set->start[g], cp + start, length * sizeof *cp) == 0) {
+            return 1;
+        }
+        s = (s + 1) & (uint64_t)set->slot_mask;
+    }
+}
+
+static int is_bullet(uint32_t c) {
+    return c == 0x2022 || c == 0x25CF || c == 0x25CB || c == 0x25A0 || c == 0x25A1 || c == 0x25AA || c == 0x25AB
+           || c == 0x2013 || c == '-' || c == '*' || c == 0xB7;
+}
+
+static int is_terminal(uint32_t c) {
+    return c == '.' || c == '!' || c == '?' || c == '"' || c == '\'' || c == 0x201D || c == 0x2019 || c == 0x3002
+           || c == 0xFF01 || c == 0xFF1F;
+}
+
+static int is_sentence_end(uint32_t c) {
+    return c == '.' || c == '!' || c == '?' || c == 0x3002 || c == 0xFF01 || c == 0xFF1F;
+}
+
+static int is_menu_separator(uint32_t c) {
+    return c == '|' || c == 0xB7 || c == 0x2022 || c == 0xBB || c == 0x203A || c == '>' || c == '/';
+}
+
+/* One line cp[a:b] (no newline inside) with a non-space character at first..last. */
+static void line_stats(const uint32_t *cp, const uint8_t *flags, uint8_t space, int64_t a, int64_t b, int64_t first,
+                       int64_t last, SpanSet *lines, int64_t *st) {
+    int64_t length = b - a;
+    st[ST_LINES]++;
+    st[ST_LINE_CHARS] += length;
+    if (span_set_add(lines, cp, a, length)) {
+        st[ST_LINE_DUP]++;
+        st[ST_LINE_DUP_CHARS] += length;
+    }
+    st[ST_BULLET] += is_bullet(cp[first]);
+    st[ST_ELLIPSIS] += cp[last] == 0x2026 || (last - 2 >= first && cp[last] == '.' && cp[last - 1] == '.' && cp[last - 2] == '.');
+    st[ST_PUNCT] += is_terminal(cp[last]);
+    st[ST_SHORT] += length <= 30;
+    int64_t spaces = 0, separators = 0;
+    for (int64_t i = a; i < b; i++) {
+        spaces += cp[i] == ' ';
+    }
+    /* re.findall(r"\s[|·•»›>/]\s", line): non-overlapping, left to right. */
+    for (int64_t i = a; i + 2 < b;) {
+        if ((flags[i] & space) && is_menu_separator(cp[i + 1]) && (flags[i + 2] & space)) {
+            separators++;
+            i += 3;
+        } else {
+            i++;
+        }
+    }
+    st[ST_MENU] += separators >= 2;
+    st[ST_ZH_SHORT] += length - spaces < 10;
+}
+
+static void document_line_stats(const uint32_t *cp, const uint8_t *flags, uint8_t space, int64_t begin, int64_t end,
+                                SpanSet *lines, SpanSet *paras, int64_t *st) {
+    for (int j = 0; j < ST_COUNT; j++) {
+        st[j] = 0;
+    }
+    int64_t pieces = 1; /* lines and paragraphs: at most one more than the newlines */
+    for (int64_t i = begin; i < end; i++) {
+        pieces += cp[i] == '\n';
+    }
+    st[ST_NEWLINES] = pieces - 1;
+    span_set_clear(lines, pieces);
+    span_set_clear(paras, pieces);
+    int64_t line_start = begin, first = -1, last = -1;
+    int64_t para_start = begin, para_has_text = 0;
+    for (int64_t i = begin; i <= end; i++) {
+        int at_end = i == end;
+        uint32_t c = at_end ? '\n' : cp[i];
+        if (!at_end) {
+            if (is_sentence_end(c) && (i + 1 == end || (flags[i + 1] & space))) {
+                st[ST_SENTENCES]++;
+            }
+        }
+        if (c == '\n') {
+            if (first >= 0) {
+                line_stats(cp, flags, space, line_start, i, first, last, lines, st);
+            }
+            line_start = i + 1;
+            first = last = -1;
+            /* A paragraph ends at a run of two or more newlines (or at the end of the text). */
+            int run_ends_paragraph = at_end || (i + 1 < end && cp[i + 1] == '\n' && (i == begin || cp[i - 1] != '\n'));
+            if (run_ends_paragraph) {
+                if (para_has_text) {
+                    int64_t length = i - para_start;
+                    st[ST_PARAS]++;
+                    st[ST_PARA_CHARS] += length;
+                    if (span_set_add(paras, cp, para_start, length)) {
+                        st[ST_PARA_DUP]++;
+                        st[ST_PARA_DUP_CHARS] += length;
+                    }
+                }
+                para_has_text = 0;
+            }
+            if (!at_end && i > begin && cp[i - 1] == '\n') {
+                para_start = i + 1; /* inside a run of newlines: the next paragraph starts after it */
+            }
+        } else if (!(flags[i] & space)) {
+            if (first < 0) {
+                first = i;
+            }
+            last = i;
+            para_has_text = 1;
+        }
+    }
+}
+
+PyDoc_STRVAR(line_statistics_doc,
+"line_statistics(cps, flags, bounds, space, out)\n--\n\n"
+"Text d is cps[bounds[d] + 1 : bounds[d + 1]] (newlines around each); out[j * docs + d] is its\n"
+"statistic j (quality.LineStats names them). space: the whitespace bit of flags.");
+
+static PyObject *line_statistics(PyObject *self, PyObject *args) {
+    PyObject *cps_obj, *flags_obj, *bounds_obj, *out_obj;
+    int space;
+    if (!PyArg_ParseTuple(args, "OOOiO", &cps_obj, &flags_obj, &bounds_obj, &space, &out_obj)) {
+        return NULL;
+    }
+    Buffer cps = {0}, flags = {0}, bounds = {0}, out = {0};
+    SpanSet lines = {0}, paras = {0};
+    PyObject *result = NULL;
+    if (get_buffer(cps_obj, &cps, 4, 0, "cps") < 0 || get_buffer(flags_obj, &flags, 1, 0, "flags") < 0
+        || get_buffer(bounds_obj, &bounds, 8, 0, "bounds") < 0 || get_buffer(out_obj, &out, 8, 1, "out") < 0) {
+        goto done;
+    }
+    Py_ssize_t n = cps.view.len / 4, docs = bounds.view.len / 8 - 1;
+    const int64_t *bound = bounds.view.buf;
+    const uint32_t *cp = cps.view.buf;
+    if (docs < 0 || flags.view.len != n || out.view.len / 8 != ST_COUNT * docs) {
+        PyErr_SetString(PyExc_ValueError, "line_statistics: inconsistent sizes");
+        goto done;
+    }
+    int64_t largest = 0;
+    for (Py_ssize_t d = 0; d <= docs; d++) {
+        if (bound[d] < 0 || bound[d] >= n || (d && bound[d] <= bound[d - 1]) || cp[bound[d]] != '\n') {
+            PyErr_SetString(PyExc_ValueError, "line_statistics: bounds must ascend inside the codepoints, each at a newline");
+            goto done;
+        }
+        if (d && bound[d] - bound[d - 1] > largest) {
+            largest = bound[d] - bound[d - 1];
+        }
+    }
+    if (span_set_reserve(&lines, largest + 1) < 0 || span_set_reserve(&paras, largest + 1) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t *o = out.view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t d = 0; d < docs; d++) {
+        int64_t st[ST_COUNT];
+        document_line_stats(cp, flags.view.buf, (uint8_t)space, bound[d] + 1, bound[d + 1], &lines, &paras, st);
+        for (int j = 0; j < ST_COUNT; j++) {
+            o[j * docs + d] = st[j];
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    span_set_free(&lines); span_set_free(&paras);
+    release(&cps); release(&flags); release(&bounds); release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"ngram_fractions", ngram_fractions, METH_VARARGS, ngram_fractions_doc},
     {"english_words", english_words, METH_VARARGS, english_words_doc},
     {"script_shingles", script_shingles, METH_VARARGS, script_shingles_doc},
     {"segment_counts", segment_counts, METH_VARARGS, segment_counts_doc},
+    {"line_statistics", line_statistics, METH_VARARGS, line_statistics_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,12 +13,10 @@ exclusion log keeps) or None. Line rules rewrite the text and count removed line
 
 from __future__ import annotations
 
-import operator
 import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from itertools import islice, repeat
 
 import numpy as np
 
@@ -27,6 +25,7 @@ from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig
 from dmu_service.pipeline.minhash import _BASE, NGRAM_MULTIPLIERS  # the same odd base and multipliers as the shingles
 
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
+# The definitions that _kernels.line_statistics implements (LineStats; the tests compare the two).
 BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "–", "-", "*", "·")
 ELLIPSES = ("...", "…")
 TERMINAL_PUNCT = (".", "!", "?", '"', "'", "”", "’", "。", "！", "？")
@@ -66,21 +65,6 @@ class Failure:
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text)
-
-
-def _lines(text: str) -> list[str]:
-    """The lines with something on them (most rules count these)."""
-    return list(filter(str.strip, text.split("\n")))
-
-
-def _duplicate_fractions(items: list[str]) -> tuple[float, float]:
-    """(share of items that repeat an earlier one, share of characters in those repeats)."""
-    if not items:
-        return 0.0, 0.0
-    # Every item is a repeat but the first of each distinct value (a set in C, no Python loop).
-    distinct = set(items)
-    total_chars = sum(map(len, items))
-    return (len(items) - len(distinct)) / len(items), (total_chars - sum(map(len, distinct))) / max(total_chars, 1)
 
 
 class Units:
@@ -160,6 +144,45 @@ class _WordPass:
     with_letter: list[int]  # of those, the ones with a letter (Gopher's alpha words)
 
 
+@dataclass(frozen=True, slots=True)
+class LineStats:
+    """A text's lines (pieces between newlines with a non-space character, as
+    ``filter(str.strip, text.split("\n"))``) and paragraphs (pieces between runs of 2+ newlines with
+    one), counted by ``_kernels.line_statistics`` in the order of its ``ST_*`` statistics."""
+
+    lines: int
+    line_chars: int
+    line_repeats: int  # lines equal to an earlier one
+    line_repeat_chars: int
+    bullet: int  # lines whose first non-space character is one of BULLETS
+    ellipsis: int  # lines that end (right-stripped) with one of ELLIPSES
+    punct: int  # lines that end (right-stripped) with one of TERMINAL_PUNCT
+    short: int  # lines of at most 30 characters
+    menu: int  # lines with 2+ non-overlapping _MENU_SEPARATOR matches
+    zh_short: int  # lines with fewer than 10 characters other than spaces
+    paragraphs: int
+    paragraph_chars: int
+    paragraph_repeats: int
+    paragraph_repeat_chars: int
+    sentences: int  # _SENTENCE_END matches
+    newlines: int
+
+    def line_fractions(self) -> tuple[float, float]:
+        """(share of lines that repeat an earlier one, share of line characters in those repeats)."""
+        return _repeat_fractions(self.lines, self.line_repeats, self.line_chars, self.line_repeat_chars)
+
+    def paragraph_fractions(self) -> tuple[float, float]:
+        return _repeat_fractions(self.paragraphs, self.paragraph_repeats, self.paragraph_chars, self.paragraph_repeat_chars)
+
+    @classmethod
+    def of_text(cls, text: str) -> LineStats:
+        return _Joined([text]).lines[0]
+
+
+def _repeat_fractions(items: int, repeats: int, chars: int, repeat_chars: int) -> tuple[float, float]:
+    return (repeats / items, repeat_chars / max(chars, 1)) if items else (0.0, 0.0)
+
+
 class _Joined:
     """The codepoints and classes of a batch of texts in one array: a newline before, between and
     after them (a token starts after whitespace and never spans two texts); text k is
@@ -185,6 +208,13 @@ class _Joined:
         )  # fmt: skip
         chars_, stops, tokens, with_letter = counts.tolist()
         return _WordPass(hashes, lengths, first.tolist(), chars_, stops, plain.tolist(), tokens, with_letter)
+
+    @cached_property
+    def lines(self) -> list[LineStats]:
+        """The line and paragraph statistics of every text, in one pass of the kernel."""
+        out = np.empty((len(LineStats.__slots__), self.bounds.size - 1), dtype=np.int64)
+        _kernels.line_statistics(self.cps, self.flags, self.bounds, chars.SPACE, out)
+        return [LineStats(*column) for column in zip(*out.tolist())]
 
 
 def _top_ngram_char_fraction(units: Units, n: int) -> float:
@@ -223,12 +253,11 @@ def ngram_fractions_batch(docs: list[Units], wanted: dict[int, str]) -> list[dic
     return [{n: row[j] for n, j in columns} for row in out.tolist()]
 
 
-def menu_lines(lines: list[str], limit: float, rule: str) -> Failure | None:
+def menu_lines(stats: LineStats, limit: float, rule: str) -> Failure | None:
     """Navigation menus, breadcrumbs and link farms: lines with two or more `` | `` / `` > `` / `` · `` separators."""
-    if not lines:
+    if not stats.lines:
         return None
-    # No separator in the whole text means none in any line (the common case: skip the per-line pass).
-    share = sum(len(_MENU_SEPARATOR.findall(line)) >= 2 for line in lines) / len(lines) if _MENU_SEPARATOR.search("\n".join(lines)) else 0.0
+    share = stats.menu / stats.lines
     return Failure(rule, share) if share > limit else None
 
 
@@ -236,21 +265,19 @@ def gopher_repetition(
     text: str,
     cfg: EnglishRulesConfig,
     words: list[str] | Words,
-    lines: list[str] | None = None,
+    stats: LineStats | None = None,
     lowered: list[str] | None = None,
     fractions: dict[int, float] | None = None,
 ) -> Failure | None:
-    """Duplicated paragraphs and lines, then the top 2-4-grams and duplicated 5-10-grams (``fractions``
-    when the caller computed them for a batch)."""
-    # Without a run of 3+ newlines the paragraph regex splits where str.split("\n\n") does (~5x faster).
-    paragraphs = [p for p in (text.split("\n\n") if "\n\n\n" not in text else _PARAGRAPHS.split(text)) if p.strip()]
-    para_frac, para_char_frac = _duplicate_fractions(paragraphs)
+    """Duplicated paragraphs and lines, then the top 2-4-grams and duplicated 5-10-grams (``stats`` and
+    ``fractions`` when the caller computed them for a batch)."""
+    stats = stats or LineStats.of_text(text)
+    para_frac, para_char_frac = stats.paragraph_fractions()
     if para_frac > cfg.max_dup_para_frac:
         return Failure("gopher_dup_para_frac", para_frac)
     if para_char_frac > cfg.max_dup_para_char_frac:
         return Failure("gopher_dup_para_char_frac", para_char_frac)
-    lines = lines if lines is not None else _lines(text)
-    line_frac, line_char_frac = _duplicate_fractions(lines)
+    line_frac, line_char_frac = stats.line_fractions()
     if line_frac > cfg.max_dup_line_frac:
         return Failure("gopher_dup_line_frac", line_frac)
     if line_char_frac > cfg.max_dup_line_char_frac:
@@ -283,7 +310,7 @@ def gopher_quality(
     text: str,
     cfg: EnglishRulesConfig,
     words: list[str] | Words,
-    lines: list[str] | None = None,
+    stats: LineStats | None = None,
     lowered: list[str] | None = None,
     alpha: float | None = None,
 ) -> Failure | None:
@@ -298,14 +325,11 @@ def gopher_quality(
     symbols = text.count("#") + sum(text.count(e) for e in ELLIPSES)
     if symbols / words.count > cfg.max_symbol_word_ratio:
         return Failure("gopher_symbol_word_ratio", symbols / words.count)
-    lines = lines if lines is not None else _lines(text)
-    if lines:
-        # map over str methods: no Python frame per line.
-        bullets = sum(map(str.startswith, map(str.lstrip, lines), repeat(BULLETS))) / len(lines)
-        if bullets > cfg.max_bullet_lines:
+    stats = stats or LineStats.of_text(text)
+    if stats.lines:
+        if (bullets := stats.bullet / stats.lines) > cfg.max_bullet_lines:
             return Failure("gopher_bullet_lines", bullets)
-        ellipsis = sum(map(str.endswith, map(str.rstrip, lines), repeat(ELLIPSES))) / len(lines)
-        if ellipsis > cfg.max_ellipsis_lines:
+        if (ellipsis := stats.ellipsis / stats.lines) > cfg.max_ellipsis_lines:
             return Failure("gopher_ellipsis_lines", ellipsis)
     alpha = alpha if alpha is not None else alpha_word_shares([text])[0]
     if alpha < cfg.min_alpha_words:
@@ -315,8 +339,9 @@ def gopher_quality(
     return None
 
 
-def c4(text: str, cfg: EnglishRulesConfig, line_counts: Counter) -> tuple[str, Failure | None]:
-    """C4: lorem ipsum and ``{`` documents; optionally its line rules and minimum sentence count."""
+def c4(text: str, cfg: EnglishRulesConfig, line_counts: Counter, stats: LineStats | None = None) -> tuple[str, Failure | None]:
+    """C4: lorem ipsum and ``{`` documents; optionally its line rules and minimum sentence count
+    (``stats``: the text's, when the caller counted them for a batch; the line rules rewrite the text)."""
     if cfg.c4_lorem_ipsum and "lorem ipsum" in text.lower():
         return text, Failure("c4_lorem_ipsum", 1)
     if cfg.c4_curly_bracket and "{" in text:
@@ -342,26 +367,24 @@ def c4(text: str, cfg: EnglishRulesConfig, line_counts: Counter) -> tuple[str, F
             else:
                 kept.append(stripped)
         text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
-    # Counting stops at the threshold: a document with enough sentences needs no full count.
-    if cfg.c4_min_sentences and (n := sum(1 for _ in islice(_SENTENCE_END.finditer(text), cfg.c4_min_sentences))) < cfg.c4_min_sentences:
+        stats = None
+    # The count reported stops at the threshold (the first ones are enough to pass).
+    if cfg.c4_min_sentences and (n := min((stats or LineStats.of_text(text)).sentences, cfg.c4_min_sentences)) < cfg.c4_min_sentences:
         return text, Failure("c4_min_sentences", n)
     return text, None
 
 
-def fineweb(text: str, cfg: EnglishRulesConfig, words: list[str] | Words, lines: list[str] | None = None) -> Failure | None:
-    lines = lines if lines is not None else _lines(text)
-    if not lines:
+def fineweb(text: str, cfg: EnglishRulesConfig, words: list[str] | Words, stats: LineStats | None = None) -> Failure | None:
+    stats = stats or LineStats.of_text(text)
+    if not stats.lines:
         return Failure("fineweb_empty", 0)
-    punct = sum(map(str.endswith, map(str.rstrip, lines), repeat(TERMINAL_PUNCT))) / len(lines)
-    if punct < cfg.min_line_punct_ratio:
+    if (punct := stats.punct / stats.lines) < cfg.min_line_punct_ratio:
         return Failure("fineweb_line_punct_ratio", punct)
-    short = sum(map((30).__ge__, map(len, lines))) / len(lines)
-    if short > cfg.max_short_line_ratio:
+    if (short := stats.short / stats.lines) > cfg.max_short_line_ratio:
         return Failure("fineweb_short_line_ratio", short)
-    _, dup_char_frac = _duplicate_fractions(lines)
-    if dup_char_frac > cfg.max_dup_line_char_ratio:
+    if (dup_char_frac := stats.line_fractions()[1]) > cfg.max_dup_line_char_ratio:
         return Failure("fineweb_char_dup_ratio", dup_char_frac)
-    newline = text.count("\n") / max(words.count if isinstance(words, Words) else len(words), 1)
+    newline = stats.newlines / max(words.count if isinstance(words, Words) else len(words), 1)
     if newline > cfg.max_newline_word_ratio:
         return Failure("fineweb_newline_ratio", newline)
     return None
@@ -382,24 +405,23 @@ def english_rules_batch(texts: list[str], cfg: EnglishRulesConfig, line_counts: 
     words = Words.of_texts(texts, joined)
     fractions = ngram_fractions_batch([w.units for w in words], _GOPHER_NGRAMS) if cfg.gopher_repetition else [None] * len(texts)
     alphas = _alpha_word_shares(joined) if cfg.gopher_quality else [None] * len(texts)
-    lines = [_lines(t) for t in texts]
-    return [_english_rules(*args, cfg=cfg) for args in zip(texts, words, lines, fractions, alphas, line_counts)]
+    return [_english_rules(*args, cfg=cfg) for args in zip(texts, words, joined.lines, fractions, alphas, line_counts)]
 
 
-def _english_rules(text, words, lines, fractions, alpha, line_counts, *, cfg: EnglishRulesConfig) -> tuple[str, Failure | None]:
-    if cfg.gopher_repetition and (failed := gopher_repetition(text, cfg, words, lines, fractions=fractions)):
+def _english_rules(text, words, stats, fractions, alpha, line_counts, *, cfg: EnglishRulesConfig) -> tuple[str, Failure | None]:
+    if cfg.gopher_repetition and (failed := gopher_repetition(text, cfg, words, stats, fractions=fractions)):
         return text, failed
-    if cfg.gopher_quality and (failed := gopher_quality(text, cfg, words, lines, alpha=alpha)):
+    if cfg.gopher_quality and (failed := gopher_quality(text, cfg, words, stats, alpha=alpha)):
         return text, failed
     if cfg.c4:
-        text, failed = c4(text, cfg, line_counts)
+        text, failed = c4(text, cfg, line_counts, stats)
         if failed:
             return text, failed
         if cfg.c4_line_rules:  # they rewrite the text
-            words, lines = _words(text), _lines(text)
-    if cfg.fineweb and (failed := fineweb(text, cfg, words, lines)):
+            words, stats = _words(text), LineStats.of_text(text)
+    if cfg.fineweb and (failed := fineweb(text, cfg, words, stats)):
         return text, failed
-    if failed := menu_lines(lines, cfg.max_menu_line_ratio, "menu_lines"):
+    if failed := menu_lines(stats, cfg.max_menu_line_ratio, "menu_lines"):
         return text, failed
     return text, None
 
@@ -439,7 +461,7 @@ def chinese_rules_batch(texts: list[str], cfg: ChineseRulesConfig, line_counts: 
         if (value := fractions[cfg.char_ngram]) > cfg.max_char_ngram_dup_ratio:
             results[i] = (text, Failure("zh_char_ngram_repetition", value))
         else:
-            results[i] = (text, _chinese_line_rules(text, cfg, function[i] / max(han[i], 1)))
+            results[i] = (text, _chinese_line_rules(joined.lines[i], cfg, function[i] / max(han[i], 1)))
     return results
 
 
@@ -466,16 +488,13 @@ def _strip_ad_lines(text: str, line_counts: Counter) -> str:
     return "\n".join(kept).strip()
 
 
-def _chinese_line_rules(text: str, cfg: ChineseRulesConfig, function: float) -> Failure | None:
-    lines = _lines(text)
-    if (value := _duplicate_fractions(lines)[0]) > cfg.max_dup_line_frac:
+def _chinese_line_rules(stats: LineStats, cfg: ChineseRulesConfig, function: float) -> Failure | None:
+    if (value := stats.line_fractions()[0]) > cfg.max_dup_line_frac:
         return Failure("zh_dup_line_frac", value)
-    if failed := menu_lines(lines, cfg.max_menu_line_ratio, "zh_menu_lines"):
+    if failed := menu_lines(stats, cfg.max_menu_line_ratio, "zh_menu_lines"):
         return failed
     # Link lists and tag clouds: lines of a few characters (poems' lines are longer than 10).
-    # Characters other than spaces per line, by map over C functions (no Python frame per line).
-    visible = map(operator.sub, map(len, lines), map(str.count, lines, repeat(" ")))
-    if lines and (short := sum(map((10).__gt__, visible)) / len(lines)) > cfg.max_short_line_ratio:
+    if stats.lines and (short := stats.zh_short / stats.lines) > cfg.max_short_line_ratio:
         return Failure("zh_short_lines", short)
     # function: the function characters / the ideographs U+3400-U+9FFF.
     if function < cfg.min_function_char_ratio:

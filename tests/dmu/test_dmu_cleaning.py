@@ -15,7 +15,14 @@ from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig, 
 from dmu_service.pipeline.normalize import normalize
 from dmu_service.pipeline.process import DocumentProcessor
 from dmu_service.pipeline.quality import (
+    _MENU_SEPARATOR,
+    _PARAGRAPHS,
+    _SENTENCE_END,
+    BULLETS,
+    ELLIPSES,
+    TERMINAL_PUNCT,
     Failure,
+    LineStats,
     Units,
     Words,
     _Joined,
@@ -31,6 +38,7 @@ from dmu_service.pipeline.quality import (
     ngram_fractions_batch,
 )
 from dmu_service.pipeline.readers import Record
+from hack import dmu_eval
 from tests.dmu.testlib import make_doc, sentences
 
 
@@ -193,6 +201,51 @@ def test_ngram_fractions_of_small_integer_units_equal_counting() -> None:
         units = [Units(np.array(d, dtype=np.uint64), np.ones(len(d), dtype=np.int64)) for d in docs]
         for d, fractions in zip(docs, ngram_fractions_batch(units, wanted)):
             assert fractions == {n: _ngram_fractions_by_counting(list(map(chr, d)), n, kind) for n, kind in wanted.items()}
+
+
+def _line_stats_plainly(text: str) -> LineStats:
+    """LineStats by str methods and the rules' regexes: what the kernel's one pass must equal."""
+    lines = list(filter(str.strip, text.split("\n")))
+    paragraphs = [p for p in _PARAGRAPHS.split(text) if p.strip()]
+    return LineStats(
+        lines=len(lines),
+        line_chars=sum(map(len, lines)),
+        line_repeats=len(lines) - len(set(lines)),
+        line_repeat_chars=sum(map(len, lines)) - sum(map(len, set(lines))),
+        bullet=sum(line.lstrip().startswith(BULLETS) for line in lines),
+        ellipsis=sum(line.rstrip().endswith(ELLIPSES) for line in lines),
+        punct=sum(line.rstrip().endswith(TERMINAL_PUNCT) for line in lines),
+        short=sum(len(line) <= 30 for line in lines),
+        menu=sum(len(_MENU_SEPARATOR.findall(line)) >= 2 for line in lines),
+        zh_short=sum(len(line) - line.count(" ") < 10 for line in lines),
+        paragraphs=len(paragraphs),
+        paragraph_chars=sum(map(len, paragraphs)),
+        paragraph_repeats=len(paragraphs) - len(set(paragraphs)),
+        paragraph_repeat_chars=sum(map(len, paragraphs)) - sum(map(len, set(paragraphs))),
+        sentences=len(_SENTENCE_END.findall(text)),
+        newlines=text.count("\n"),
+    )
+
+
+def test_line_statistics_equal_str_methods_and_the_regexes() -> None:
+    """Random texts of newlines (runs of them), Unicode spaces, bullets, ellipses, terminal and menu
+    punctuation, repeated pieces and codepoints above the BMP; and the eval set's real documents."""
+    rng = random.Random(4)
+    pool = list("\n\n\n  \t\u3000\u00a0\r\x0bab.!?。！？…\"'”’•●–-*·|»›>/x中") + [
+        "...",
+        "a | b | c",
+        "menu / x / y",
+        "same line",
+        "\n\n",
+        "\U0001f600",
+    ]
+    texts = ["", "\n", "\n\n", "a\n\n", "\n\na", "a\n\n\n\nb\n\na", " . ", "end."]
+    texts += ["".join(rng.choice(pool) for _ in range(rng.randint(0, 60))) for _ in range(3000)]
+    texts += [d.text for d in dmu_eval.load_or_build().quality_set()[::7]]
+    for i in range(0, len(texts), 97):
+        batch = texts[i : i + 97]
+        for text, stats in zip(batch, _Joined(batch).lines, strict=True):
+            assert stats == _line_stats_plainly(text), repr(text)
 
 
 def test_class_counts_per_text_equal_numpy_sums() -> None:
