@@ -12,6 +12,7 @@
  * script_shingles: MinHash's shingle hashes of script-aware units (CJK characters, other words).
  * segment_counts: character class counts per text (language id's script counts, the Chinese rules').
  * line_statistics: the line and paragraph counts of the English and Chinese rules.
+ * normalize_texts: normalize.py's normalize of the texts whose normal form is per character.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -814,12 +815,184 @@ done:
     return result;
 }
 
+/* normalize.py's normalize of the texts that need no unicodedata: per text, \r\n and \r become \n,
+ * each character with a different normal form (CHANGED) becomes it, control characters go, runs
+ * of spaces/tabs/no-break/ideographic spaces become one space, each line is stripped, runs of 3+
+ * newlines become two, the text is stripped. A text with an UNSAFE character (combining marks,
+ * jamo: the normal form is not per character), a codepoint above the BMP or no room left is
+ * marked in ``fallback`` and left to Python. */
+enum { NF_CONTROL = 1, NF_TAB_LIKE = 2, NF_OTHER_SPACE = 4, NF_CHANGED = 8, NF_UNSAFE = 16 };
+
+typedef struct {
+    const uint8_t *form_flags;  /* the normal form's table (CHANGED, UNSAFE) */
+    const uint8_t *char_flags;  /* each character's own CONTROL / TAB_LIKE bits */
+    const uint8_t *space;       /* str.isspace */
+    const uint32_t *repl_start; /* a CHANGED character's normal form: repl[start : start + length] */
+    const uint8_t *repl_length;
+    const uint32_t *repl;
+} NormalTables;
+
+/* Writes the normalized text at out; returns its length, or -1 when Python must normalize it. */
+static int64_t normalize_text(const NormalTables *t, const uint32_t *cp, int64_t n, uint32_t *out, int64_t room) {
+    int64_t expanded = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t c = cp[i];
+        if (c > 0xFFFF || (t->form_flags[c] & NF_UNSAFE)) {
+            return -1;
+        }
+        expanded += (t->form_flags[c] & NF_CHANGED) ? t->repl_length[c] : 1;
+    }
+    if (expanded > room) {
+        return -1;
+    }
+    /* Newlines, the normal form, controls out; runs of spaces to one. */
+    int64_t m = 0;
+    int in_run = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t c = cp[i];
+        const uint32_t *parts = &c;
+        int64_t count = 1;
+        if (c == '\r') {
+            c = '\n';
+            if (i + 1 < n && cp[i + 1] == '\n') {
+                i++;
+            }
+        } else if (t->form_flags[c] & NF_CHANGED) {
+            parts = t->repl + t->repl_start[c];
+            count = t->repl_length[c];
+        }
+        for (int64_t k = 0; k < count; k++) {
+            uint32_t o = parts[k];
+            uint8_t f = t->char_flags[o];
+            if (f & NF_CONTROL) {
+                continue;
+            }
+            if (o == ' ' || (f & NF_TAB_LIKE)) {
+                if (!in_run) {
+                    out[m++] = ' ';
+                }
+                in_run = 1;
+            } else {
+                out[m++] = o;
+                in_run = 0;
+            }
+        }
+    }
+    /* Each line stripped (whitespace other than the newline), then runs of 3+ newlines to two. */
+    int64_t w = 0, newlines = 0;
+    for (int64_t a = 0; a <= m;) {
+        int64_t b = a;
+        while (b < m && out[b] != '\n') {
+            b++;
+        }
+        int64_t first = a, last = b;
+        while (first < last && t->space[out[first]]) {
+            first++;
+        }
+        while (last > first && t->space[out[last - 1]]) {
+            last--;
+        }
+        if (last > first) {
+            newlines = 0;
+            memmove(out + w, out + first, (last - first) * sizeof *out);
+            w += last - first;
+        }
+        if (b == m) {
+            break;
+        }
+        if (++newlines <= 2) {
+            out[w++] = '\n';
+        }
+        a = b + 1;
+    }
+    /* The text stripped: only newlines can be left at its ends. */
+    int64_t start = 0;
+    while (start < w && out[start] == '\n') {
+        start++;
+    }
+    while (w > start && out[w - 1] == '\n') {
+        w--;
+    }
+    memmove(out, out + start, (w - start) * sizeof *out);
+    return w - start;
+}
+
+PyDoc_STRVAR(normalize_texts_doc,
+"normalize_texts(cps, bounds, form_flags, char_flags, space, repl_start, repl_length, repl, out, out_bounds, fallback)\n--\n\n"
+"Text d is cps[bounds[d] : bounds[d + 1]]; its normalized form is out[out_bounds[d] : out_bounds[d + 1]],\n"
+"or fallback[d] is 1 and Python normalizes it (its out range is empty).");
+
+static PyObject *normalize_texts(PyObject *self, PyObject *args) {
+    PyObject *objs[11];
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5], &objs[6], &objs[7],
+                          &objs[8], &objs[9], &objs[10])) {
+        return NULL;
+    }
+    static const char *names[11] = {"cps", "bounds", "form_flags", "char_flags", "space", "repl_start", "repl_length", "repl",
+                                    "out", "out_bounds", "fallback"};
+    static const Py_ssize_t sizes[11] = {4, 8, 1, 1, 1, 4, 1, 4, 4, 8, 1};
+    Buffer b[11];
+    memset(b, 0, sizeof b);
+    PyObject *result = NULL;
+    for (int i = 0; i < 11; i++) {
+        if (get_buffer(objs[i], &b[i], sizes[i], i >= 8, names[i]) < 0) {
+            goto done;
+        }
+    }
+    Py_ssize_t n = b[0].view.len / 4, docs = b[1].view.len / 8 - 1, capacity = b[8].view.len / 4, n_repl = b[7].view.len / 4;
+    const int64_t *bound = b[1].view.buf;
+    if (docs < 0 || b[2].view.len != 0x10000 || b[3].view.len != 0x10000 || b[4].view.len != 0x10000
+        || b[5].view.len / 4 != 0x10000 || b[6].view.len != 0x10000 || b[9].view.len / 8 != docs + 1 || b[10].view.len != docs) {
+        PyErr_SetString(PyExc_ValueError, "normalize_texts: inconsistent sizes");
+        goto done;
+    }
+    for (Py_ssize_t d = 0; d < docs; d++) {
+        if (bound[d] < 0 || bound[d + 1] < bound[d] || bound[d + 1] > n) {
+            PyErr_SetString(PyExc_ValueError, "normalize_texts: bounds must ascend inside the codepoints");
+            goto done;
+        }
+    }
+    const uint32_t *repl_start = b[5].view.buf;
+    const uint8_t *repl_length = b[6].view.buf;
+    for (Py_ssize_t c = 0; c < 0x10000; c++) {
+        if ((((const uint8_t *)b[2].view.buf)[c] & NF_CHANGED) && (int64_t)repl_start[c] + repl_length[c] > n_repl) {
+            PyErr_SetString(PyExc_ValueError, "normalize_texts: a replacement outside repl");
+            goto done;
+        }
+    }
+    NormalTables t = {b[2].view.buf, b[3].view.buf, b[4].view.buf, repl_start, repl_length, b[7].view.buf};
+    uint32_t *out = b[8].view.buf;
+    int64_t *out_bound = b[9].view.buf;
+    uint8_t *fallback = b[10].view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    int64_t used = 0;
+    for (Py_ssize_t d = 0; d < docs; d++) {
+        out_bound[d] = used;
+        int64_t length = normalize_text(&t, (const uint32_t *)b[0].view.buf + bound[d], bound[d + 1] - bound[d], out + used,
+                                        capacity - used);
+        fallback[d] = length < 0;
+        if (length > 0) {
+            used += length;
+        }
+    }
+    out_bound[docs] = used;
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (int i = 0; i < 11; i++) {
+        release(&b[i]);
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"ngram_fractions", ngram_fractions, METH_VARARGS, ngram_fractions_doc},
     {"english_words", english_words, METH_VARARGS, english_words_doc},
     {"script_shingles", script_shingles, METH_VARARGS, script_shingles_doc},
     {"segment_counts", segment_counts, METH_VARARGS, segment_counts_doc},
     {"line_statistics", line_statistics, METH_VARARGS, line_statistics_doc},
+    {"normalize_texts", normalize_texts, METH_VARARGS, normalize_texts_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,24 +8,20 @@ from functools import cache, lru_cache
 
 import numpy as np
 
-from dmu_service.pipeline import chars
+from dmu_service.pipeline import _kernels, chars
 
 # C0/C1 controls except tab and newline; zero-width and BOM characters.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff]")
 # A run of spaces, tabs, no-break and ideographic spaces that is not a single space already.
 _SPACES = re.compile(r" [ \t\u00a0\u3000]+|[\t\u00a0\u3000][ \t\u00a0\u3000]*")
-# What _SPACES matches in a text without tabs, no-break and ideographic spaces (4x faster: a literal prefix).
-_SPACE_RUNS = re.compile("  +")
 # Whitespace (str.isspace, as str.strip sees it) at the start or end of a line, the newline aside.
 _LINE_EDGE_SPACE = re.compile(r"^[^\S\n]+|[^\S\n]+$", re.MULTILINE)
 _BLANK_LINES = re.compile(r"\n{3,}")
 
-# Per BMP codepoint, what the passes after the normal form look for, so that a pass with nothing to
-# do is skipped (each regex scans the whole text: ~10-30 us a 2 KB document): a _CONTROL character,
-# a tab/no-break/ideographic space (_SPACES), other whitespace than space and newline left after
-# those two (what needs _LINE_EDGE_SPACE).
+# Per BMP codepoint, what the passes after the normal form look for: a _CONTROL character, a
+# tab/no-break/ideographic space (_SPACES), other whitespace than space and newline.
 CONTROL, TAB_LIKE, OTHER_SPACE = 1, 2, 4
-# The normal form's own bits: it changes the character; the fast path below does not hold for it.
+# The normal form's own bits: it changes the character; the per-character normal form does not hold for it.
 CHANGED, UNSAFE = 8, 16
 
 
@@ -41,11 +37,13 @@ def _space_flags(ch: str) -> int:
 def _table(form: str) -> tuple[np.ndarray, dict[int, str]]:
     """(flags of every BMP codepoint, its normal form where that differs).
 
-    The fast path: where no character of a text's compatibility (NFKC) or canonical (NFC)
-    decomposition has a combining class or can be the second of a composition pair, nothing is
-    reordered or composed, so the normal form of the text is that of each character, joined.
-    Characters for which that does not hold (combining marks, Hangul jamo and syllables, ...) are
-    UNSAFE: a text with one goes to ``unicodedata.normalize``. ~30 ms to build."""
+    The per-character normal form: a text of characters that are each their own normal form,
+    starters (combining class 0) that cannot be the second of a composition pair and whose
+    decomposition does not start with one, is in the normal form, and so is the text with a
+    character replaced by its normal form when that consists of such characters: nothing is
+    reordered or composed across characters (a precomposed é stays é; only a following combining
+    mark could change it, and that one is UNSAFE). Other characters (combining marks, Hangul jamo and
+    syllables, ...) are UNSAFE: a text with one goes to ``unicodedata.normalize``. ~0.1 s to build."""
     bmp = [chr(c) for c in range(0x10000)]
     seconds = {chr(0x1100 + i) for i in range(0x100)}  # Hangul jamo compose algorithmically
     for ch in bmp:
@@ -57,40 +55,37 @@ def _table(form: str) -> tuple[np.ndarray, dict[int, str]]:
     if form == "none":
         return flags, changed
     decomposition = "NFKD" if form == "NFKC" else "NFD"
+
+    def stable(ch: str) -> bool:
+        if ord(ch) > 0xFFFF or 0xD800 <= ord(ch) <= 0xDFFF or unicodedata.combining(ch) or ch in seconds:
+            return False
+        first = unicodedata.normalize(decomposition, ch)[0]
+        return unicodedata.normalize(form, ch) == ch and not unicodedata.combining(first) and first not in seconds
+
     for c, ch in enumerate(bmp):
-        if 0xD800 <= c <= 0xDFFF:
-            flags[c] |= UNSAFE  # lone surrogates: left to unicodedata
-            continue
-        parts = unicodedata.normalize(decomposition, ch)
-        if any(unicodedata.combining(p) or p in seconds or ord(p) > 0xFFFF for p in parts) or unicodedata.normalize(form, ch) != parts:
+        normal = ch if 0xD800 <= c <= 0xDFFF else unicodedata.normalize(form, ch)  # lone surrogates: left to unicodedata
+        if not all(map(stable, normal)):
             flags[c] |= UNSAFE
-        elif parts != ch:
-            changed[c] = parts
+        elif normal != ch:
+            changed[c] = normal
             # What the passes after the normal form see is the normalized character.
-            flags[c] = CHANGED | np.bitwise_or.reduce([_space_flags(p) for p in parts])
+            flags[c] = CHANGED | np.bitwise_or.reduce([_space_flags(p) for p in normal])
     return flags, changed
 
 
-def _normal_form(text: str, form: str) -> tuple[str, int]:
-    """(the text in the normal form, the _space_flags bits of its characters)."""
-    cps = chars.codepoints(text)
-    if cps.size == 0:
-        return text, 0
-    if int(cps.max()) > 0xFFFF:  # rare: no table above the BMP
-        if form != "none":
-            text = unicodedata.normalize(form, text)
-        return text, CONTROL | TAB_LIKE | OTHER_SPACE
-    flags, changed = _table(form)
-    of_text = flags[cps]
-    found = int(np.bitwise_or.reduce(of_text))
-    if found & UNSAFE:
-        text = unicodedata.normalize(form, text)
-        return text, _normal_form(text, "none")[1]
-    if found & CHANGED:
-        # A handful of distinct characters change (full-width punctuation, ligatures): one replace each.
-        for c in np.unique(cps[(of_text & CHANGED) != 0]).tolist():
-            text = text.replace(chr(c), changed[c])
-    return text, found
+@cache
+def _kernel_tables(form: str) -> tuple[np.ndarray, ...]:
+    """What ``_kernels.normalize_texts`` reads: the normal form's flags, each character's own flags,
+    str.isspace, and every CHANGED character's normal form as a range of one codepoint array."""
+    form_flags, changed = _table(form)
+    char_flags = np.array([_space_flags(chr(c)) for c in range(0x10000)], dtype=np.uint8)
+    space = ((chars.classes(np.arange(0x10000, dtype=np.uint32)) & chars.SPACE) != 0).view(np.uint8)
+    repl_start, repl_length = np.zeros(0x10000, dtype=np.uint32), np.zeros(0x10000, dtype=np.uint8)
+    parts: list[int] = []
+    for c, normal in changed.items():
+        repl_start[c], repl_length[c] = len(parts), len(normal)
+        parts.extend(map(ord, normal))
+    return form_flags, char_flags, space, repl_start, repl_length, np.array(parts, dtype=np.uint32)
 
 
 @lru_cache(maxsize=1)
@@ -101,19 +96,31 @@ def _t2s():
 
 
 def normalize(text: str, *, form: str = "NFKC", traditional_to_simplified: bool = False) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text, found = _normal_form(text, form)
-    if found & CONTROL:
-        text = _CONTROL.sub("", text)
-    # Runs of spaces become one, each line is stripped: whole-text passes (no per-line Python loop).
-    text = _SPACES.sub(" ", text) if found & TAB_LIKE else _SPACE_RUNS.sub(" ", text)
-    if found & OTHER_SPACE:
-        text = _LINE_EDGE_SPACE.sub("", text)
-    else:  # only single spaces and newlines left: a line's edges are at most one space
-        text = text.replace(" \n", "\n").replace("\n ", "\n")
-    if "\n\n\n" in text:
-        text = _BLANK_LINES.sub("\n\n", text)
-    text = text.strip()
+    return normalize_batch([text], form=form, traditional_to_simplified=traditional_to_simplified)[0]
+
+
+def normalize_batch(texts: list[str], *, form: str = "NFKC", traditional_to_simplified: bool = False) -> list[str]:
+    """Each text in the normal form, control characters out, runs of spaces one space, every line
+    stripped, at most one blank line in a row, stripped. One pass of the compiled kernel for the
+    texts whose normal form is per character (the table of ``_table``); ``_normalize_general`` for the rest."""
+    cps = chars.codepoints("".join(texts))
+    bounds = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in texts], out=bounds[1:])
+    out = np.empty(2 * cps.size + 64, dtype=np.uint32)  # room for the normal forms that expand (ligatures, ...)
+    out_bounds, fallback = np.empty(len(texts) + 1, dtype=np.int64), np.empty(len(texts), dtype=np.uint8)
+    _kernels.normalize_texts(cps, bounds, *_kernel_tables(form), out, out_bounds, fallback)
+    normalized = out[: out_bounds[-1]].tobytes().decode("utf-32-le", "surrogatepass")  # lone surrogates stay, as in str
+    ends = out_bounds.tolist()
+    result = [_normalize_general(t, form) if f else normalized[a:b] for t, f, a, b in zip(texts, fallback.tolist(), ends, ends[1:])]
     if traditional_to_simplified:
-        text = _t2s().convert(text)
-    return text
+        result = [_t2s().convert(t) for t in result]
+    return result
+
+
+def _normalize_general(text: str, form: str) -> str:
+    """What the kernel does, by unicodedata and the regexes (combining marks, jamo, codepoints above the BMP)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if form != "none":
+        text = unicodedata.normalize(form, text)
+    text = _SPACES.sub(" ", _CONTROL.sub("", text))
+    return _BLANK_LINES.sub("\n\n", _LINE_EDGE_SPACE.sub("", text)).strip()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from dmu_service.pipeline import langid
 from dmu_service.pipeline.config import PipelineConfig
-from dmu_service.pipeline.normalize import normalize
+from dmu_service.pipeline.normalize import normalize_batch
 from dmu_service.pipeline.quality import Failure, chinese_rules_batch, english_rules_batch
 from dmu_service.pipeline.readers import Record
 
@@ -41,11 +41,17 @@ class DocumentProcessor:
         cfg = self.cfg
         out: list[Processed] = []
         pending: list[Processed] = []
+        readable = [r for r in records if r.problem is None]
+        normalized = iter(
+            normalize_batch(
+                [r.text for r in readable], form=cfg.normalize.form, traditional_to_simplified=cfg.normalize.traditional_to_simplified
+            )
+        )
         for record in records:
             if record.problem is not None:
                 out.append(Processed(record.index, None, record.problem))
                 continue
-            text = normalize(record.text, form=cfg.normalize.form, traditional_to_simplified=cfg.normalize.traditional_to_simplified)
+            text = next(normalized)
             if len(text) < max(cfg.limits.min_doc_chars, 1):
                 out.append(Processed(record.index, None, "empty"))
                 continue

@@ -12,7 +12,7 @@ import pytest
 
 from dmu_service.pipeline import chars, langid
 from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig, PipelineConfig
-from dmu_service.pipeline.normalize import normalize
+from dmu_service.pipeline.normalize import normalize, normalize_batch
 from dmu_service.pipeline.process import DocumentProcessor
 from dmu_service.pipeline.quality import (
     _MENU_SEPARATOR,
@@ -106,6 +106,11 @@ def test_normalize_fast_paths_equal_unicodedata(form: str) -> None:
     for _ in range(20000):
         text = "".join(rng.choice(weird) if rng.random() < 0.7 else chr(rng.randrange(0x10000)) for _ in range(rng.randint(0, 30)))
         assert normalize(text, form=form) == _normalize_plainly(text, form), repr(text)
+    # Batches: the kernel's texts and the ones left to unicodedata (marks, jamo, above the BMP) side by side.
+    texts = ["".join(rng.choice(weird) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
+    for i in range(0, len(texts), 250):
+        batch = texts[i : i + 250]
+        assert normalize_batch(batch, form=form) == [_normalize_plainly(t, form) for t in batch]
 
 
 def test_words_and_alpha_shares_in_numpy_equal_the_regexes() -> None:
