@@ -13,6 +13,7 @@
  * segment_counts: character class counts per text (language id's script counts, the Chinese rules').
  * line_statistics: the line and paragraph counts of the English and Chinese rules.
  * normalize_texts: normalize.py's normalize of the texts whose normal form is per character.
+ * ascii_words: language id's English function-word counts.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -986,6 +987,87 @@ done:
     return result;
 }
 
+/* Language id's English function words: per text, the runs of a-z of its lowercase as ASCII
+ * (``text.lower().encode("ascii", "replace")`` with everything but a-z a separator, split), and how
+ * many of them are function words. letters[c]: the a-z letter c lowers to, 0 for a separator,
+ * 0x80 | letter for a letter followed by a separator (İ lowers to i + a combining dot). */
+static uint64_t pack_letter(uint64_t packed, uint8_t letter, int64_t length) {
+    return length < 12 ? packed | ((uint64_t)(letter - 'a' + 1) << (5 * length)) : packed;
+}
+
+static int is_code(const uint64_t *codes, Py_ssize_t n, uint64_t code) {
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (codes[mid] < code) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < n && codes[lo] == code;
+}
+
+PyDoc_STRVAR(ascii_words_doc,
+"ascii_words(cps, bounds, letters, codes, words, matches)\n--\n\n"
+"Text d is cps[bounds[d] : bounds[d + 1]]; words[d] is the number of its a-z words, matches[d] of\n"
+"those whose packed code (5 bits a letter, a = 1, at most 12 letters) is in the sorted codes.");
+
+static PyObject *ascii_words(PyObject *self, PyObject *args) {
+    PyObject *cps_obj, *bounds_obj, *letters_obj, *codes_obj, *words_obj, *matches_obj;
+    if (!PyArg_ParseTuple(args, "OOOOOO", &cps_obj, &bounds_obj, &letters_obj, &codes_obj, &words_obj, &matches_obj)) {
+        return NULL;
+    }
+    Buffer cps = {0}, bounds = {0}, letters = {0}, codes = {0}, words = {0}, matches = {0};
+    PyObject *result = NULL;
+    if (get_buffer(cps_obj, &cps, 4, 0, "cps") < 0 || get_buffer(bounds_obj, &bounds, 8, 0, "bounds") < 0
+        || get_buffer(letters_obj, &letters, 1, 0, "letters") < 0 || get_buffer(codes_obj, &codes, 8, 0, "codes") < 0
+        || get_buffer(words_obj, &words, 8, 1, "words") < 0 || get_buffer(matches_obj, &matches, 8, 1, "matches") < 0) {
+        goto done;
+    }
+    Py_ssize_t n = cps.view.len / 4, docs = bounds.view.len / 8 - 1, n_codes = codes.view.len / 8;
+    const int64_t *bound = bounds.view.buf;
+    if (docs < 0 || letters.view.len != 0x10000 || words.view.len / 8 != docs || matches.view.len / 8 != docs) {
+        PyErr_SetString(PyExc_ValueError, "ascii_words: inconsistent sizes");
+        goto done;
+    }
+    for (Py_ssize_t d = 0; d < docs; d++) {
+        if (bound[d] < 0 || bound[d + 1] < bound[d] || bound[d + 1] > n) {
+            PyErr_SetString(PyExc_ValueError, "ascii_words: bounds must ascend inside the codepoints");
+            goto done;
+        }
+    }
+    const uint32_t *cp = cps.view.buf;
+    const uint8_t *letter = letters.view.buf;
+    const uint64_t *code = codes.view.buf;
+    int64_t *word_count = words.view.buf, *match_count = matches.view.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t d = 0; d < docs; d++) {
+        int64_t count = 0, found = 0, length = 0;
+        uint64_t packed = 0;
+        for (int64_t i = bound[d]; i <= bound[d + 1]; i++) {
+            uint8_t l = i < bound[d + 1] && cp[i] <= 0xFFFF ? letter[cp[i]] : 0;
+            if (l) {
+                packed = pack_letter(packed, l & 0x7F, length++);
+            }
+            if ((!l || (l & 0x80)) && length) {
+                count++;
+                found += length <= 12 && is_code(code, n_codes, packed);
+                length = 0;
+                packed = 0;
+            }
+        }
+        word_count[d] = count;
+        match_count[d] = found;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    release(&cps); release(&bounds); release(&letters); release(&codes); release(&words); release(&matches);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"ngram_fractions", ngram_fractions, METH_VARARGS, ngram_fractions_doc},
     {"english_words", english_words, METH_VARARGS, english_words_doc},
@@ -993,6 +1075,7 @@ static PyMethodDef methods[] = {
     {"segment_counts", segment_counts, METH_VARARGS, segment_counts_doc},
     {"line_statistics", line_statistics, METH_VARARGS, line_statistics_doc},
     {"normalize_texts", normalize_texts, METH_VARARGS, normalize_texts_doc},
+    {"ascii_words", ascii_words, METH_VARARGS, ascii_words_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from dmu_service.pipeline import chars
+from dmu_service.pipeline import _kernels, chars
 
 CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0xF900, 0xFAFF), (0x20000, 0x2A6DF))
 
@@ -56,16 +56,31 @@ def detect(text: str, *, sample_chars: int = 2000) -> tuple[str, float]:
     return code, float(top.value)
 
 
-# The [a-z]+ runs of a lowered sample without a regex: as ASCII bytes (any other character becomes
-# "?"), everything but a-z a space, then bytes.split() (~6x faster than findall).
-_NOT_A_TO_Z = bytes(b if 97 <= b <= 122 else 32 for b in range(256))
 # The commonest English function words; French/German/Spanish text shares almost none of them.
 EN_FUNCTION_WORDS = frozenset(
     "the of and to a in is that for it as was with be by on not this are or from at which an have but "
     "you all can if will has one its they more we there when your their been use used may should must "
     "each only into such these than also then other any how what who".split()
 )
-_EN_FUNCTION_BYTES = frozenset(w.encode() for w in EN_FUNCTION_WORDS)
+
+
+def _packed(word: str) -> int:
+    """A word of a-z as ``_kernels.ascii_words`` packs it: 5 bits a letter, a = 1."""
+    return sum((ord(c) - 96) << 5 * k for k, c in enumerate(word))
+
+
+_EN_FUNCTION_CODES = np.array(sorted(map(_packed, EN_FUNCTION_WORDS)), dtype=np.uint64)
+
+
+@lru_cache(maxsize=1)
+def _ascii_letters() -> np.ndarray:
+    """Per BMP codepoint, the a-z letter its lowercase is as ASCII (``str.lower`` then
+    ``encode("ascii", "replace")``: A-Z, a-z, the Kelvin sign), 0 for a separator; İ lowers to i and
+    a combining dot, a letter then a separator (0x80 | i)."""
+    letters = np.zeros(0x10000, dtype=np.uint8)
+    letters[ord("A") : ord("Z") + 1] = letters[ord("a") : ord("z") + 1] = np.arange(ord("a"), ord("z") + 1)
+    letters[0x212A], letters[0x130] = ord("k"), 0x80 | ord("i")
+    return letters
 
 
 def fast_detect(sample: str) -> tuple[str, float] | None:
@@ -82,6 +97,10 @@ def _fast_detect_batch(samples: list[str]) -> list[tuple[str, float] | None]:
     ideographs, kana_hangul, letters, non_ascii_letters = chars.counts_per_text(
         flags, bounds, (chars.IDEOGRAPH, chars.KANA_HANGUL, chars.ALPHA, chars.NON_ASCII_LETTER)
     )
+    # English function words: the a-z words of each sample's lowercase.
+    counts = np.empty((2, len(samples)), dtype=np.int64)
+    _kernels.ascii_words(cps, bounds, _ascii_letters(), _EN_FUNCTION_CODES, counts[0], counts[1])
+    words, function_words = counts.tolist()
     out: list[tuple[str, float] | None] = []
     for i, sample in enumerate(samples):
         if ideographs[i]:
@@ -92,17 +111,11 @@ def _fast_detect_batch(samples: list[str]) -> list[tuple[str, float] | None]:
                 out.append(("zh", 1.0) if ideographs[i] >= 10 and share >= 0.1 else None)
         elif non_ascii_letters[i] > 0.005 * len(sample):
             out.append(None)  # accented Latin, Cyrillic, Greek...: lingua tells them apart (dashes and quotes do not count)
+        elif words[i] < 8:
+            out.append(None)
         else:
-            out.append(_english_by_function_words(sample))
+            out.append(("en", 1.0) if function_words[i] / words[i] >= 0.15 else None)
     return out
-
-
-def _english_by_function_words(sample: str) -> tuple[str, float] | None:
-    words = sample.lower().encode("ascii", "replace").translate(_NOT_A_TO_Z).split()
-    if len(words) < 8:
-        return None
-    share = sum(map(_EN_FUNCTION_BYTES.__contains__, words)) / len(words)
-    return ("en", 1.0) if share >= 0.15 else None
 
 
 def detect_batch(texts: list[str], *, sample_chars: int = 2000, fast_path: bool = False) -> list[tuple[str, float]]:

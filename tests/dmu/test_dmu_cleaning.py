@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from dmu_service.pipeline import chars, langid
+from dmu_service.pipeline import _kernels, chars, langid
 from dmu_service.pipeline.config import ChineseRulesConfig, EnglishRulesConfig, PipelineConfig
 from dmu_service.pipeline.normalize import normalize, normalize_batch
 from dmu_service.pipeline.process import DocumentProcessor
@@ -251,6 +251,23 @@ def test_line_statistics_equal_str_methods_and_the_regexes() -> None:
         batch = texts[i : i + 97]
         for text, stats in zip(batch, _Joined(batch).lines, strict=True):
             assert stats == _line_stats_plainly(text), repr(text)
+
+
+def test_function_word_counts_equal_lower_encode_split() -> None:
+    """Language id's a-z words (the lowercase as ASCII, everything but a-z a separator) and its
+    function words, by the kernel and by str.lower/encode/split, on random samples with İ, the Kelvin
+    sign, Σ, accents, digits and codepoints above the BMP."""
+    not_a_to_z = bytes(b if 97 <= b <= 122 else 32 for b in range(256))
+    pool = list(" \n\t'.,1aAzZİıKΣσéÉß中\U0001f600") + ["the", "THE", "The", "of", "and", "which", "İt", "iT", "x" * 14, "andthe"]
+    rng = random.Random(5)
+    samples = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    cps = chars.codepoints("".join(samples))
+    bounds = np.cumsum([0] + [len(t) for t in samples])
+    counts = np.empty((2, len(samples)), dtype=np.int64)
+    _kernels.ascii_words(cps, bounds, langid._ascii_letters(), langid._EN_FUNCTION_CODES, counts[0], counts[1])
+    for sample, words, matches in zip(samples, *counts.tolist(), strict=True):
+        expected = sample.lower().encode("ascii", "replace").translate(not_a_to_z).split()
+        assert (words, matches) == (len(expected), sum(w.decode() in langid.EN_FUNCTION_WORDS for w in expected)), repr(sample)
 
 
 def test_class_counts_per_text_equal_numpy_sums() -> None:
