@@ -14,12 +14,16 @@
  * line_statistics: the line and paragraph counts of the English and Chinese rules.
  * normalize_texts: normalize.py's normalize of the texts whose normal form is per character.
  * ascii_words: language id's English function-word counts.
+ * minhash_signatures: MinHash's per-document minima over 112 permutations (AVX2 where there is).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 enum { KIND_NONE = 0, KIND_TOP = 1, KIND_DUP = 2 };
 
@@ -1068,6 +1072,121 @@ done:
     return result;
 }
 
+/* MinHash signatures: per document and permutation p, the minimum over its shingles x of
+ * ((a[p] * x) mod 2^64) >> 32, the high half of the low product, which is
+ * hi32(a_lo * x_lo) + a_lo * x_hi + a_hi * x_lo (mod 2^32). The shift commutes with the minimum, so
+ * this equals minhash.py's numpy version (the 64-bit minima, shifted). AVX2 where the CPU has it. */
+static void signature_scalar(const uint64_t *x, int64_t n, const uint32_t *a_lo, const uint32_t *a_hi, int64_t perms,
+                             uint32_t *out) {
+    for (int64_t p = 0; p < perms; p++) {
+        out[p] = UINT32_MAX;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t x_lo = (uint32_t)x[i], x_hi = (uint32_t)(x[i] >> 32);
+        for (int64_t p = 0; p < perms; p++) {
+            uint32_t v = (uint32_t)(((uint64_t)a_lo[p] * x_lo) >> 32) + a_lo[p] * x_hi + a_hi[p] * x_lo;
+            out[p] = v < out[p] ? v : out[p];
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static void signature_avx2(const uint64_t *x, int64_t n, const uint32_t *a_lo,
+                                                            const uint32_t *a_hi, int64_t perms, uint32_t *out) {
+    int64_t vectors = perms / 8;
+    __m256i minima[32]; /* up to 256 permutations in registers and cache */
+    if (vectors > 32) {
+        signature_scalar(x, n, a_lo, a_hi, perms, out);
+        return;
+    }
+    for (int64_t v = 0; v < vectors; v++) {
+        minima[v] = _mm256_set1_epi32(-1);
+    }
+    const __m256i odd_halves = _mm256_set1_epi64x((long long)0xFFFFFFFF00000000ULL);
+    for (int64_t i = 0; i < n; i++) {
+        __m256i x_lo = _mm256_set1_epi32((int)(uint32_t)x[i]), x_hi = _mm256_set1_epi32((int)(uint32_t)(x[i] >> 32));
+        for (int64_t v = 0; v < vectors; v++) {
+            __m256i lo = _mm256_loadu_si256((const __m256i *)(a_lo + 8 * v));
+            __m256i hi = _mm256_loadu_si256((const __m256i *)(a_hi + 8 * v));
+            /* hi32(a_lo * x_lo) of the even lanes (shifted down into them) and of the odd lanes (in place) */
+            __m256i even = _mm256_srli_epi64(_mm256_mul_epu32(lo, x_lo), 32);
+            __m256i odd = _mm256_and_si256(_mm256_mul_epu32(_mm256_srli_epi64(lo, 32), x_lo), odd_halves);
+            __m256i value = _mm256_add_epi32(_mm256_or_si256(even, odd),
+                                             _mm256_add_epi32(_mm256_mullo_epi32(lo, x_hi), _mm256_mullo_epi32(hi, x_lo)));
+            minima[v] = _mm256_min_epu32(minima[v], value);
+        }
+    }
+    for (int64_t v = 0; v < vectors; v++) {
+        _mm256_storeu_si256((__m256i *)(out + 8 * v), minima[v]);
+    }
+    if (perms > 8 * vectors) {
+        uint32_t rest[8];
+        signature_scalar(x, n, a_lo + 8 * vectors, a_hi + 8 * vectors, perms - 8 * vectors, rest);
+        memcpy(out + 8 * vectors, rest, (perms - 8 * vectors) * sizeof *rest);
+    }
+}
+#endif
+
+PyDoc_STRVAR(minhash_signatures_doc,
+"minhash_signatures(hashes, counts, a_lo, a_hi, out)\n--\n\n"
+"Document d's shingles are the counts[d] hashes after the previous documents'; row d of out\n"
+"(uint32, one column a permutation) becomes their signature, left as it is for a document without.");
+
+static PyObject *minhash_signatures(PyObject *self, PyObject *args) {
+    PyObject *hashes_obj, *counts_obj, *lo_obj, *hi_obj, *out_obj;
+    if (!PyArg_ParseTuple(args, "OOOOO", &hashes_obj, &counts_obj, &lo_obj, &hi_obj, &out_obj)) {
+        return NULL;
+    }
+    Buffer hashes = {0}, counts = {0}, a_lo = {0}, a_hi = {0}, out = {0};
+    PyObject *result = NULL;
+    if (get_buffer(hashes_obj, &hashes, 8, 0, "hashes") < 0 || get_buffer(counts_obj, &counts, 8, 0, "counts") < 0
+        || get_buffer(lo_obj, &a_lo, 4, 0, "a_lo") < 0 || get_buffer(hi_obj, &a_hi, 4, 0, "a_hi") < 0
+        || get_buffer(out_obj, &out, 4, 1, "out") < 0) {
+        goto done;
+    }
+    Py_ssize_t n = hashes.view.len / 8, docs = counts.view.len / 8, perms = a_lo.view.len / 4;
+    const int64_t *count = counts.view.buf;
+    int64_t total = 0;
+    for (Py_ssize_t d = 0; d < docs; d++) {
+        if (count[d] < 0) {
+            total = -1;
+            break;
+        }
+        total += count[d];
+    }
+    if (perms < 1 || a_hi.view.len / 4 != perms || out.view.len / 4 != docs * perms || total != n) {
+        PyErr_SetString(PyExc_ValueError, "minhash_signatures: inconsistent sizes");
+        goto done;
+    }
+    int avx2 = 0;
+#if defined(__x86_64__)
+    avx2 = __builtin_cpu_supports("avx2");
+#endif
+    Py_BEGIN_ALLOW_THREADS
+    const uint64_t *x = hashes.view.buf;
+    for (Py_ssize_t d = 0; d < docs; d++) {
+        uint32_t *row = (uint32_t *)out.view.buf + d * perms;
+        if (count[d]) {
+#if defined(__x86_64__)
+            if (avx2) {
+                signature_avx2(x, count[d], a_lo.view.buf, a_hi.view.buf, perms, row);
+            } else
+#endif
+            {
+                signature_scalar(x, count[d], a_lo.view.buf, a_hi.view.buf, perms, row);
+            }
+        }
+        x += count[d];
+    }
+    Py_END_ALLOW_THREADS
+    (void)avx2;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    release(&hashes); release(&counts); release(&a_lo); release(&a_hi); release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"ngram_fractions", ngram_fractions, METH_VARARGS, ngram_fractions_doc},
     {"english_words", english_words, METH_VARARGS, english_words_doc},
@@ -1076,6 +1195,7 @@ static PyMethodDef methods[] = {
     {"line_statistics", line_statistics, METH_VARARGS, line_statistics_doc},
     {"normalize_texts", normalize_texts, METH_VARARGS, normalize_texts_doc},
     {"ascii_words", ascii_words, METH_VARARGS, ascii_words_doc},
+    {"minhash_signatures", minhash_signatures, METH_VARARGS, minhash_signatures_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,8 +13,8 @@ Hashing: a unit (character, or word as a polynomial of its codepoints) is a uint
 polynomial of its units; splitmix64 mixes it into x (for ``'auto'`` one pass of the compiled
 kernel, ``_kernels.script_shingles``, per batch). Permutation i maps x to
 ((a_i * x) mod 2^64) >> 32 with a random odd a_i (Dietzfelbinger's multiply-shift, universal), and
-the signature is the per-document minimum. One multiply per (shingle, permutation) cell is the
-whole inner loop; the shift commutes with the minimum, so it runs on the minima only. Band keys hash each band's rows with its band
+the signature is the per-document minimum (``_kernels.minhash_signatures``: the high half of the
+product in 32-bit lanes, eight permutations an AVX2 instruction). Band keys hash each band's rows with its band
 number, so one sorted uint64 array can index all bands.
 """
 
@@ -55,8 +55,6 @@ NGRAM_MULTIPLIERS = np.array(
     dtype=U64,
 )
 MAX_HASH = np.uint32(0xFFFFFFFF)
-# Work on at most this many (shingle, permutation) cells at once: bounds memory at ~8 bytes x this.
-CELLS_PER_CHUNK = 1 << 19
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -167,6 +165,8 @@ class MinHasher:
         self.cfg = cfg
         rng = np.random.default_rng(cfg.seed)
         self.a = rng.integers(0, 1 << 63, size=cfg.num_perm, dtype=np.uint64) * U64(2) + U64(1)
+        # The kernel's halves of each multiplier (it computes the high half of a * x mod 2^64 in 32-bit lanes).
+        self.a_lo, self.a_hi = (self.a & U64(0xFFFFFFFF)).astype(np.uint32), (self.a >> U64(32)).astype(np.uint32)
         self.band_salt = _mix64(np.arange(1, cfg.bands + 1, dtype=U64) * U64(0x9E3779B97F4A7C15))
         self.row_multipliers = _mix64(np.arange(1, cfg.rows + 1, dtype=U64) * U64(0xC2B2AE3D27D4EB4F)) | U64(1)
 
@@ -194,29 +194,8 @@ class MinHasher:
         kind = self.cfg.shingle
         if texts:
             hashes, counts = self.shingle_hashes(texts, kind)
-            self._minimum_per_doc(hashes, counts, out, np.arange(len(texts)))
+            _kernels.minhash_signatures(hashes, counts.astype(np.int64, copy=False), self.a_lo, self.a_hi, out)
         return Signatures(out, out[:, 0] != MAX_HASH if len(texts) else np.zeros(0, bool))
-
-    def _minimum_per_doc(self, hashes: np.ndarray, counts: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
-        # Permutation-major [num_perm, shingles] blocks: the per-document minimum runs along contiguous rows.
-        x = hashes.reshape(1, -1)
-        a = self.a.reshape(-1, 1)
-        ends = np.cumsum(counts)
-        doc = 0
-        max_shingles = max(CELLS_PER_CHUNK // self.cfg.num_perm, 1)
-        while doc < len(counts):
-            # A chunk of whole documents (a single huge document is processed alone).
-            first = doc
-            start = ends[doc] - counts[doc]
-            while doc < len(counts) and (ends[doc] - start <= max_shingles or doc == first):
-                doc += 1
-            chunk_counts = counts[first:doc]
-            block = x[:, start : ends[doc - 1]] * a
-            nonempty = chunk_counts > 0
-            if nonempty.any():
-                offsets = (np.cumsum(chunk_counts) - chunk_counts)[nonempty]
-                # ">> 32" is monotonic, so it commutes with the minimum: shift the few minima, not every cell.
-                out[rows[first:doc][nonempty]] = (np.minimum.reduceat(block, offsets, axis=1) >> U64(32)).T
 
     def band_keys(self, signatures: np.ndarray) -> np.ndarray:
         """[n_docs, bands] uint64 keys; equal key = equal band (same band number, same rows)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dmu_service.pipeline import _kernels
 from dmu_service.pipeline.config import DedupConfig
 from dmu_service.pipeline.dedup import Deduplicator, SortedKeyMap, estimated_jaccard
 from dmu_service.pipeline.minhash import MinHasher, script_shingle_hashes, shingles, units
@@ -29,6 +30,21 @@ def test_script_aware_units_within_one_document() -> None:
         hashes, counts = script_shingle_hashes(texts, ngram)
         assert counts.tolist() == [max(len(units(t, "auto")) - ngram + 1, 0) for t in texts]
         assert [len(set(h)) for h in np.split(hashes.tolist(), np.cumsum(counts)[:-1])] == [len(shingles(t, ngram=ngram)) for t in texts]
+
+
+def test_signatures_are_the_minima_of_the_multiply_shift_permutations() -> None:
+    """The kernel's signature (AVX2 lanes of 8 permutations and the scalar rest) equals numpy's
+    ((a * x) mod 2^64 >> 32).min over each document's shingles; a document without keeps its row."""
+    rng = np.random.default_rng(6)
+    for perms in (112, 13, 5):
+        hasher = MinHasher(DedupConfig(num_perm=perms, bands=1, rows=perms))
+        counts = rng.integers(0, 40, size=30)
+        hashes = rng.integers(0, 2**64 - 1, size=int(counts.sum()), dtype=np.uint64, endpoint=True)
+        out = np.full((counts.size, perms), 7, dtype=np.uint32)
+        _kernels.minhash_signatures(hashes, counts, hasher.a_lo, hasher.a_hi, out)
+        for row, doc_hashes in zip(out, np.split(hashes, np.cumsum(counts)[:-1])):
+            expected = ((hasher.a[:, None] * doc_hashes[None, :]) >> np.uint64(32)).min(axis=1) if doc_hashes.size else np.full(perms, 7)
+            assert row.tolist() == expected.tolist()
 
 
 def test_signature_agreement_estimates_jaccard() -> None:
