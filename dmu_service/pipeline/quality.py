@@ -68,12 +68,13 @@ def _words(text: str) -> list[str]:
 
 
 class Units:
-    """A document's units (words, or characters) as hashes and lengths, for the n-gram rules in numpy."""
+    """A document's units (words, or characters) as hashes and lengths, for the n-gram kernel."""
+
+    __slots__ = ("hashes", "lengths")
 
     def __init__(self, hashes: np.ndarray, lengths: np.ndarray):
         self.hashes = hashes
         self.lengths = lengths
-        self.total = int(lengths.sum())
 
     @classmethod
     def of_words(cls, words: list[str]) -> Units:
