@@ -50,27 +50,38 @@ def _table(form: str) -> tuple[np.ndarray, dict[int, str]]:
         parts = unicodedata.decomposition(ch).split()
         if len(parts) == 2 and not parts[0].startswith("<"):
             seconds.add(chr(int(parts[1], 16)))
-    flags = np.array([_space_flags(ch) for ch in bmp], dtype=np.uint8)
+    flags = _space_table().copy()
     changed: dict[int, str] = {}
     if form == "none":
         return flags, changed
     decomposition = "NFKD" if form == "NFKC" else "NFD"
-
-    def stable(ch: str) -> bool:
-        if ord(ch) > 0xFFFF or 0xD800 <= ord(ch) <= 0xDFFF or unicodedata.combining(ch) or ch in seconds:
-            return False
-        first = unicodedata.normalize(decomposition, ch)[0]
-        return unicodedata.normalize(form, ch) == ch and not unicodedata.combining(first) and first not in seconds
-
+    # Lone surrogates (U+D800-U+DFFF) are left to unicodedata: neither stable nor replaced.
+    normal = [ch if 0xD800 <= c <= 0xDFFF else unicodedata.normalize(form, ch) for c, ch in enumerate(bmp)]
+    stable = [
+        not (0xD800 <= c <= 0xDFFF or unicodedata.combining(ch) or ch in seconds or normal[c] != ch)
+        and not unicodedata.combining(first := unicodedata.normalize(decomposition, ch)[0])
+        and first not in seconds
+        for c, ch in enumerate(bmp)
+    ]
     for c, ch in enumerate(bmp):
-        normal = ch if 0xD800 <= c <= 0xDFFF else unicodedata.normalize(form, ch)  # lone surrogates: left to unicodedata
-        if not all(map(stable, normal)):
+        if not all(ord(p) <= 0xFFFF and stable[ord(p)] for p in normal[c]):
             flags[c] |= UNSAFE
-        elif normal != ch:
-            changed[c] = normal
+        elif normal[c] != ch:
+            changed[c] = normal[c]
             # What the passes after the normal form see is the normalized character.
-            flags[c] = CHANGED | np.bitwise_or.reduce([_space_flags(p) for p in normal])
+            flags[c] = CHANGED | np.bitwise_or.reduce([_space_flags(p) for p in normal[c]])
     return flags, changed
+
+
+@lru_cache(maxsize=1)
+def _space_table() -> np.ndarray:
+    """``_space_flags`` of every BMP codepoint, by the same regex and ``str.isspace`` over all of them at once."""
+    bmp = "".join(map(chr, range(0x10000)))
+    flags = ((chars.classes(np.arange(0x10000, dtype=np.uint32)) & chars.SPACE) != 0).astype(np.uint8) * OTHER_SPACE
+    flags[[ord(" "), ord("\n")]] = 0
+    flags[[ord(c) for c in "\t\u00a0\u3000"]] = TAB_LIKE
+    flags[[m.start() for m in _CONTROL.finditer(bmp)]] = CONTROL
+    return flags
 
 
 @cache
@@ -78,7 +89,7 @@ def _kernel_tables(form: str) -> tuple[np.ndarray, ...]:
     """What ``_kernels.normalize_texts`` reads: the normal form's flags, each character's own flags,
     str.isspace, and every CHANGED character's normal form as a range of one codepoint array."""
     form_flags, changed = _table(form)
-    char_flags = np.array([_space_flags(chr(c)) for c in range(0x10000)], dtype=np.uint8)
+    char_flags = _space_table()
     space = ((chars.classes(np.arange(0x10000, dtype=np.uint32)) & chars.SPACE) != 0).view(np.uint8)
     repl_start, repl_length = np.zeros(0x10000, dtype=np.uint32), np.zeros(0x10000, dtype=np.uint8)
     parts: list[int] = []

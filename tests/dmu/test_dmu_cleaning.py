@@ -68,6 +68,12 @@ def test_normalize() -> None:
     assert normalize("這個軟體很實用", traditional_to_simplified=True) == "这个软体很实用"
 
 
+def test_whitespace_and_control_table_equals_the_per_character_flags() -> None:
+    from dmu_service.pipeline.normalize import _space_flags, _space_table
+
+    assert _space_table().tolist() == [_space_flags(chr(c)) for c in range(0x10000)]
+
+
 def test_normalize_strips_every_line_as_str_strip_does() -> None:
     """The whole-text passes equal a line-by-line strip, whatever whitespace a line starts or ends with."""
     rng = random.Random(0)
