@@ -24,7 +24,8 @@ def document_id(run_id: int, file_index: int, record: int) -> str:
 def add_exclusions(*, session: Session, run_id: int, rows: list[dict]) -> None:
     """Bulk insert (file_index, record, rule, value, duplicate_of, language) rows; the caller commits."""
     if rows:
-        session.execute(insert(Exclusion), [{"run_id": run_id, **row} for row in rows])
+        # Core's executemany on the table (the ORM's bulk path costs ~10 us a row in Python).
+        session.execute(insert(Exclusion.__table__), [{"run_id": run_id, **row} for row in rows])
 
 
 def list_exclusions(
